@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * cowpunch: builds layered dm-snapshot disks for VMs and gives back the space
+ * their COW files no longer need.  Table-driven dispatch to agent/cmd-*.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "common/cleanup.h"
+
+static int cmd_version(int argc, char **argv);
+static void cmd_version_help(FILE *out);
+
+static const struct agent_command commands[] = {
+	/* Keep in the order a user meets them: inspect/reclaim, then the VM lifecycle. */
+	{ "version", "print the version", cmd_version, cmd_version_help },
+};
+
+void agent_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("cowpunch: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int agent_exit_code(int neg_errno)
+{
+	switch (-neg_errno) {
+	case 0:
+		return EXIT_OK;
+	case EBUSY:
+	case EWOULDBLOCK:
+		return EXIT_BUSY;
+	case EBADMSG:
+		return EXIT_INVALID;
+	default:
+		return EXIT_RUNTIME;
+	}
+}
+
+static void usage(FILE *out)
+{
+	fputs("Usage: cowpunch COMMAND [OPTIONS] ...\n"
+	      "\n"
+	      "Layered copy-on-write disks for hibernated VMs (dm-snapshot over a shared base\n"
+	      "image), and reclaim of the space their COW files no longer need.\n"
+	      "\n"
+	      "Commands:\n",
+	      out);
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fputs("\n"
+	      "Run 'cowpunch COMMAND --help' for a command's options.\n"
+	      "\n"
+	      "Exit status:\n"
+	      "  0  success\n"
+	      "  1  runtime error (I/O, kernel, memory)\n"
+	      "  2  usage error\n"
+	      "  3  invalid or damaged store, or base image mismatch: nothing was written\n"
+	      "  4  busy: the COW file is attached, open or locked\n"
+	      "  5  fs-aware reclaim refused as unsafe: nothing was written\n",
+	      out);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("cowpunch %s\n", COWPUNCH_VERSION);
+	return EXIT_OK;
+}
+
+static void cmd_version_help(FILE *out)
+{
+	fputs("Usage: cowpunch version\n\nPrints the version of cowpunch.\n", out);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		if (argc > 2 && strcmp(argv[1], "help") == 0) {
+			for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+				if (!strcmp(argv[2], commands[i].name)) {
+					commands[i].help(stdout);
+					return EXIT_OK;
+				}
+		}
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("cowpunch %s\n", COWPUNCH_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		if (strcmp(argv[1], commands[i].name) != 0)
+			continue;
+		for (int a = 2; a < argc; a++) {
+			if (!strcmp(argv[a], "--"))
+				break;
+			if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+				commands[i].help(stdout);
+				return EXIT_OK;
+			}
+		}
+		return commands[i].run(argc - 1, argv + 1);
+	}
+	agent_error("unknown command '%s' (see 'cowpunch --help')", argv[1]);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cowpunch needs to build and test, when any is missing.
+# Run by the Makefile; as root on a fresh Debian 12 it apt-get installs, otherwise it
+# names what is missing and fails.  Usage: scripts/deps.sh [build|test|vm|bench|all]
+set -euo pipefail
+
+build=(gcc make pkg-config libc6-dev libdevmapper-dev liburing-dev libaio-dev libext2fs-dev
+	libjson-c-dev)
+test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils)
+vm=(qemu-system-x86 busybox-static kmod cpio dmsetup e2fsprogs util-linux)
+bench=(fio time)
+
+want=()
+case "${1:-all}" in
+build) want=("${build[@]}") ;;
+test) want=("${build[@]}" "${test[@]}") ;;
+vm) want=("${build[@]}" "${vm[@]}") ;;
+bench) want=("${build[@]}" "${bench[@]}") ;;
+all) want=("${build[@]}" "${test[@]}" "${vm[@]}" "${bench[@]}") ;;
+*)
+	echo "usage: $0 [build|test|vm|bench|all]" >&2
+	exit 2
+	;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing Debian packages: ${missing[*]}" >&2
+	echo "deps: run as root, or: sudo apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
