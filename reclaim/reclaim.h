@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Zero-chunk (and fs-free-chunk) reclaim of a validated dm-snapshot COW file.
+ * See docs/reclaim.md.
+ *
+ * The engine is the only code that writes to a COW file, and it only punches
+ * whole data chunks the store lists.  Punching an all-zero chunk never changes
+ * what a reader of the snapshot sees, so a crash at any point leaves a valid store.
+ */
+#ifndef COWPUNCH_RECLAIM_RECLAIM_H
+#define COWPUNCH_RECLAIM_RECLAIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "reclaim/snapstore.h"
+
+enum reclaim_engine_kind {
+	RECLAIM_ENGINE_AUTO = 0, /* io_uring, else libaio, else sync */
+	RECLAIM_ENGINE_URING,
+	RECLAIM_ENGINE_AIO,
+	RECLAIM_ENGINE_SYNC,
+};
+
+/* "auto", "uring", "aio", "sync" <-> enum; parse returns -EINVAL on an unknown name. */
+int reclaim_engine_parse(const char *name, enum reclaim_engine_kind *ret);
+const char *reclaim_engine_name(enum reclaim_engine_kind kind);
+
+struct reclaim_opts {
+	enum reclaim_engine_kind engine;
+	bool dry_run;
+	/*
+	 * Optional: COW chunks to punch without reading them (bit c = COW chunk c),
+	 * geom.file_chunks bits, e.g. chunks whose origin range is free in the guest
+	 * filesystem.  Only bits that are also listed data chunks are honoured.
+	 */
+	const uint8_t *free_bitmap;
+	/* Optional progress callback, called at most a few times a second. */
+	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
+	void *progress_opaque;
+};
+
+struct reclaim_report {
+	uint64_t exceptions;
+	uint64_t chunk_bytes;
+	uint64_t chunks_scanned;   /* listed data chunks that held data and were read */
+	uint64_t zero_chunks;      /* listed data chunks found all zero (punched unless dry run) */
+	uint64_t hole_chunks;      /* listed data chunks already entirely holes */
+	uint64_t fs_free_chunks;   /* punched because free_bitmap said so (not read) */
+	uint64_t punched_ranges;   /* coalesced fallocate calls (would-be, in a dry run) */
+	uint64_t allocated_before; /* st_blocks * 512 before */
+	uint64_t allocated_after;  /* st_blocks * 512 after */
+	uint64_t reclaimed_bytes;  /* allocated_before - allocated_after */
+	uint64_t bytes_read;
+	double seconds;
+	enum reclaim_engine_kind engine; /* the engine actually used (never AUTO) */
+	bool dry_run;
+};
+
+/*
+ * Scans the listed data chunks of the COW file fd (opened O_RDWR, ideally
+ * O_DIRECT; the caller holds the lock and has checked nothing has it attached)
+ * and punches those that are all zero, plus those in opts->free_bitmap.
+ * info comes from snapstore_load() on the same fd.
+ * Returns 0 and fills *ret, or -errno (-ENOTSUP when a forced engine is unavailable).
+ */
+int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_opts *opts,
+		struct reclaim_report *ret);
+
+#endif
