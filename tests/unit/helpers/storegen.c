@@ -17,6 +17,8 @@
 #define SG_ENTRY  16u
 #define SG_PIECE  (1u << 20)
 
+static int read_or_zero(int fd, void *buf, size_t len, uint64_t off);
+
 static void put_le32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -225,6 +227,71 @@ int storegen_create(int fd, uint32_t chunk_sectors, bool metadata_holes, struct 
 	}
 	*ret = sg;
 	return 0;
+}
+
+int storegen_open(int fd, bool metadata_holes, struct storegen **ret)
+{
+	struct storegen *sg;
+	uint8_t hdr[16];
+	uint64_t max_new = 0;
+	struct stat st;
+	uint32_t cs;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+		return -EBADMSG;
+	cs = get_le32(hdr + 12);
+	if (get_le32(hdr) != SG_MAGIC || get_le32(hdr + 8) != 1 || cs < 8 || cs > (1u << 21) ||
+	    (cs & (cs - 1)))
+		return -EBADMSG;
+	sg = calloc(1, sizeof(*sg));
+	if (!sg)
+		return -ENOMEM;
+	sg->fd = fd;
+	sg->chunk_sectors = cs;
+	sg->chunk_bytes = (uint64_t)cs * SG_SECTOR;
+	sg->epa = sg->chunk_bytes / SG_ENTRY;
+	sg->metadata_holes = metadata_holes;
+	sg->size = (uint64_t)st.st_size;
+	if (posix_memalign((void **)&sg->buf, 4096, sg->chunk_bytes) != 0) {
+		free(sg);
+		return -ENOMEM;
+	}
+	for (;;) {
+		uint64_t off = storegen_area_offset(sg, sg->area);
+		bool ended = false;
+
+		r = -EBADMSG;
+		if (off + sg->chunk_bytes > sg->size)
+			goto fail;
+		r = read_or_zero(fd, sg->buf, sg->chunk_bytes, off);
+		if (r < 0)
+			goto fail;
+		for (sg->count = 0; sg->count < sg->epa; sg->count++) {
+			uint64_t nw = get_le64(sg->buf + sg->count * 16 + 8);
+
+			if (nw == 0) {
+				ended = true;
+				break;
+			}
+			if (nw > max_new)
+				max_new = nw;
+			sg->exceptions++;
+		}
+		if (ended)
+			break;
+		sg->area++;
+	}
+	sg->next_free = max_new ? max_new + 1 : 2;
+	while (is_meta(sg, sg->next_free))
+		sg->next_free++;
+	*ret = sg;
+	return 0;
+fail:
+	storegen_free(sg);
+	return r;
 }
 
 void storegen_free(struct storegen *sg)

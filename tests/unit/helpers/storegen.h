@@ -46,6 +46,14 @@ struct storegen {
 int storegen_create(int fd, uint32_t chunk_sectors, bool metadata_holes, struct storegen **ret);
 void storegen_free(struct storegen *sg);
 
+/*
+ * Opens an existing store in fd to add more to it: reads the header and the table
+ * as the kernel does and sets next_free, area, count, exceptions and size the way
+ * the kernel would after loading it.  Returns 0, -EBADMSG if the kernel would not
+ * load it, or -errno.
+ */
+int storegen_open(int fd, bool metadata_holes, struct storegen **ret);
+
 /* What a fill callback returns: write the buffer, or leave the chunk a hole (reads zeros). */
 enum { STOREGEN_DATA = 0, STOREGEN_HOLE = 1 };
 
