@@ -475,6 +475,29 @@ static void test_next_free_skips_metadata(void **state)
 	fx_free(f);
 }
 
+/* Listed chunks entirely in holes; a half-punched chunk still holds data. */
+static void test_hole_chunks(void **state)
+{
+	struct fixture *f = fx_new(32, true); /* 16 KiB chunks: whole fs blocks */
+	struct snapstore_info info;
+	uint64_t holes = 99, n;
+
+	for (uint64_t i = 0; i < 40; i++)
+		assert_int_equal(i % 4 == 0 ? storegen_add_buf(f->sg, i, NULL, &n)
+					    : storegen_add_pattern(f->sg, i, i, &n),
+				 0);
+	/* 10 hole chunks so far; punch all of chunk 3 (data) and half of chunk 4. */
+	assert_int_equal(storegen_punch(f->fd, 3 * 16384, 16384), 0);
+	assert_int_equal(storegen_punch(f->fd, 4 * 16384, 8192), 0);
+	/* Spare room past the store is a hole but not a listed chunk. */
+	assert_int_equal(storegen_set_size(f->sg, f->fd, 100 * 16384), 0);
+	expect_valid(f, &info);
+	assert_int_equal(snapstore_hole_chunks(f->fd, &info, &holes), 0);
+	assert_int_equal(holes, 11);
+	snapstore_info_free(&info);
+	fx_free(f);
+}
+
 static void test_callback_error_stops(void **state)
 {
 	struct fixture *f = fx_new(8, false);
@@ -647,6 +670,7 @@ int main(void)
 		cmocka_unit_test(test_valid_shapes),
 		cmocka_unit_test(test_valid_extra_room),
 		cmocka_unit_test(test_next_free_skips_metadata),
+		cmocka_unit_test(test_hole_chunks),
 		cmocka_unit_test(test_callback_error_stops),
 		cmocka_unit_test(test_odirect),
 		cmocka_unit_test(test_not_a_file),
