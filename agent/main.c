@@ -16,7 +16,7 @@ static void cmd_version_help(FILE *out);
 
 static const struct agent_command commands[] = {
 	/* Keep in the order a user meets them: inspect/reclaim, then the VM lifecycle. */
-	{ "version", "print the version", cmd_version, cmd_version_help },
+	{"version", "print the version", cmd_version, cmd_version_help},
 };
 
 void agent_error(const char *fmt, ...)
