@@ -548,18 +548,6 @@ static void test_not_a_file(void **state)
 
 /* ---- parsers over buffers ---- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static void test_parse_header_buf(void **state)
 {
 	uint8_t buf[8192] = {0};
@@ -567,10 +555,10 @@ static void test_parse_header_buf(void **state)
 	struct snapstore_geometry g;
 	struct snapstore_error err;
 
-	put32(buf, SNAPSTORE_MAGIC);
-	put32(buf + 4, 1);
-	put32(buf + 8, 1);
-	put32(buf + 12, 16);
+	storegen_put_le32(buf, SNAPSTORE_MAGIC);
+	storegen_put_le32(buf + 4, 1);
+	storegen_put_le32(buf + 8, 1);
+	storegen_put_le32(buf + 12, 16);
 	/* Only the 16 header bytes given. */
 	assert_int_equal(snapstore_parse_header(buf, 16, 1 << 20, &h, &g, &err), 0);
 	assert_int_equal(g.chunk_bytes, 8192);
@@ -578,7 +566,7 @@ static void test_parse_header_buf(void **state)
 	assert_int_equal(g.file_chunks, 128);
 	assert_int_equal(h.valid, 1);
 	/* valid is any non-zero value for the kernel. */
-	put32(buf + 4, 7);
+	storegen_put_le32(buf + 4, 7);
 	assert_int_equal(snapstore_parse_header(buf, sizeof(buf), 1 << 20, &h, &g, &err), 0);
 	assert_int_equal(h.valid, 7);
 	buf[5000] = 1;
@@ -588,7 +576,7 @@ static void test_parse_header_buf(void **state)
 	assert_int_equal(snapstore_parse_header(buf, 15, 1 << 20, &h, &g, &err), -EBADMSG);
 	assert_int_equal(snapstore_parse_header(buf, 16, 16383, &h, &g, &err), -EBADMSG);
 	assert_int_equal(err.offset, 16383);
-	put32(buf + 12, 3u << 3);
+	storegen_put_le32(buf + 12, 3u << 3);
 	assert_int_equal(snapstore_parse_header(buf, 16, 1 << 20, &h, &g, &err), -EBADMSG);
 	assert_int_equal(err.offset, 12);
 }
@@ -611,8 +599,8 @@ static void test_parse_area_buf(void **state)
 	assert_int_equal(a.count, 0);
 	assert_false(a.full);
 	for (int i = 0; i < 256; i++) {
-		put64(area + 16 * i, 5000 + i);
-		put64(area + 16 * i + 8, 2 + i);
+		storegen_put_le64(area + 16 * i, 5000 + i);
+		storegen_put_le64(area + 16 * i + 8, 2 + i);
 	}
 	assert_int_equal(snapstore_parse_area(area, sizeof(area), &g, 0, &a, count_cb, &n, &err),
 			 0);
@@ -620,12 +608,12 @@ static void test_parse_area_buf(void **state)
 	assert_true(a.full);
 	assert_int_equal(n, 256);
 	/* Area 2 lives at chunk 515: offsets are file offsets. */
-	put64(area + 16 * 9 + 8, 258);
+	storegen_put_le64(area + 16 * 9 + 8, 258);
 	assert_int_equal(snapstore_parse_area(area, sizeof(area), &g, 2, &a, NULL, NULL, &err),
 			 -EBADMSG);
 	assert_int_equal(err.offset, 515 * 4096 + 16 * 9 + 8);
-	put64(area + 16 * 9 + 8, 0);
-	put64(area + 16 * 9, 0);
+	storegen_put_le64(area + 16 * 9 + 8, 0);
+	storegen_put_le64(area + 16 * 9, 0);
 	assert_int_equal(snapstore_parse_area(area, sizeof(area), &g, 0, &a, NULL, NULL, &err),
 			 -EBADMSG);
 	assert_int_equal(err.offset, 4096 + 16 * 10);
