@@ -98,15 +98,15 @@ struct store {
 
 static void build(const char *dir, uint64_t seed, struct store *s)
 {
-	static const uint32_t sizes[] = { 8, 16, 32, 128 };
-	static const unsigned max_areas[] = { 6, 3, 2, 1 }; /* 128: under VIEW_BUDGET */
+	static const uint32_t sizes[] = {8, 16, 32, 128};
+	static const unsigned max_areas[] = {6, 3, 2, 1}; /* 128: under VIEW_BUDGET */
 	uint64_t x = seed * 0x9e3779b97f4a7c15ull | 1, n, span, mult, off, base_chunks;
 	unsigned si = (unsigned)(rnd(&x) % 4);
-	struct gen g = { .rng = rnd(&x) | 1 };
+	struct gen g = {.rng = rnd(&x) | 1};
 	struct storegen *sg;
 	uint8_t *buf;
 
-	*s = (struct store){ 0 };
+	*s = (struct store){0};
 	s->cow = rt_tmpfile(dir);
 	s->base = rt_tmpfile(dir);
 	assert_true(s->cow >= 0 && s->base >= 0);
@@ -173,9 +173,8 @@ static void build(const char *dir, uint64_t seed, struct store *s)
 			storegen_pattern(buf, s->cb, c);
 		else
 			memset(buf, 0, s->cb);
-		assert_int_equal(storegen_write_raw(s->cow, (s->first_unlisted + c) * s->cb, buf,
-						    s->cb),
-				 0);
+		assert_int_equal(
+			storegen_write_raw(s->cow, (s->first_unlisted + c) * s->cb, buf, s->cb), 0);
 	}
 	s->file_size = (uint64_t)lseek(s->cow, 0, SEEK_END);
 	if (rnd(&x) & 1) {
@@ -238,7 +237,8 @@ static uint64_t compare(const struct store *s, const struct state *a, const stru
 					 blk, c);
 			freed += a->map[blk] ? RT_BLOCK : 0;
 		} else if (a->map[blk] != b->map[blk]) {
-			fail_msg("block %" PRIu64 " (chunk %" PRIu64 ", kind %d) changed allocation",
+			fail_msg("block %" PRIu64 " (chunk %" PRIu64
+				 ", kind %d) changed allocation",
 				 blk, c, c < s->nkinds ? (int)s->kinds[c] : -1);
 		}
 	}
@@ -247,13 +247,11 @@ static uint64_t compare(const struct store *s, const struct state *a, const stru
 
 static void one_seed(const char *dir, uint64_t seed)
 {
-	static const enum reclaim_engine_kind engines[] = { RECLAIM_ENGINE_AUTO,
-							    RECLAIM_ENGINE_URING,
-							    RECLAIM_ENGINE_AIO,
-							    RECLAIM_ENGINE_SYNC };
-	static const uint32_t reads[] = { 0, 4096, 65536, 1u << 20, 4u << 20 };
+	static const enum reclaim_engine_kind engines[] = {
+		RECLAIM_ENGINE_AUTO, RECLAIM_ENGINE_URING, RECLAIM_ENGINE_AIO, RECLAIM_ENGINE_SYNC};
+	static const uint32_t reads[] = {0, 4096, 65536, 1u << 20, 4u << 20};
 	uint64_t x = seed * 0xd1b54a32d192ed03ull | 1;
-	struct reclaim_opts opts = { 0 };
+	struct reclaim_opts opts = {0};
 	struct snapstore_info info;
 	struct snapstore_error err;
 	struct reclaim_report rep;
@@ -330,7 +328,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_property),
 	};
-	const char *cand[] = { getenv("COWPUNCH_TEST_DIR"), "/tmp", "/dev/shm" };
+	const char *cand[] = {getenv("COWPUNCH_TEST_DIR"), "/tmp", "/dev/shm"};
 	size_t nd = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(cand) && nd < ARRAY_SIZE(dirs); i++) {
@@ -352,8 +350,8 @@ int main(void)
 	if (getenv("COWPUNCH_SEED")) {
 		seeds[nseeds++] = strtoull(getenv("COWPUNCH_SEED"), NULL, 0);
 	} else {
-		uint64_t n = getenv("COWPUNCH_SEEDS") ? strtoull(getenv("COWPUNCH_SEEDS"), NULL, 0)
-						      : 10;
+		uint64_t n =
+			getenv("COWPUNCH_SEEDS") ? strtoull(getenv("COWPUNCH_SEEDS"), NULL, 0) : 10;
 
 		for (uint64_t i = 1; i <= n && nseeds < ARRAY_SIZE(seeds) - 1; i++)
 			seeds[nseeds++] = i;
