@@ -283,7 +283,7 @@ int cmd_reclaim(int argc, char **argv)
 
 	r = snapstore_load(fd, &info, NULL, NULL, &err);
 	if (r == -EBADMSG) {
-		agent_error("%s: invalid store at offset %llu: %s; nothing written", a.path,
+		agent_error("%s: invalid store at byte %llu: %s; nothing written", a.path,
 			    (unsigned long long)err.offset, err.rule);
 		return EXIT_INVALID;
 	}
