@@ -17,7 +17,7 @@
 #include "reclaim/reclaim.h"
 
 #define IO_ALIGN    4096u
-#define PUNCH_BATCH 64u
+#define PUNCH_BATCH 256u
 /* A span never holds more chunks than this (4 MiB of 4 KiB chunks). */
 #define SPAN_MAX_CHUNKS 1024u
 
