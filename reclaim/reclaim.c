@@ -364,6 +364,7 @@ static bool read_from_cache(struct scan *s, struct span *sp)
 		return false;
 	sp->io.res = (int32_t)n;
 	sp->io.done = true;
+	s->rep->cached_bytes += sp->io.len;
 	return true;
 }
 

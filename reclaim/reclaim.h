@@ -65,6 +65,7 @@ struct reclaim_report {
 	uint64_t allocated_after;  /* st_blocks * 512 after */
 	uint64_t reclaimed_bytes;  /* allocated_before - allocated_after */
 	uint64_t bytes_read;
+	uint64_t cached_bytes; /* of bytes_read, copied from the page cache (already there) */
 	double seconds;
 	enum reclaim_engine_kind engine; /* the engine actually used (never AUTO) */
 	bool dry_run;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tests/unit/helpers/storegen.h"
@@ -131,6 +132,17 @@ static inline __attribute__((unused)) int rt_reopen(int fd, bool direct)
 	if (r < 0 && direct)
 		r = open(p, O_RDWR | O_CLOEXEC);
 	return r < 0 ? -errno : r;
+}
+
+/* True when the kernel has cachestat(2) (Linux 6.5). */
+static inline __attribute__((unused)) bool rt_has_cachestat(void)
+{
+	uint64_t range[2] = {0, 4096}, cs[5];
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	long r = syscall(451, fd, range, cs, 0);
+
+	close(fd);
+	return r == 0;
 }
 
 #endif

@@ -149,8 +149,13 @@ static void check_after(const struct fixture *f, const struct snapshot *before,
 	free(after.map);
 }
 
-static void run_case(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint64_t n,
-		     uint32_t read_bytes, bool direct, bool dry_run)
+/*
+ * direct: the engine reads with O_DIRECT, the page cache dropped first so that
+ * the engine really reads (a cached span is copied from the cache instead);
+ * cached: O_DIRECT fd but the file left in the cache (the cachestat path).
+ */
+static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint64_t n,
+			   uint32_t read_bytes, bool direct, bool cached, bool dry_run)
 {
 	struct reclaim_opts opts = {
 		.engine = kind, .dry_run = dry_run, .read_bytes = read_bytes, .queue_depth = 4};
@@ -163,7 +168,9 @@ static void run_case(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint
 
 	build(&f, chunk_sectors, n);
 	take(&f, &before);
-	fd = rt_reopen(f.fd, direct);
+	if (direct)
+		assert_int_equal(posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	fd = rt_reopen(f.fd, direct || cached);
 	assert_true(fd >= 0);
 	assert_int_equal(snapstore_load(fd, &info, NULL, NULL, &err), 0);
 	r = reclaim_run(fd, &info, &opts, &rep);
@@ -188,10 +195,21 @@ static void run_case(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint
 	assert_int_equal(rep.punched_ranges, f.ranges);
 	assert_int_equal(rep.fs_free_chunks, 0);
 	assert_true(rep.bytes_read >= rep.chunks_scanned * f.cb);
+	/* Dropped from the cache: the engine read everything (cachestat needs Linux 6.5). */
+	if (direct)
+		assert_int_equal(rep.cached_bytes, 0);
+	if (cached && rt_has_cachestat())
+		assert_int_equal(rep.cached_bytes, rep.bytes_read);
 	check_after(&f, &before, &rep, !dry_run);
 	free(before.map);
 	close(fd);
 	close(f.fd);
+}
+
+static void run_case(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint64_t n,
+		     uint32_t read_bytes, bool direct, bool dry_run)
+{
+	run_case_cache(kind, chunk_sectors, n, read_bytes, direct, false, dry_run);
 }
 
 static void test_uring(void **state)
@@ -228,6 +246,9 @@ static void test_chunk_larger_than_read(void **state)
 /* Small reads and a deep queue: many spans in flight, read across metadata gaps. */
 static void test_small_reads(void **state)
 {
+	/* Left in the page cache: spans are copied from it, not read from the device. */
+	run_case_cache(RECLAIM_ENGINE_URING, 8, 900, 65536, false, true, false);
+	run_case_cache(RECLAIM_ENGINE_AIO, 16, 700, 0, false, true, false);
 	run_case(RECLAIM_ENGINE_AUTO, 8, 900, 16384, true, false);
 }
 

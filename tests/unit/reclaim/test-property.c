@@ -265,6 +265,9 @@ static void one_seed(const char *dir, uint64_t seed)
 	opts.engine = engines[rnd(&x) % 4];
 	opts.read_bytes = reads[rnd(&x) % 5];
 	opts.queue_depth = (uint32_t)(1 + rnd(&x) % 32);
+	/* Half the time out of the page cache, so that the engine reads rather than the cache. */
+	if (rnd(&x) & 1)
+		assert_int_equal(posix_fadvise(s.cow, 0, 0, POSIX_FADV_DONTNEED), 0);
 	fd = rt_reopen(s.cow, rnd(&x) & 1);
 	assert_true(fd >= 0);
 	r = snapstore_load(fd, &info, NULL, NULL, &err);
