@@ -98,7 +98,7 @@ fi
 # --- host prerequisites ----------------------------------------------------------------------
 qemu=$(command -v qemu-system-x86_64 || true)
 [ -n "$qemu" ] || die "qemu-system-x86_64 not found: install qemu-system-x86 (scripts/deps.sh vm)"
-for t in busybox depmod modprobe cpio mkfs.ext4 debugfs dpkg apt-get ldd timeout "${guest_tools[@]}"; do
+for t in busybox depmod modprobe cpio mkfs.ext4 debugfs dpkg apt-get ldd timeout flock file xz "${guest_tools[@]}"; do
 	command -v "$t" >/dev/null || die "missing host tool $t (scripts/deps.sh vm installs it)"
 done
 busybox_bin=$(command -v busybox)
@@ -298,12 +298,17 @@ run_vm() {
 }
 
 declare -A kimage_of=() modcpio_of=()
+# The cache is shared by every worktree of the machine: one preparer at a time.
+exec 9>"$cache/.lock"
+flock 9
 for k in "${kernels[@]}"; do
 	prepare_kernel "$k"
 	kimage_of[$k]=$kimage
 	modcpio_of[$k]=$modcpio
 	say "kernel $k: $kver ($(basename "$kdir"))"
 done
+flock -u 9
+exec 9>&-
 build_userland
 t_prep=$(date +%s)
 
