@@ -16,6 +16,8 @@ static void cmd_version_help(FILE *out);
 
 static const struct agent_command commands[] = {
 	/* Keep in the order a user meets them: inspect/reclaim, then the VM lifecycle. */
+	{"inspect", "validate a COW file's exception store and describe it", cmd_inspect,
+	 cmd_inspect_help},
 	{"version", "print the version", cmd_version, cmd_version_help},
 };
 
