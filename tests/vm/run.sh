@@ -138,6 +138,15 @@ resolve_kernel() {
 	echo "$dep $ver"
 }
 
+# find_deb PKG VERSION: the downloaded .deb in the cache, if any (apt writes an epoch's ':' as %3a).
+find_deb() {
+	local f
+	for f in "$cache/debs/${1}_${2//:/%3a}_"*.deb; do
+		[ -e "$f" ] && echo "$f" && return
+	done
+	return 0
+}
+
 # prepare_kernel LABEL: unpacks the kernel into the cache, sets kdir, kver, kimage, modcpio.
 prepare_kernel() {
 	local label=$1 meta=${kernel_meta[$1]} pkg ver deb tree stamp
@@ -157,13 +166,14 @@ prepare_kernel() {
 	tree=$cache/kernels/${pkg}_$ver
 	stamp=$tree/.unpacked
 	if [ ! -e "$stamp" ]; then
-		deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | grep -F "_${ver//:/%3a}_" | head -n1 || true)
+		deb=$(find_deb "$pkg" "$ver")
 		if [ -z "$deb" ]; then
 			say "downloading $pkg $ver"
 			# Exactly one package=version: a glob would fetch dozens of kernels.
 			(cd "$cache/debs" && apt-get download -q "$pkg=$ver" >&2) ||
 				die "apt-get download $pkg=$ver failed"
-			deb=$(ls "$cache/debs/${pkg}_"*.deb | grep -F "_${ver//:/%3a}_" | head -n1)
+			deb=$(find_deb "$pkg" "$ver")
+			[ -n "$deb" ] || die "apt-get download left no ${pkg}_${ver}_*.deb in $cache/debs"
 		fi
 		rm -rf "$tree"
 		mkdir -p "$tree"
@@ -337,7 +347,11 @@ for k in "${kernels[@]}"; do
 	elif [ -z "$done_line" ]; then
 		why="VM ended without the VMTEST-DONE marker (qemu exit $qrc; kernel panic or crash?)"
 	fi
-	[ -z "$why" ] || say "$k: $why; console log: $logdir/$k-console.log"
+	if [ -n "$why" ]; then
+		say "$k: $why; console log: $logdir/$k-console.log"
+		# QEMU's own complaint, if any (no firmware, accelerator refused, ...).
+		[ ! -s "$d/qemu.log" ] || sed 's/^/    qemu: /' "$d/qemu.log" | tail -n 10
+	fi
 	for n in "${scen_names[@]}"; do
 		r=$(awk -v n="$n" '$1 == n { print $2, $3, $4 }' "$d/out/results" 2>/dev/null | tail -n1)
 		read -r status src secs <<<"${r:-missing - -}"
