@@ -32,5 +32,17 @@ void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int agent_exit_code(int neg_errno);
 
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
+int cmd_create(int argc, char **argv);
+void cmd_create_help(FILE *out);
+int cmd_attach(int argc, char **argv);
+void cmd_attach_help(FILE *out);
+int cmd_detach(int argc, char **argv);
+void cmd_detach_help(FILE *out);
+int cmd_destroy(int argc, char **argv);
+void cmd_destroy_help(FILE *out);
+int cmd_list(int argc, char **argv);
+void cmd_list_help(FILE *out);
+int cmd_status(int argc, char **argv);
+void cmd_status_help(FILE *out);
 
 #endif

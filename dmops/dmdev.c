@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
+#include <stdarg.h>
 #include <libdevmapper.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,7 +46,28 @@ bool dmops_udev_running(void)
 	return errno == EAGAIN || errno == EINPROGRESS; /* alive, just busy */
 }
 
-/* Decides udev sync once per process, before the first dm call. */
+static char dmops_last_msg[256];
+
+const char *dmops_last_error(void)
+{
+	return dmops_last_msg;
+}
+
+/* libdm logs to stderr by default; a library must not print, so keep the last error. */
+__attribute__((format(printf, 5, 6))) static void dmops_log(int level, const char *file, int line,
+							     int dm_errno_or_class, const char *f,
+							     ...)
+{
+	va_list ap;
+
+	if ((level & 7) > 3) /* above _LOG_ERR: notices and debug */
+		return;
+	va_start(ap, f);
+	vsnprintf(dmops_last_msg, sizeof(dmops_last_msg), f, ap);
+	va_end(ap);
+}
+
+/* Decides udev sync and logging once per process, before the first dm call. */
 static void dmops_udev_setup(void)
 {
 	static bool done;
@@ -53,6 +75,7 @@ static void dmops_udev_setup(void)
 	if (done)
 		return;
 	done = true;
+	dm_log_with_errno_init(dmops_log);
 	dm_udev_set_sync_support(dmops_udev_running() ? 1 : 0);
 }
 

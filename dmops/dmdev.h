@@ -36,6 +36,9 @@ struct dmops_snapshot_status {
 /* Where udev control lives ("/run/udev/control"; tests point elsewhere). */
 extern const char *dmops_udev_control;
 
+/* The last error libdevmapper reported in this process ("" if none). */
+const char *dmops_last_error(void);
+
 /* True when a udev daemon accepts connections on dmops_udev_control. */
 bool dmops_udev_running(void);
 

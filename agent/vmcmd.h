@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What the VM lifecycle subcommands share: ID checks, loading a record under
+ * the VM's lock, attach (with the base identity check) and detach.  Every
+ * function here prints its own error once and returns an exit code.
+ */
+#ifndef COWPUNCH_AGENT_VMCMD_H
+#define COWPUNCH_AGENT_VMCMD_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "agent/vmstore.h"
+#include "dmops/vmdisk.h"
+
+struct vmcmd {
+	const char *state;
+	const char *id;
+	int lock_fd;
+	char *cow_path;
+	struct vmstore_record rec;
+};
+
+/* Help text shared by every VM subcommand (the --state-dir option). */
+void vmcmd_help_state_dir(FILE *out);
+
+/* EXIT_OK when id is a valid VM ID, else prints why and returns EXIT_USAGE. */
+int vmcmd_check_id(const char *id);
+
+/*
+ * Takes the VM's lock (when lock) and loads its record.  Returns EXIT_OK with
+ * *c filled (release with vmcmd_close()), EXIT_BUSY when locked, EXIT_INVALID
+ * on a damaged record, EXIT_RUNTIME when there is no such VM.
+ */
+int vmcmd_open(const char *state, const char *id, bool lock, struct vmcmd *c);
+void vmcmd_close(struct vmcmd *c);
+
+/*
+ * Attaches the VM: refuses (EXIT_INVALID) when the base image no longer has the
+ * recorded identity, builds the devices under the host loop lock, records the
+ * attach time.  Returns an exit code; *ret filled on EXIT_OK.
+ */
+int vmcmd_attach(struct vmcmd *c, struct vmdisk_attached *ret);
+
+/* Detaches (EXIT_BUSY while the overlay is open) and records the time. */
+int vmcmd_detach(struct vmcmd *c);
+
+/* Saves the record; prints on failure.  Returns an exit code. */
+int vmcmd_save(struct vmcmd *c);
+
+/*
+ * Describes a VM as a JSON object (record, kernel state, COW allocation): the
+ * one source for 'list' and 'status', text and --json.  "attached" is null
+ * (and "dm_error" set) when device-mapper cannot be asked.  NULL on no memory.
+ */
+struct json_object *vmcmd_describe(const struct vmcmd *c);
+
+/* Path of the discard tail file (a sparse zero file shared by every VM). */
+char *vmcmd_tail_path(const char *state);
+
+#endif
