@@ -12,17 +12,17 @@
 enum {
 	EXIT_OK = 0,
 	EXIT_RUNTIME = 1, /* I/O error, kernel refused, out of memory */
-	EXIT_USAGE = 2,   /* bad command line */
+	EXIT_USAGE = 2,	  /* bad command line */
 	EXIT_INVALID = 3, /* invalid or damaged store, base mismatch: nothing written */
-	EXIT_BUSY = 4,    /* attached, open or locked */
+	EXIT_BUSY = 4,	  /* attached, open or locked */
 	EXIT_UNSAFE = 5,  /* fs-aware reclaim refused as unsafe: nothing written */
 };
 
 struct agent_command {
 	const char *name;
-	const char *summary; /* one line, for `cowpunch --help` */
+	const char *summary;		   /* one line, for `cowpunch --help` */
 	int (*run)(int argc, char **argv); /* argv[0] is the subcommand; returns an exit code */
-	void (*help)(FILE *out);           /* full help for `cowpunch CMD --help` */
+	void (*help)(FILE *out);	   /* full help for `cowpunch CMD --help` */
 };
 
 /* Prints "cowpunch: " + message + "\n" to stderr.  The one place errors are printed. */
