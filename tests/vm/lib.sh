@@ -1,0 +1,208 @@
+# shellcheck shell=sh
+# Library for tests/vm/scenarios/*.sh, sourced by the guest /init before each scenario, which then
+# runs under `set -e` in busybox ash.  Documented in docs/testing.md.
+#
+# Environment given to every scenario:
+#   SCENARIO  its name (NN-name)        KERNEL   uname -r of the guest
+#   WORK      scratch dir on the ext4 data disk (emptied before and after the scenario)
+#   TMPWORK   scratch dir on a guest tmpfs (256 MiB shared)
+#   IN        host-made inputs: a copy of tests/vm/scenarios/NN-name.d/ (may be empty)
+#   OUT       files left here come back to the host in build/vm/KERNEL/out/NN-name/
+# The data disk is ext4 with 4 KiB blocks, so COW files there behave like on a host.
+
+# Busybox ash runs its own applets before searching $PATH; these call the real tools.
+dmsetup() { /usr/sbin/dmsetup "$@"; }
+losetup() { /usr/sbin/losetup "$@"; }
+blkdiscard() { /usr/sbin/blkdiscard "$@"; }
+blockdev() { /usr/sbin/blockdev "$@"; }
+fsfreeze() { /usr/sbin/fsfreeze "$@"; }
+fstrim() { /usr/sbin/fstrim "$@"; }
+mkfs_ext4() { /usr/sbin/mke2fs -t ext4 "$@"; }
+e2fsck() { /usr/sbin/e2fsck "$@"; }
+debugfs() { /usr/sbin/debugfs "$@"; }
+dumpe2fs() { /usr/sbin/dumpe2fs "$@"; }
+fallocate() { /usr/bin/fallocate "$@"; }
+sha256sum() { /usr/bin/sha256sum "$@"; }
+truncate() { /usr/bin/truncate "$@"; }
+stat() { /usr/bin/stat "$@"; }
+dd() { /usr/bin/dd "$@"; }
+cmp() { /usr/bin/cmp "$@"; }
+od() { /usr/bin/od "$@"; }
+
+export DM_DISABLE_UDEV=1
+
+log() { echo "[$SCENARIO] $*"; }
+
+# fail MSG: the scenario fails with MSG.
+fail() {
+	echo "[$SCENARIO] FAIL: $*" >&2
+	exit 1
+}
+
+# skip REASON: the scenario is reported as skipped, with REASON.  Only for a real inability to
+# run (say, a kernel without a feature); never to hide a failure.
+skip() {
+	echo "[$SCENARIO] SKIP: $*"
+	exit 77
+}
+
+# assert_eq EXPECTED ACTUAL WHAT
+assert_eq() {
+	[ "$1" = "$2" ] || fail "$3: expected '$1', got '$2'"
+	log "ok: $3 = $2"
+}
+
+# assert_ne UNEXPECTED ACTUAL WHAT
+assert_ne() {
+	[ "$1" != "$2" ] || fail "$3: must not be '$1'"
+	log "ok: $3 = $2 (not $1)"
+}
+
+# assert_rc EXPECTED_EXIT CMD ARGS...: runs CMD (its output shown), checks its exit status.
+assert_rc() {
+	_want=$1
+	shift
+	_rc=0
+	"$@" || _rc=$?
+	[ "$_rc" = "$_want" ] || fail "'$*' exited $_rc, expected $_want"
+	log "ok: '$*' exited $_rc"
+}
+
+# sha256 PATH: hex sha256 of a file or a whole block device.
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# blocks FILE: st_blocks (512-byte units) of FILE.
+blocks() { stat -c %b "$1"; }
+
+# file_size FILE: st_size in bytes.
+file_size() { stat -c %s "$1"; }
+
+# dev_sectors DEV: size of a block device in 512-byte sectors.
+dev_sectors() { blockdev --getsz "$1"; }
+
+# random_file PATH MIB: PATH filled with MIB MiB of random bytes.
+random_file() { dd if=/dev/urandom of="$1" bs=1M count="$2" status=none; }
+
+# make_base_image PATH MIB [ext4]: a base image of MIB MiB of random data, or with "ext4" an
+# ext4 file system (4 KiB blocks) holding a few files of random data.
+make_base_image() {
+	if [ "${3:-}" = ext4 ]; then
+		truncate -s "${2}M" "$1"
+		mkdir -p "$TMPWORK/base-files"
+		dd if=/dev/urandom of="$TMPWORK/base-files/a" bs=64K count=8 status=none
+		dd if=/dev/urandom of="$TMPWORK/base-files/b" bs=64K count=3 status=none
+		echo "base image of $SCENARIO" >"$TMPWORK/base-files/README"
+		mkfs_ext4 -q -F -b 4096 -E lazy_itable_init=0,lazy_journal_init=0 \
+			-d "$TMPWORK/base-files" "$1"
+		rm -rf "$TMPWORK/base-files"
+	else
+		random_file "$1" "$2"
+	fi
+}
+
+# write_chunk DEV INDEX CHUNK_BYTES [SOURCE]: writes one chunk (O_DIRECT) at chunk INDEX from
+# SOURCE (default /dev/urandom).
+write_chunk() {
+	dd if="${4:-/dev/urandom}" of="$1" bs="$3" seek="$2" count=1 oflag=direct conv=notrunc \
+		status=none
+}
+
+# loop_attach FILE [ro]: attaches FILE to a free loop device, prints the device.
+loop_attach() {
+	if [ "${2:-}" = ro ]; then
+		losetup -f --show -r "$1"
+	else
+		losetup -f --show "$1"
+	fi
+}
+
+# loop_detach_file FILE: detaches every loop device backed by FILE.
+loop_detach_file() {
+	for _l in $(losetup -j "$1" -O NAME -n 2>/dev/null); do losetup -d "$_l"; done
+}
+
+# layered_create ID BASE_IMG COW_FILE OVERLAY_SECTORS [CHUNK_SECTORS [FEATURE...]]
+# The project's layered disk (README, dm-facts.md section 2):
+#   base-ID    = linear over a read-only loop of BASE_IMG, then `zero` up to OVERLAY_SECTORS
+#   overlay-ID = snapshot of base-ID, persistent store P on a loop of COW_FILE
+# FEATURE args (e.g. discard_zeroes_cow) are appended as snapshot feature arguments.
+# Prints /dev/mapper/overlay-ID.  COW_FILE must exist (a sparse file from truncate).
+layered_create() {
+	_id=$1 _base=$2 _cow=$3 _osz=$4 _chunk=${5:-8}
+	shift 4
+	if [ $# -gt 0 ]; then shift; fi
+	_bl=$(loop_attach "$_base" ro)
+	_cl=$(loop_attach "$_cow")
+	_bsz=$(dev_sectors "$_bl")
+	if [ "$_osz" -gt "$_bsz" ]; then
+		printf '0 %s linear %s 0\n%s %s zero\n' "$_bsz" "$_bl" "$_bsz" $((_osz - _bsz)) |
+			dmsetup create "base-$_id" >&2
+	else
+		echo "0 $_osz linear $_bl 0" | dmsetup create "base-$_id" >&2
+	fi
+	_feat=""
+	[ $# -eq 0 ] || _feat=" $# $*"
+	echo "0 $_osz snapshot /dev/mapper/base-$_id $_cl P $_chunk$_feat" |
+		dmsetup create "overlay-$_id" >&2
+	echo "/dev/mapper/overlay-$_id"
+}
+
+# layered_remove ID BASE_IMG COW_FILE: removes overlay-ID and base-ID, detaches their loops.
+layered_remove() {
+	dmsetup remove "overlay-$1"
+	dmsetup remove "base-$1"
+	loop_detach_file "$3"
+	loop_detach_file "$2"
+}
+
+# snap_status DEV: prints "ALLOC TOTAL META" (sectors) from `dmsetup status` of a snapshot;
+# fails if the snapshot is Invalid or Overflow.
+snap_status() {
+	_s=$(dmsetup status "$1")
+	case $_s in
+	*snapshot\ */*) echo "$_s" | awk '{ split($4, a, "/"); print a[1], a[2], $5 }' ;;
+	*) fail "snapshot $1 status: $_s" ;;
+	esac
+}
+
+# snap_exceptions DEV CHUNK_SECTORS: exceptions the kernel holds, from `dmsetup status`:
+# (alloc - meta) / chunk (alloc and meta both count the header and the metadata areas).
+snap_exceptions() {
+	snap_status "$1" | awk -v c="$2" '{ print ($1 - $3) / c }'
+}
+
+# json_get JSON_FILE JQ_PATH: one value from a JSON file (jq -r).
+json_get() { /usr/bin/jq -r "$2" "$1"; }
+
+# cowpunch_has SUBCOMMAND: true when build/cowpunch knows SUBCOMMAND.
+cowpunch_has() { cowpunch "$1" --help >/dev/null 2>&1; }
+
+# need_cowpunch SUBCOMMAND...: skips the scenario when a subcommand is not built yet (issue 2).
+need_cowpunch() {
+	for _c in "$@"; do
+		cowpunch_has "$_c" || skip "cowpunch $_c is not implemented in this build"
+	done
+}
+
+# area_entry COW CHUNK_BYTES AREA_CHUNK INDEX: prints "OLD NEW" of exception entry INDEX in the
+# metadata area at chunk AREA_CHUNK (decimal, from the raw bytes: independent of cowpunch).
+area_entry() {
+	od -A n -t u8 -j $(($3 * $2 + $4 * 16)) -N 16 "$1" | awk '{ print $1, $2 }'
+}
+
+# pending_cowpunch SUBCOMMAND: true when SUBCOMMAND is missing; remembers it for finish.
+# A scenario runs its dmsetup parts always and its cowpunch parts only when built:
+#   if ! pending_cowpunch inspect; then ...checks with cowpunch inspect...; fi
+#   finish
+pending_cowpunch() {
+	cowpunch_has "$1" && return 1
+	case " ${_pending:-} " in *" $1 "*) ;; *) _pending="${_pending:-} $1" ;; esac
+	log "cowpunch $1 is not built yet: its checks are left out"
+	return 0
+}
+
+# finish: end of a scenario using pending_cowpunch: skip when parts were left out, else pass.
+finish() {
+	[ -z "${_pending:-}" ] || skip "dm parts passed; not built yet:${_pending}"
+	log "all checks passed"
+}

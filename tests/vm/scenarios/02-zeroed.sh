@@ -1,0 +1,58 @@
+# Zeroed data: random data written through the overlay, part of it then overwritten with zeros
+# (a run and scattered chunks), tear down, `cowpunch reclaim`: st_blocks of the COW file must drop
+# by exactly the zeroed chunks, the store must stay valid with every exception, and after
+# re-attach the overlay must read the same.
+base=$WORK/base.img cow=$WORK/cow
+make_base_image "$base" 8
+truncate -s 24M "$cow"
+sectors=$((16 * 2048)) # 16 MiB: 8 MiB base + 8 MiB zero tail
+dev=$(layered_create z2 "$base" "$cow" "$sectors" 8)
+
+# 2048 chunks of random data from 4 MiB to 12 MiB (base area and zero tail).
+dd if=/dev/urandom of="$dev" bs=4096 seek=1024 count=2048 oflag=direct conv=notrunc status=none
+# Zeros: a run of 300 chunks, and every 7th chunk of 1500..2999 outside it (1024+ relative).
+dd if=/dev/zero of="$dev" bs=4096 seek=1200 count=300 oflag=direct conv=notrunc status=none
+zeroed=300
+i=1500
+while [ $i -lt 3000 ]; do
+	write_chunk "$dev" "$i" 4096 /dev/zero
+	zeroed=$((zeroed + 1))
+	i=$((i + 7))
+done
+# A partly zeroed chunk is not a zero chunk: it must stay.
+dd if=/dev/zero of="$dev" bs=512 seek=$((3001 * 8)) count=7 oflag=direct conv=notrunc status=none
+sync
+want=$(sha256 "$dev")
+exc=$(snap_exceptions "$dev" 8)
+assert_eq 2048 "$exc" "exceptions the kernel reports"
+layered_remove z2 "$base" "$cow"
+log "$zeroed chunks zeroed of $exc"
+
+if ! pending_cowpunch reclaim; then
+	before=$(blocks "$cow")
+	cowpunch reclaim --dry-run --json "$cow" >"$OUT/dry-run.json"
+	assert_eq "$before" "$(blocks "$cow")" "st_blocks after --dry-run"
+	assert_eq "$zeroed" "$(json_get "$OUT/dry-run.json" .zero_chunks)" "dry-run zero_chunks"
+	cowpunch reclaim --json "$cow" >"$OUT/reclaim.json"
+	cat "$OUT/reclaim.json"
+	after=$(blocks "$cow")
+	log "st_blocks $before -> $after"
+	assert_eq "$exc" "$(json_get "$OUT/reclaim.json" .exceptions)" "reclaim exceptions"
+	assert_eq "$zeroed" "$(json_get "$OUT/reclaim.json" .zero_chunks)" "reclaim zero_chunks"
+	assert_eq $((zeroed * 8)) $((before - after)) "st_blocks drop (sectors)"
+	assert_eq $((zeroed * 4096)) "$(json_get "$OUT/reclaim.json" .reclaimed_bytes)" "reclaimed_bytes"
+	# A second run finds nothing left to punch.
+	cowpunch reclaim --json "$cow" >"$OUT/reclaim2.json"
+	assert_eq 0 "$(json_get "$OUT/reclaim2.json" .reclaimed_bytes)" "second reclaim reclaimed_bytes"
+	assert_eq "$after" "$(blocks "$cow")" "st_blocks after a second reclaim"
+fi
+if ! pending_cowpunch inspect; then
+	cowpunch inspect --json "$cow" >"$OUT/inspect.json"
+	assert_eq "$exc" "$(json_get "$OUT/inspect.json" .exceptions)" "inspect exceptions after reclaim"
+fi
+
+dev=$(layered_create z2 "$base" "$cow" "$sectors" 8)
+assert_eq "$exc" "$(snap_exceptions "$dev" 8)" "exceptions after re-attach"
+assert_eq "$want" "$(sha256 "$dev")" "overlay sha256 after re-attach"
+layered_remove z2 "$base" "$cow"
+finish
