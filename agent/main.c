@@ -16,6 +16,8 @@ static void cmd_version_help(FILE *out);
 
 static const struct agent_command commands[] = {
 	/* Keep in the order a user meets them: inspect/reclaim, then the VM lifecycle. */
+	{ "reclaim", "punch the all-zero data chunks out of a COW file", cmd_reclaim,
+	  cmd_reclaim_help },
 	{ "create", "create a VM's layered disk and attach it", cmd_create, cmd_create_help },
 	{ "attach", "build a VM's devices from its record", cmd_attach, cmd_attach_help },
 	{ "detach", "tear down a VM's devices (hibernate)", cmd_detach, cmd_detach_help },

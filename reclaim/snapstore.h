@@ -8,8 +8,10 @@
  *  - snapstore_load(), which streams a COW file area by area, validates every rule
  *    and returns a summary plus a bitmap of the COW chunks the store lists as data.
  *
- * Memory: one metadata area, one bit per COW chunk, one bit per origin chunk
- * up to the highest old_chunk (duplicate detection); never a list of exceptions.
+ * Memory: one read buffer (at most 1 MiB, whatever the chunk size), one bit per COW
+ * chunk, and a hashed bitmap of the origin chunks seen (duplicate detection) whose
+ * size follows the number of exceptions, never the value of old_chunk; never a list
+ * of exceptions.
  */
 #ifndef COWPUNCH_RECLAIM_SNAPSTORE_H
 #define COWPUNCH_RECLAIM_SNAPSTORE_H
@@ -105,7 +107,8 @@ struct snapstore_info {
  * bad magic/version/chunk size, valid == 0, short file, entries out of range,
  * pointing at metadata or the header, duplicate new_chunk or old_chunk, non-zero
  * bytes after the terminator, a full last area with no next area.
- * If cb is not NULL it is called for every exception in store order.
+ * If cb is not NULL it is called for every exception in store order, as soon as
+ * that entry is validated: on a later refusal the caller must drop what it got.
  * Returns 0 and fills *ret (free with snapstore_info_free), -EBADMSG, or -errno on I/O.
  */
 int snapstore_load(int fd, struct snapstore_info *ret,
