@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "agent/vmcmd.h"
 #include "common/cleanup.h"
+#include "reclaim/reclaim.h"
 
 /* The discard tail: large enough for any VM, costs nothing (sparse). */
 #define VMCMD_TAIL_BYTES (8ULL << 40)
@@ -329,4 +330,55 @@ json_object *vmcmd_describe(const struct vmcmd *c)
 	} else
 		json_object_object_add(o, "last_reclaim", NULL);
 	return o;
+}
+
+int vmcmd_open_for_reclaim(const char *state, const char *arg, struct vmcmd *c, bool *ret_is_vm)
+{
+	_cleanup_free_ char *rec = NULL;
+	struct vmdisk_state st;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->lock_fd = -1;
+	*ret_is_vm = false;
+	if (strchr(arg, '/') || !vmstore_id_valid(arg))
+		return EXIT_OK;
+	rec = vmstore_path(state, arg, "vm.json");
+	if (!rec || access(rec, F_OK) < 0)
+		return EXIT_OK;
+	r = vmcmd_open(state, arg, true, c);
+	if (r != EXIT_OK)
+		return r;
+	r = vmdisk_get_state(c->id, &st);
+	if (r < 0) {
+		agent_error("VM '%s': cannot tell whether it is attached: %s; not touched", c->id,
+			    vmcmd_errstr(r));
+		vmcmd_close(c);
+		return EXIT_RUNTIME;
+	}
+	if (st.attached || st.base_exists) {
+		agent_error("VM '%s' is attached (/dev/mapper/overlay-%s): busy, not touched "
+			    "(cowpunch detach %s first)",
+			    c->id, c->id, c->id);
+		vmcmd_close(c);
+		return EXIT_BUSY;
+	}
+	*ret_is_vm = true;
+	return EXIT_OK;
+}
+
+int vmcmd_record_reclaim(struct vmcmd *c, const struct reclaim_report *rep)
+{
+	if (rep->dry_run)
+		return EXIT_OK;
+	c->rec.last_reclaim = (struct vmstore_reclaim){
+		.present = true,
+		.time = time(NULL),
+		.exit_code = EXIT_OK,
+		.reclaimed_bytes = rep->reclaimed_bytes,
+		.allocated_before = rep->allocated_before,
+		.allocated_after = rep->allocated_after,
+		.seconds = rep->seconds,
+	};
+	return vmcmd_save(c);
 }

@@ -55,6 +55,18 @@ int vmcmd_save(struct vmcmd *c);
  */
 struct json_object *vmcmd_describe(const struct vmcmd *c);
 
+/*
+ * For `cowpunch reclaim ID`: when arg names a VM in state (no '/', and
+ * STATE/arg/vm.json exists), takes its lock, refuses while it is attached
+ * (EXIT_BUSY) and sets *ret_is_vm; c->cow_path is then the file to reclaim.
+ * Otherwise returns EXIT_OK with *ret_is_vm false (arg is a COW path).
+ */
+int vmcmd_open_for_reclaim(const char *state, const char *arg, struct vmcmd *c, bool *ret_is_vm);
+
+/* Records a finished reclaim in the VM's record (prints on failure). */
+struct reclaim_report;
+int vmcmd_record_reclaim(struct vmcmd *c, const struct reclaim_report *rep);
+
 /* Path of the discard tail file (a sparse zero file shared by every VM). */
 char *vmcmd_tail_path(const char *state);
 

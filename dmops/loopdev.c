@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "dmops/loopdev.h"
+#include "dmops/loopscan.h"
 
 /* A lost race costs one retry; 64 losers in a row means something else is wrong. */
 #define LOOPDEV_ATTACH_TRIES 64
@@ -140,36 +140,41 @@ static int loopdev_serves(int fd, dev_t dev, ino_t ino, uint32_t *ret_flags)
 
 int loopdev_find(dev_t dev, ino_t ino, struct loopdev *ret)
 {
-	DIR *d = opendir(loopdev_dev_dir);
-	struct dirent *de;
-	int r = 0;
-
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
+	/* The loop found may be unbound before we open it: look again, a few times. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		char name[LOOPDEV_PATH_MAX];
 		struct loopdev lo;
+		const char *digits;
 		char *end;
 		long index;
+		int r;
 
-		if (strncmp(de->d_name, "loop", 4) != 0 || !de->d_name[4])
-			continue;
+		r = loopdev_find_backing(dev, ino, name, sizeof(name));
+		if (r <= 0)
+			return r;
+		digits = strrchr(name, '/');
+		digits = digits ? digits + 1 : name;
+		if (strncmp(digits, "loop", 4) != 0)
+			return -EINVAL;
 		errno = 0;
-		index = strtol(de->d_name + 4, &end, 10);
+		index = strtol(digits + 4, &end, 10);
 		if (*end || errno || index < 0 || index > INT_MAX)
+			return -EINVAL;
+		r = loopdev_open_index((int)index, O_RDONLY, &lo);
+		if (r == -ENOENT || r == -ENXIO)
 			continue;
-		if (loopdev_open_index((int)index, O_RDONLY, &lo) < 0)
-			continue; /* removed meanwhile, or not a block device we may open */
+		if (r < 0)
+			return r;
 		r = loopdev_serves(lo.fd, dev, ino, &lo.flags);
 		if (r == 1) {
 			*ret = lo;
-			break;
+			return 1;
 		}
 		close(lo.fd);
 		if (r < 0)
-			break;
+			return r;
 	}
-	closedir(d);
-	return r;
+	return 0;
 }
 
 int loopdev_find_file(const char *path, struct loopdev *ret)
