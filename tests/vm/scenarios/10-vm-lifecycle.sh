@@ -26,11 +26,10 @@ bl=$(losetup -j "$base" -O NAME -n)
 assert_eq 1 "$(echo "$bl" | wc -l)" "one loop on the base image"
 assert_eq 1 "$(cat /sys/block/${bl#/dev/}/ro)" "the base loop is read-only"
 
-# Grow the fs into the tail, mount, write files.
-/usr/sbin/resize2fs "$dev" >/dev/null 2>&1 || fail "resize2fs"
+# Mount (the fs stays 16 MiB; the tail is only in the device), write files.
 mkdir -p "$TMPWORK/mnt"
 mount -t ext4 "$dev" "$TMPWORK/mnt"
-dd if=/dev/urandom of="$TMPWORK/mnt/keep1" bs=1M count=3 status=none
+dd if=/dev/urandom of="$TMPWORK/mnt/keep1" bs=1M count=2 status=none
 dd if=/dev/urandom of="$TMPWORK/mnt/keep2" bs=64K count=5 status=none
 dd if=/dev/urandom of="$TMPWORK/mnt/zeroed" bs=1M count=4 status=none
 dd if=/dev/urandom of="$TMPWORK/mnt/deleted" bs=1M count=2 status=none
@@ -56,7 +55,9 @@ cowpunch reclaim --json vm1 >"$OUT/reclaim.json"
 cat "$OUT/reclaim.json"
 after=$(($(blocks "$cow") * 512))
 log "COW allocated: $before -> $after bytes"
-[ $((before - after)) -ge $((4 * 1024 * 1024)) ] || fail "reclaim gave back less than the 4 MiB zeroed file"
+# The 4 MiB zeroed file, less a little: punching splits extents, ext4 may add an extent block.
+[ $((before - after)) -ge $((4 * 1024 * 1024 - 65536)) ] ||
+	fail "reclaim gave back $((before - after)) bytes, less than the 4 MiB zeroed file"
 cowpunch status vm1 --json >"$OUT/status-detached.json"
 assert_eq false "$(json_get "$OUT/status-detached.json" .attached)" "status detached"
 assert_eq $((before - after)) "$(json_get "$OUT/status-detached.json" .last_reclaim.reclaimed_bytes)" \
