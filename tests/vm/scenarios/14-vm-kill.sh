@@ -1,0 +1,31 @@
+# kill -9 of cowpunch at many points of an attach: afterwards a plain `cowpunch attach` must
+# succeed and give the VM its data, and after detach nothing may be left behind (no dm device,
+# no loop device).  An autoclear loop dies with the killed process; a base-ID without its
+# overlay (killed between the two tables) is removed by the next attach.
+need_cowpunch create attach detach
+export COWPUNCH_STATE_DIR=$WORK/state
+base=$WORK/base.img
+make_base_image "$base" 4
+dev=$(cowpunch create vm1 --base "$base" --size 8M)
+dd if=/dev/urandom of="$dev" bs=4096 count=100 seek=10 oflag=direct conv=notrunc status=none
+want=$(sha256 "$dev")
+cowpunch detach vm1
+mid=0
+for delay in 0 0.001 0.002 0.005 0.01 0.02 0.03 0.05 0.08 0.1 0.15 0.2 0.3; do
+	cowpunch attach vm1 >/dev/null 2>&1 &
+	pid=$!
+	sleep "$delay"
+	kill -9 $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
+	if dmsetup info base-vm1 >/dev/null 2>&1 && ! dmsetup info overlay-vm1 >/dev/null 2>&1; then
+		mid=$((mid + 1))
+		log "killed after ${delay}s: base-vm1 without overlay-vm1 left behind"
+	fi
+	dev=$(cowpunch attach vm1) || fail "attach after kill -9 at ${delay}s"
+	assert_eq "$want" "$(sha256 "$dev")" "data after kill -9 at ${delay}s"
+	cowpunch detach vm1
+	assert_eq "" "$(dmsetup ls | grep -v 'No devices found' || true)" "no dm device after detach"
+	assert_eq "" "$(losetup -a)" "no loop device after detach"
+done
+log "$mid of 13 kills landed between base-vm1 and overlay-vm1"
+log "all checks passed"
