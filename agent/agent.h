@@ -32,6 +32,8 @@ void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int agent_exit_code(int neg_errno);
 
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
+int cmd_inspect(int argc, char **argv);
+void cmd_inspect_help(FILE *out);
 int cmd_reclaim(int argc, char **argv);
 void cmd_reclaim_help(FILE *out);
 int cmd_create(int argc, char **argv);

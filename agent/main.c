@@ -16,6 +16,8 @@ static void cmd_version_help(FILE *out);
 
 static const struct agent_command commands[] = {
 	/* Keep in the order a user meets them: inspect/reclaim, then the VM lifecycle. */
+	{ "inspect", "validate a COW file's exception store and describe it", cmd_inspect,
+	  cmd_inspect_help },
 	{ "reclaim", "punch the all-zero data chunks out of a COW file", cmd_reclaim,
 	  cmd_reclaim_help },
 	{ "create", "create a VM's layered disk and attach it", cmd_create, cmd_create_help },
