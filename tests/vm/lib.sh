@@ -74,6 +74,30 @@ sha256() { sha256sum "$1" | cut -d' ' -f1; }
 # blocks FILE: st_blocks (512-byte units) of FILE.
 blocks() { stat -c %b "$1"; }
 
+# data_sectors FILE: 512-byte sectors of data FILE has allocated, from FIEMAP (filefrag).  Unlike
+# st_blocks this leaves out the file system's own blocks: ext4 counts extent-tree blocks in
+# st_blocks, and punching holes can add one (the extent list splits), so a punch of N bytes may
+# drop st_blocks by N - 4096.  Assert on both: data exactly, st_blocks within the extent blocks.
+data_sectors() {
+	/usr/sbin/filefrag -s -v -b512 "$1" | awk -F: '$1 ~ /^ *[0-9]+$/ { s += $4 } END { print s + 0 }'
+}
+
+# fs_meta_sectors FILE: st_blocks minus data_sectors: the file system's metadata for FILE.
+fs_meta_sectors() { echo $(($(blocks "$1") - $(data_sectors "$1"))); }
+
+# assert_punched FILE DATA_BEFORE BLOCKS_BEFORE BYTES RECLAIM_JSON: after a reclaim that should
+# have freed BYTES, FILE's data dropped by exactly BYTES; st_blocks dropped by BYTES minus at most
+# two new extent-tree blocks; the JSON's reclaimed_bytes equals the st_blocks drop.
+assert_punched() {
+	_dd=$((($2 - $(data_sectors "$1")) * 512))
+	_bd=$((($3 - $(blocks "$1")) * 512))
+	assert_eq "$4" "$_dd" "data bytes freed (FIEMAP)"
+	[ "$_bd" -le "$4" ] && [ "$_bd" -ge $(($4 - 8192)) ] ||
+		fail "st_blocks dropped by $_bd bytes; expected $4 less at most 2 extent blocks"
+	log "ok: st_blocks dropped by $_bd bytes ($4 of data, $(($4 - _bd)) of new extent blocks)"
+	assert_eq "$_bd" "$(json_get "$5" .reclaimed_bytes)" "reclaimed_bytes (= st_blocks drop)"
+}
+
 # file_size FILE: st_size in bytes.
 file_size() { stat -c %s "$1"; }
 

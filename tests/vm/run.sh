@@ -29,9 +29,8 @@ all_kernels=(6.1 6.12)
 # busybox also provides through lib.sh wrappers, since ash prefers its applets over $PATH.
 guest_tools=(/usr/sbin/dmsetup /usr/sbin/losetup /usr/sbin/blkdiscard /usr/sbin/blockdev
 	/usr/sbin/fsfreeze /usr/sbin/fstrim /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs
-	/usr/sbin/dumpe2fs /usr/bin/fallocate /usr/bin/sha256sum /usr/bin/truncate /usr/bin/stat
-	/usr/bin/dd /usr/bin/cmp /usr/bin/od /usr/bin/jq /usr/bin/xz /usr/bin/flock
-	/usr/sbin/resize2fs)
+	/usr/sbin/dumpe2fs /usr/sbin/filefrag /usr/bin/fallocate /usr/bin/sha256sum /usr/bin/truncate /usr/bin/stat
+	/usr/bin/dd /usr/bin/cmp /usr/bin/od /usr/bin/jq /usr/bin/xz /usr/bin/flock /usr/sbin/resize2fs)
 # Modules every scenario may need; --show-depends adds what they depend on.
 guest_modules=(virtio_pci virtio_blk loop dm-mod dm-bufio dm-snapshot dm-zero ext4 crc32c_generic)
 

@@ -66,7 +66,9 @@ if ! pending_cowpunch inspect; then
 	cowpunch inspect --json "$cow" >"$OUT/inspect.json" 2>"$OUT/inspect.err" || rc=$?
 	assert_eq 3 "$rc" "inspect --json exit status"
 	log "inspect says: $(cat "$OUT/inspect.err")"
-	[ -s "$OUT/inspect.err" ] || fail "inspect exit 3 without a reason on stderr"
+	# The first damaged byte: area 1 (chunk 258), entry 64 -- the reason must name its offset.
+	grep -q "$((258 * C + 64 * 16))" "$OUT/inspect.err" ||
+		fail "inspect's reason does not name offset $((258 * C + 64 * 16))"
 fi
 if ! pending_cowpunch reclaim; then
 	blk=$(blocks "$cow")
