@@ -39,6 +39,12 @@ extern const char *dmops_udev_control;
 /* The last error libdevmapper reported in this process ("" if none). */
 const char *dmops_last_error(void);
 
+/*
+ * True when the device-mapper driver is loaded (/proc/devices lists it).  When
+ * it is not, no dm device can exist: nothing is attached.
+ */
+bool dmops_dm_loaded(void);
+
 /* True when a udev daemon accepts connections on dmops_udev_control. */
 bool dmops_udev_running(void);
 

@@ -250,6 +250,10 @@ int vmdisk_get_state(const char *id, struct vmdisk_state *ret)
 	r = vmdisk_names(id, base_name, overlay_name);
 	if (r < 0)
 		return r;
+	if (!dmops_dm_loaded()) {
+		*ret = out; /* no driver, no devices */
+		return 0;
+	}
 	r = dmops_dev_info(base_name, &info);
 	if (r < 0)
 		return r;
