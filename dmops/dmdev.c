@@ -211,6 +211,18 @@ int dmops_dev_remove(const char *name)
 	return dmops_run_with_cookie(t);
 }
 
+int dmops_dev_mknodes(const char *name)
+{
+	_cleanup_dm_task_ struct dm_task *t = dmops_task(DM_DEVICE_MKNODES, name);
+
+	if (!t)
+		return -ENOMEM;
+	if (!dm_task_run(t))
+		return dmops_task_errno(t);
+	dm_task_update_nodes();
+	return 0;
+}
+
 int dmops_dev_suspend(const char *name, bool skip_lockfs)
 {
 	_cleanup_dm_task_ struct dm_task *t = dmops_task(DM_DEVICE_SUSPEND, name);

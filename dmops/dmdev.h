@@ -61,6 +61,13 @@ int dmops_dev_create(const char *name, const struct dmops_table *t);
  */
 int dmops_dev_remove(const char *name);
 
+/*
+ * Makes sure /dev/mapper/name exists for a live device (libdm makes nodes only
+ * after the ioctl: a process killed in between leaves a device without one).
+ * Returns 0 or -errno.
+ */
+int dmops_dev_mknodes(const char *name);
+
 /* Suspends (flushing; skip_lockfs leaves a filesystem on top unfrozen) / resumes. */
 int dmops_dev_suspend(const char *name, bool skip_lockfs);
 int dmops_dev_resume(const char *name);

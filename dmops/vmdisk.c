@@ -134,6 +134,10 @@ int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 	if (r < 0)
 		return r;
 	if (info.exists) {
+		/* Possibly made by an attach killed before libdm made the node. */
+		r = dmops_dev_mknodes(overlay_name);
+		if (r < 0)
+			return r;
 		out.already = true;
 		*ret = out;
 		return 0;

@@ -531,6 +531,7 @@ int __wrap_dm_task_run(struct dm_task *dmt)
 		}
 		d->exists = false;
 		return 1;
+	case DM_DEVICE_MKNODES:
 	case DM_DEVICE_SUSPEND:
 	case DM_DEVICE_RESUME:
 	case DM_DEVICE_RELOAD:

@@ -10,6 +10,13 @@ dev=$(cowpunch create vm1 --base "$base" --size 8M)
 dd if=/dev/urandom of="$dev" bs=4096 count=100 seek=10 oflag=direct conv=notrunc status=none
 want=$(sha256 "$dev")
 cowpunch detach vm1
+# Killed after the overlay's ioctl but before libdm made its node: attach makes the node.
+dev=$(cowpunch attach vm1)
+rm "$dev"
+assert_eq "$dev" "$(cowpunch attach vm1)" "attach of an attached VM"
+[ -b "$dev" ] || fail "attach did not make the missing node $dev"
+assert_eq "$want" "$(sha256 "$dev")" "data through the remade node"
+cowpunch detach vm1
 mid=0
 for delay in 0 0.001 0.002 0.005 0.01 0.02 0.03 0.05 0.08 0.1 0.15 0.2 0.3; do
 	cowpunch attach vm1 >/dev/null 2>&1 &
@@ -20,6 +27,9 @@ for delay in 0 0.001 0.002 0.005 0.01 0.02 0.03 0.05 0.08 0.1 0.15 0.2 0.3; do
 	if dmsetup info base-vm1 >/dev/null 2>&1 && ! dmsetup info overlay-vm1 >/dev/null 2>&1; then
 		mid=$((mid + 1))
 		log "killed after ${delay}s: base-vm1 without overlay-vm1 left behind"
+	fi
+	if dmsetup info overlay-vm1 >/dev/null 2>&1 && [ ! -b /dev/mapper/overlay-vm1 ]; then
+		log "killed after ${delay}s: overlay-vm1 without its node left behind"
 	fi
 	dev=$(cowpunch attach vm1) || fail "attach after kill -9 at ${delay}s"
 	assert_eq "$want" "$(sha256 "$dev")" "data after kill -9 at ${delay}s"
