@@ -36,8 +36,8 @@ void cmd_attach_help(FILE *out)
 int cmd_attach(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ 0 },
+		{"state-dir", required_argument, NULL, 'S'},
+		{0},
 	};
 	const char *state_opt = NULL;
 	struct vmdisk_attached att;

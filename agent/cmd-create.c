@@ -78,7 +78,8 @@ static void create_print_json(const struct vmcmd *c, const struct vmdisk_attache
 
 	json_object_object_add(o, "id", json_object_new_string(c->id));
 	json_object_object_add(o, "device", json_object_new_string(a->overlay_path));
-	json_object_object_add(o, "virtual_size", json_object_new_int64((int64_t)c->rec.virt_bytes));
+	json_object_object_add(o, "virtual_size",
+			       json_object_new_int64((int64_t)c->rec.virt_bytes));
 	json_object_object_add(o, "chunk_size", json_object_new_int64((int64_t)c->rec.chunk_bytes));
 	json_object_object_add(o, "cow", json_object_new_string(c->cow_path));
 	json_object_object_add(o, "cow_size", json_object_new_int64((int64_t)c->rec.cow_bytes));
@@ -100,33 +101,46 @@ static void create_print_json(const struct vmcmd *c, const struct vmdisk_attache
 int cmd_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "base", required_argument, NULL, 'b' },
-		{ "size", required_argument, NULL, 's' },
-		{ "chunk-size", required_argument, NULL, 'c' },
-		{ "discard", no_argument, NULL, 'd' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ 0 },
+		{"base", required_argument, NULL, 'b'},
+		{"size", required_argument, NULL, 's'},
+		{"chunk-size", required_argument, NULL, 'c'},
+		{"discard", no_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'j'},
+		{"state-dir", required_argument, NULL, 'S'},
+		{0},
 	};
 	const char *base = NULL, *size_s = NULL, *chunk_s = "4K", *state_opt = NULL, *id;
 	_cleanup_free_ char *base_real = NULL, *dir = NULL, *json_path = NULL;
 	uint64_t size, chunk;
 	bool discard = false, json = false;
 	struct vmdisk_attached att;
-	struct vmcmd c = { .lock_fd = -1 };
+	struct vmcmd c = {.lock_fd = -1};
 	struct stat st;
 	const char *state;
 	int opt, r;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'b': base = optarg; break;
-		case 's': size_s = optarg; break;
-		case 'c': chunk_s = optarg; break;
-		case 'd': discard = true; break;
-		case 'j': json = true; break;
-		case 'S': state_opt = optarg; break;
-		default: return EXIT_USAGE;
+		case 'b':
+			base = optarg;
+			break;
+		case 's':
+			size_s = optarg;
+			break;
+		case 'c':
+			chunk_s = optarg;
+			break;
+		case 'd':
+			discard = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'S':
+			state_opt = optarg;
+			break;
+		default:
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {

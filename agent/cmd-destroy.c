@@ -36,8 +36,8 @@ void cmd_destroy_help(FILE *out)
 int cmd_destroy(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ 0 },
+		{"state-dir", required_argument, NULL, 'S'},
+		{0},
 	};
 	_cleanup_free_ char *json = NULL, *lock = NULL, *dir = NULL;
 	const char *state_opt = NULL, *state;

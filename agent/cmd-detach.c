@@ -34,8 +34,8 @@ void cmd_detach_help(FILE *out)
 int cmd_detach(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ 0 },
+		{"state-dir", required_argument, NULL, 'S'},
+		{0},
 	};
 	const char *state_opt = NULL;
 	struct vmcmd c;

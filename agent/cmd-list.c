@@ -41,29 +41,31 @@ static void list_print_row(json_object *o)
 
 	if (json_object_object_get_ex(o, "attached", &v) && v)
 		att = json_object_get_boolean(v) ? "yes" : "no";
-	util_format_bytes((uint64_t)json_object_get_int64(json_object_object_get(o, "virtual_size")),
-			  b1, sizeof(b1));
+	util_format_bytes(
+		(uint64_t)json_object_get_int64(json_object_object_get(o, "virtual_size")), b1,
+		sizeof(b1));
 	v = json_object_object_get(o, "cow_allocated");
 	if (v)
 		util_format_bytes((uint64_t)json_object_get_int64(v), b2, sizeof(b2));
 	else
 		snprintf(b2, sizeof(b2), "-");
 	if (json_object_object_get_ex(o, "last_reclaim", &rc) && rc)
-		util_format_bytes(
-			(uint64_t)json_object_get_int64(json_object_object_get(rc, "reclaimed_bytes")),
-			b3, sizeof(b3));
+		util_format_bytes((uint64_t)json_object_get_int64(
+					  json_object_object_get(rc, "reclaimed_bytes")),
+				  b3, sizeof(b3));
 	else
 		snprintf(b3, sizeof(b3), "-");
-	printf("%-20s %-8s %12s %12s %12s  %s\n", json_object_get_string(json_object_object_get(o, "id")),
-	       att, b1, b2, b3, json_object_get_string(json_object_object_get(o, "base")));
+	printf("%-20s %-8s %12s %12s %12s  %s\n",
+	       json_object_get_string(json_object_object_get(o, "id")), att, b1, b2, b3,
+	       json_object_get_string(json_object_object_get(o, "base")));
 }
 
 int cmd_list(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ 0 },
+		{"json", no_argument, NULL, 'j'},
+		{"state-dir", required_argument, NULL, 'S'},
+		{0},
 	};
 	const char *state_opt = NULL, *state;
 	json_object *arr;
@@ -73,9 +75,14 @@ int cmd_list(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'j': json = true; break;
-		case 'S': state_opt = optarg; break;
-		default: return EXIT_USAGE;
+		case 'j':
+			json = true;
+			break;
+		case 'S':
+			state_opt = optarg;
+			break;
+		default:
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {

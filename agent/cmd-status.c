@@ -93,9 +93,9 @@ static void status_print_text(json_object *o)
 int cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ 0 },
+		{"json", no_argument, NULL, 'j'},
+		{"state-dir", required_argument, NULL, 'S'},
+		{0},
 	};
 	const char *state_opt = NULL;
 	bool json = false;
@@ -105,9 +105,14 @@ int cmd_status(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'j': json = true; break;
-		case 'S': state_opt = optarg; break;
-		default: return EXIT_USAGE;
+		case 'j':
+			json = true;
+			break;
+		case 'S':
+			state_opt = optarg;
+			break;
+		default:
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {

@@ -296,8 +296,8 @@ json_object *vmcmd_describe(const struct vmcmd *c)
 		json_object_object_add(o, "device",
 				       st.attached ? json_object_new_string(dev) : NULL);
 		json_object_object_add(o, "open_count", json_object_new_int(st.open_count));
-		json_object_object_add(o, "leftover_base", json_object_new_boolean(
-								    !st.attached && st.base_exists));
+		json_object_object_add(o, "leftover_base",
+				       json_object_new_boolean(!st.attached && st.base_exists));
 		if (st.has_status) {
 			json_object *s = json_object_new_object();
 			const char *state = st.status.invalid	     ? "invalid"

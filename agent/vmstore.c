@@ -16,7 +16,7 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 
-#define VMSTORE_SAMPLES      16
+#define VMSTORE_SAMPLES	     16
 #define VMSTORE_SAMPLE_BYTES 4096
 #define VMSTORE_HOST_LOCK    "/run/cowpunch.lock"
 #define VMSTORE_RECORD_MAX   (1 << 20)
@@ -92,7 +92,7 @@ int vmstore_identity_read(const char *path, struct vmstore_identity *ret)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ unsigned char *buf = NULL;
-	struct vmstore_identity id = { 0 };
+	struct vmstore_identity id = {0};
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	uint8_t le[8];
@@ -180,8 +180,8 @@ static int vmstore_fail(struct vmstore_parser *p, const char *fmt, ...)
 	return -EBADMSG;
 }
 
-static int vmstore_get(struct vmstore_parser *p, json_object *o, const char *key,
-		       json_type type, bool nullable, json_object **ret)
+static int vmstore_get(struct vmstore_parser *p, json_object *o, const char *key, json_type type,
+		       bool nullable, json_object **ret)
 {
 	json_object *v = NULL;
 
@@ -198,8 +198,7 @@ static int vmstore_get(struct vmstore_parser *p, json_object *o, const char *key
 	return 0;
 }
 
-static int vmstore_get_u64(struct vmstore_parser *p, json_object *o, const char *key,
-			   uint64_t *ret)
+static int vmstore_get_u64(struct vmstore_parser *p, json_object *o, const char *key, uint64_t *ret)
 {
 	json_object *v;
 	int64_t x;
@@ -215,8 +214,8 @@ static int vmstore_get_u64(struct vmstore_parser *p, json_object *o, const char 
 	return 0;
 }
 
-static int vmstore_get_string(struct vmstore_parser *p, json_object *o, const char *key,
-			      char *buf, size_t len)
+static int vmstore_get_string(struct vmstore_parser *p, json_object *o, const char *key, char *buf,
+			      size_t len)
 {
 	json_object *v;
 	int r = vmstore_get(p, o, key, json_type_string, false, &v);
@@ -229,8 +228,7 @@ static int vmstore_get_string(struct vmstore_parser *p, json_object *o, const ch
 	return 0;
 }
 
-static int vmstore_get_time(struct vmstore_parser *p, json_object *o, const char *key,
-			    time_t *ret)
+static int vmstore_get_time(struct vmstore_parser *p, json_object *o, const char *key, time_t *ret)
 {
 	json_object *v;
 	int r = vmstore_get(p, o, key, json_type_string, true, &v);
@@ -298,7 +296,7 @@ static int vmstore_parse_reclaim(struct vmstore_parser *p, json_object *o,
 int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret, char *err,
 			 size_t errlen)
 {
-	struct vmstore_parser p = { err, errlen };
+	struct vmstore_parser p = {err, errlen};
 	_cleanup_json_ json_object *o = NULL;
 	struct json_tokener *tok;
 	struct vmstore_record r;
@@ -324,8 +322,8 @@ int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret
 				if (!strchr(" \t\r\n", buf[i]))
 					return vmstore_fail(&p, "trailing data at byte %zu", i);
 		} else
-			return vmstore_fail(&p, "not valid JSON (truncated or damaged near byte %zu)",
-					    at);
+			return vmstore_fail(
+				&p, "not valid JSON (truncated or damaged near byte %zu)", at);
 	} else
 		json_tokener_free(tok);
 	if (!json_object_is_type(o, json_type_object))
@@ -353,7 +351,8 @@ int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret
 		return vmstore_fail(&p, "field \"virtual_size\" is out of range");
 	if (r.chunk_bytes < 4096 || r.chunk_bytes > (1ULL << 30) ||
 	    (r.chunk_bytes & (r.chunk_bytes - 1)))
-		return vmstore_fail(&p, "field \"chunk_size\" is not a power of two in 4 KiB..1 GiB");
+		return vmstore_fail(&p,
+				    "field \"chunk_size\" is not a power of two in 4 KiB..1 GiB");
 	if ((e = vmstore_get_time(&p, o, "created", &r.created)) < 0 ||
 	    (e = vmstore_get_time(&p, o, "attached", &r.attached)) < 0 ||
 	    (e = vmstore_get_time(&p, o, "detached", &r.detached)) < 0 ||

@@ -19,9 +19,9 @@
 #include <stdint.h>
 #include <time.h>
 
-#define VMSTORE_DEFAULT_DIR "/var/lib/cowpunch"
-#define VMSTORE_ID_MAX      64
-#define VMSTORE_VERSION     1
+#define VMSTORE_DEFAULT_DIR	"/var/lib/cowpunch"
+#define VMSTORE_ID_MAX		64
+#define VMSTORE_VERSION		1
 #define VMSTORE_FINGERPRINT_LEN 64 /* sha256 in hex */
 
 struct vmstore_identity {
@@ -91,8 +91,8 @@ int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret
 int vmstore_record_format(const struct vmstore_record *rec, char **ret);
 
 /* Loads STATE/ID/vm.json.  -ENOENT: no such VM; -EBADMSG: damaged (err says why). */
-int vmstore_record_load(const char *state, const char *id, struct vmstore_record *ret,
-			char *err, size_t errlen);
+int vmstore_record_load(const char *state, const char *id, struct vmstore_record *ret, char *err,
+			size_t errlen);
 
 /* Saves STATE/ID/vm.json atomically (creating STATE/ID if needed).  0 or -errno. */
 int vmstore_record_save(const char *state, const struct vmstore_record *rec);

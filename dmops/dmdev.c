@@ -43,7 +43,7 @@ bool dmops_dm_loaded(void)
 bool dmops_udev_running(void)
 {
 	_cleanup_close_ int fd = -1;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 	/* A socket file alone proves nothing: udevd may have died and left it. */
 	if (access(dmops_udev_control, F_OK) < 0)
@@ -68,8 +68,8 @@ const char *dmops_last_error(void)
 
 /* libdm logs to stderr by default; a library must not print, so keep the last error. */
 __attribute__((format(printf, 5, 6))) static void dmops_log(int level, const char *file, int line,
-							     int dm_errno_or_class, const char *f,
-							     ...)
+							    int dm_errno_or_class, const char *f,
+							    ...)
 {
 	va_list ap;
 
@@ -148,7 +148,7 @@ int dmops_dev_info(const char *name, struct dmops_dev_info *ret)
 {
 	_cleanup_dm_task_ struct dm_task *t = dmops_task(DM_DEVICE_INFO, name);
 	struct dm_info info;
-	struct dmops_dev_info out = { 0 };
+	struct dmops_dev_info out = {0};
 
 	if (!t)
 		return -ENOMEM;
@@ -287,7 +287,7 @@ int dmops_dev_snapshot_status(const char *name, struct dmops_snapshot_status *re
 	_cleanup_dm_task_ struct dm_task *t = dmops_task(DM_DEVICE_STATUS, name);
 	_cleanup_(cleanup_dm_poolp) struct dm_pool *mem = NULL;
 	struct dm_status_snapshot *st = NULL;
-	struct dmops_snapshot_status out = { 0 };
+	struct dmops_snapshot_status out = {0};
 	uint64_t start, length;
 	char *type = NULL, *params = NULL;
 	struct dm_info info;

@@ -28,7 +28,7 @@ struct dmops_snapshot_status {
 	bool invalid;
 	bool overflow;
 	bool merge_failed;
-	uint64_t used_sectors;  /* header + metadata + data */
+	uint64_t used_sectors;	/* header + metadata + data */
 	uint64_t total_sectors; /* size of the COW device */
 	uint64_t metadata_sectors;
 };

@@ -21,7 +21,7 @@ const char *loopdev_dev_dir = "/dev";
 
 static int loopdev_open_index(int index, int flags, struct loopdev *ret)
 {
-	struct loopdev lo = { .fd = -1, .index = index };
+	struct loopdev lo = {.fd = -1, .index = index};
 
 	if (snprintf(lo.path, sizeof(lo.path), "%s/loop%d", loopdev_dev_dir, index) >=
 	    (int)sizeof(lo.path))

@@ -24,7 +24,7 @@ struct loopdev {
 	int fd; /* open on the loop device; -1 once closed */
 	int index;
 	char path[LOOPDEV_PATH_MAX]; /* /dev/loopN */
-	uint32_t flags;              /* effective lo_flags, read back from the kernel */
+	uint32_t flags;		     /* effective lo_flags, read back from the kernel */
 };
 
 /* Directory holding loop-control and loopN; "/dev" except in unit tests. */

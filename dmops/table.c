@@ -61,7 +61,8 @@ int dmops_table_overlay(const char *origin_dev, const char *cow_dev, uint64_t vi
 	struct dmops_table t;
 	int n;
 
-	if (!origin_dev || !cow_dev || virt_sectors == 0 || !dmops_chunk_sectors_valid(chunk_sectors))
+	if (!origin_dev || !cow_dev || virt_sectors == 0 ||
+	    !dmops_chunk_sectors_valid(chunk_sectors))
 		return -EINVAL;
 	memset(&t, 0, sizeof(t));
 	t.count = 1;

@@ -9,12 +9,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define DMOPS_TABLE_MAX_TARGETS 2
-#define DMOPS_SECTOR            512u
+#define DMOPS_TABLE_MAX_TARGETS	    2
+#define DMOPS_SECTOR		    512u
 #define DMOPS_DEFAULT_CHUNK_SECTORS 8u /* 4 KiB */
 
 struct dmops_target {
-	uint64_t start;  /* sectors */
+	uint64_t start;	 /* sectors */
 	uint64_t length; /* sectors */
 	char type[16];
 	char params[512];

@@ -114,8 +114,8 @@ static int vmdisk_check_sizes(const struct vmdisk_spec *s, uint64_t *ret_base_by
 int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 {
 	char base_name[VMDISK_NAME_MAX], overlay_name[VMDISK_NAME_MAX], origin[32];
-	struct loopdev base_lo = { .fd = -1 }, tail_lo = { .fd = -1 }, cow_lo = { .fd = -1 };
-	struct vmdisk_attached out = { 0 };
+	struct loopdev base_lo = {.fd = -1}, tail_lo = {.fd = -1}, cow_lo = {.fd = -1};
+	struct vmdisk_attached out = {0};
 	struct dmops_dev_info info;
 	struct dmops_table tbl;
 	uint64_t base_bytes = 0;
@@ -234,7 +234,7 @@ int vmdisk_detach(const char *id, const char *cow_path)
 	if (!cow_path)
 		return 0;
 	for (int i = 0; i < VMDISK_LOOP_GONE_TRIES; i++) {
-		struct timespec ts = { 0, VMDISK_LOOP_GONE_NS };
+		struct timespec ts = {0, VMDISK_LOOP_GONE_NS};
 
 		r = vmdisk_file_in_use(cow_path);
 		if (r <= 0)
@@ -247,7 +247,7 @@ int vmdisk_detach(const char *id, const char *cow_path)
 int vmdisk_get_state(const char *id, struct vmdisk_state *ret)
 {
 	char base_name[VMDISK_NAME_MAX], overlay_name[VMDISK_NAME_MAX];
-	struct vmdisk_state out = { 0 };
+	struct vmdisk_state out = {0};
 	struct dmops_dev_info info;
 	int r;
 

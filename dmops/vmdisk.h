@@ -14,18 +14,18 @@
 #include "dmops/dmdev.h"
 #include "dmops/loopdev.h"
 
-#define VMDISK_ID_MAX   64
+#define VMDISK_ID_MAX	64
 #define VMDISK_NAME_MAX (VMDISK_ID_MAX + 16)
 #define VMDISK_PATH_MAX (VMDISK_NAME_MAX + 16)
 
 struct vmdisk_spec {
 	const char *id;
-	const char *base_path;     /* base image: read-only, size a multiple of 512 */
-	const char *cow_path;      /* sized with dmops_cow_bytes() */
-	uint64_t virt_bytes;       /* what the guest sees; >= the base image, multiple of 512 */
+	const char *base_path; /* base image: read-only, size a multiple of 512 */
+	const char *cow_path;  /* sized with dmops_cow_bytes() */
+	uint64_t virt_bytes;   /* what the guest sees; >= the base image, multiple of 512 */
 	uint32_t chunk_sectors;
-	bool discard;              /* discard_zeroes_cow on the snapshot */
-	const char *tail_path;     /* sparse zero file mapped as the tail, or NULL for `zero` */
+	bool discard;	       /* discard_zeroes_cow on the snapshot */
+	const char *tail_path; /* sparse zero file mapped as the tail, or NULL for `zero` */
 };
 
 struct vmdisk_attached {
@@ -33,11 +33,11 @@ struct vmdisk_attached {
 	char base_loop[LOOPDEV_PATH_MAX];
 	char cow_loop[LOOPDEV_PATH_MAX];
 	bool base_loop_shared; /* an existing loop of the base image was reused */
-	bool already;          /* it was attached before the call; nothing was done */
+	bool already;	       /* it was attached before the call; nothing was done */
 };
 
 struct vmdisk_state {
-	bool attached;      /* overlay-ID exists */
+	bool attached;	    /* overlay-ID exists */
 	bool base_exists;   /* base-ID exists */
 	int32_t open_count; /* overlay-ID's openers (a running VM) */
 	bool has_status;
@@ -45,8 +45,7 @@ struct vmdisk_state {
 };
 
 /* The dm names of a VM: "base-ID" and "overlay-ID".  Returns 0 or -EINVAL. */
-int vmdisk_names(const char *id, char ret_base[VMDISK_NAME_MAX],
-		 char ret_overlay[VMDISK_NAME_MAX]);
+int vmdisk_names(const char *id, char ret_base[VMDISK_NAME_MAX], char ret_overlay[VMDISK_NAME_MAX]);
 
 /*
  * Creates a sparse COW file for spec->virt_bytes / chunk_sectors (never

@@ -162,7 +162,8 @@ static void expect_bad(const char *json, const char *want_in_err)
 	struct vmstore_record back;
 	char err[256] = "";
 
-	assert_int_equal(vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)),
+			 -EBADMSG);
 	if (!strstr(err, want_in_err))
 		fail_msg("error '%s' does not name '%s'", err, want_in_err);
 }
@@ -192,11 +193,14 @@ static void test_bad_fields(void **state)
 	expect_bad("{\"version\": 2}", "version 2");
 	expect_bad("{\"version\": 1, \"id\": \"../x\"}", "id");
 	/* One field at a time: wrong type, out of range. */
-	expect_replaced(json, "\"virtual_size\": 33554432", "\"virtual_size\": \"x\"", "virtual_size");
-	expect_replaced(json, "\"virtual_size\": 33554432", "\"virtual_size\": 1000", "virtual_size");
+	expect_replaced(json, "\"virtual_size\": 33554432", "\"virtual_size\": \"x\"",
+			"virtual_size");
+	expect_replaced(json, "\"virtual_size\": 33554432", "\"virtual_size\": 1000",
+			"virtual_size");
 	expect_replaced(json, "\"chunk_size\": 4096", "\"chunk_size\": 4095", "chunk_size");
 	expect_replaced(json, "\"chunk_size\": 4096", "\"chunk_size\": -4096", "chunk_size");
-	expect_replaced(json, "\"sha256_sampled\": \"a", "\"sha256_sampled\": \"Z", "sha256_sampled");
+	expect_replaced(json, "\"sha256_sampled\": \"a", "\"sha256_sampled\": \"Z",
+			"sha256_sampled");
 	expect_replaced(json, "\"created\": \"2", "\"created\": \"x", "created");
 	expect_replaced(json, "\"discard\": true", "\"discard\": 1", "discard");
 	expect_replaced(json, "\"path\": \"/", "\"path\": \"", "path");

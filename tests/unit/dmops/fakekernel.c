@@ -77,7 +77,7 @@ static struct {
 	unsigned fail_at;
 	int fail_errno;
 	unsigned configure_ebusy; /* LOOP_CONFIGURE answers EBUSY this many times */
-	bool no_configure;        /* a kernel before 5.8 */
+	bool no_configure;	  /* a kernel before 5.8 */
 	unsigned cookies_set, cookies_waited;
 	unsigned loops_configured;
 	char snapshot_status[256]; /* what STATUS of a snapshot reports */
@@ -374,8 +374,8 @@ int __wrap_loopdev_find_backing(dev_t dev, ino_t ino, char *ret_name, size_t len
 struct dm_task *__wrap_dm_task_create(int type);
 void __wrap_dm_task_destroy(struct dm_task *dmt);
 int __wrap_dm_task_set_name(struct dm_task *dmt, const char *name);
-int __wrap_dm_task_add_target(struct dm_task *dmt, uint64_t start, uint64_t size,
-			      const char *ttype, const char *params);
+int __wrap_dm_task_add_target(struct dm_task *dmt, uint64_t start, uint64_t size, const char *ttype,
+			      const char *params);
 int __wrap_dm_task_run(struct dm_task *dmt);
 int __wrap_dm_task_get_info(struct dm_task *dmt, struct dm_info *dmi);
 int __wrap_dm_task_get_errno(struct dm_task *dmt);
@@ -383,8 +383,8 @@ int __wrap_dm_task_set_cookie(struct dm_task *dmt, uint32_t *cookie, uint16_t fl
 int __wrap_dm_udev_wait(uint32_t cookie);
 int __wrap_dm_task_retry_remove(struct dm_task *dmt);
 int __wrap_dm_task_skip_lockfs(struct dm_task *dmt);
-void *__wrap_dm_get_next_target(struct dm_task *dmt, void *next, uint64_t *start,
-				uint64_t *length, char **target_type, char **params);
+void *__wrap_dm_get_next_target(struct dm_task *dmt, void *next, uint64_t *start, uint64_t *length,
+				char **target_type, char **params);
 void __wrap_dm_udev_set_sync_support(int sync_with_udev);
 void __wrap_dm_log_with_errno_init(dm_log_with_errno_fn fn);
 
@@ -410,8 +410,8 @@ int __wrap_dm_task_set_name(struct dm_task *dmt, const char *name)
 	return 1;
 }
 
-int __wrap_dm_task_add_target(struct dm_task *dmt, uint64_t start, uint64_t size,
-			      const char *ttype, const char *params)
+int __wrap_dm_task_add_target(struct dm_task *dmt, uint64_t start, uint64_t size, const char *ttype,
+			      const char *params)
 {
 	struct fake_task *t = (struct fake_task *)dmt;
 	struct fake_target *tg;
@@ -445,7 +445,8 @@ static int fake_check_table(const struct fake_task *t)
 				bool ok = false;
 
 				for (int d = 0; d < FAKE_DEVS; d++)
-					if (fake.dev[d].exists && maj == 253 && fake.dev[d].minor == min)
+					if (fake.dev[d].exists && maj == 253 &&
+					    fake.dev[d].minor == min)
 						ok = true;
 				if (!ok)
 					return -ENXIO;
@@ -481,7 +482,8 @@ int __wrap_dm_task_run(struct dm_task *dmt)
 				t->ntargets = 1;
 				t->t[0] = d->t[0];
 				snprintf(t->status_params, sizeof(t->status_params), "%s",
-					 strcmp(d->t[0].type, "snapshot") ? "" : fake.snapshot_status);
+					 strcmp(d->t[0].type, "snapshot") ? ""
+									  : fake.snapshot_status);
 			}
 		}
 		return 1;
@@ -583,8 +585,8 @@ int __wrap_dm_task_skip_lockfs(struct dm_task *dmt)
 	return 1;
 }
 
-void *__wrap_dm_get_next_target(struct dm_task *dmt, void *next, uint64_t *start,
-				uint64_t *length, char **target_type, char **params)
+void *__wrap_dm_get_next_target(struct dm_task *dmt, void *next, uint64_t *start, uint64_t *length,
+				char **target_type, char **params)
 {
 	struct fake_task *t = (struct fake_task *)dmt;
 

@@ -93,8 +93,10 @@ static void test_chunk_sizes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_base_with_zero_tail), cmocka_unit_test(test_base_exact_and_tail_file),
-		cmocka_unit_test(test_overlay),		    cmocka_unit_test(test_cow_bytes),
+		cmocka_unit_test(test_base_with_zero_tail),
+		cmocka_unit_test(test_base_exact_and_tail_file),
+		cmocka_unit_test(test_overlay),
+		cmocka_unit_test(test_cow_bytes),
 		cmocka_unit_test(test_chunk_sizes),
 	};
 

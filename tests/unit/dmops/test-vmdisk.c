@@ -118,7 +118,7 @@ static void test_attach_detach(void **state)
 
 static void test_shared_base_refcount(void **state)
 {
-	struct vmdisk_spec s[3] = { spec("a", 0), spec("b", 1), spec("c", 2) };
+	struct vmdisk_spec s[3] = {spec("a", 0), spec("b", 1), spec("c", 2)};
 	struct vmdisk_attached a[3];
 
 	for (int i = 0; i < 3; i++)
