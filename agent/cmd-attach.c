@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-#include <getopt.h>
 #include <stdio.h>
 
 #include "agent/agent.h"
@@ -35,25 +34,15 @@ void cmd_attach_help(FILE *out)
 
 int cmd_attach(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"state-dir", required_argument, NULL, 'S'},
-		{0},
-	};
-	const char *state_opt = NULL;
+	const char *state, *id;
 	struct vmdisk_attached att;
 	struct vmcmd c;
-	int opt, r;
+	int r;
 
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt != 'S')
-			return EXIT_USAGE;
-		state_opt = optarg;
-	}
-	if (optind != argc - 1) {
-		agent_error("attach: want exactly one VM ID (see 'cowpunch attach --help')");
-		return EXIT_USAGE;
-	}
-	r = vmcmd_open(vmstore_state_dir(state_opt), argv[optind], true, &c);
+	r = vmcmd_parse_id_args(argc, argv, NULL, &state, &id);
+	if (r != EXIT_OK)
+		return r;
+	r = vmcmd_open(state, id, true, &c);
 	if (r != EXIT_OK)
 		return r;
 	r = vmcmd_attach(&c, &att);

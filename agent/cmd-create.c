@@ -93,8 +93,7 @@ static void create_print_json(const struct vmcmd *c, const struct vmdisk_attache
 	json_object_object_add(fc, "is_root_device", json_object_new_boolean(true));
 	json_object_object_add(fc, "is_read_only", json_object_new_boolean(false));
 	json_object_object_add(o, "firecracker_drive", fc);
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
+	vmcmd_print_json(o);
 	json_object_put(o);
 }
 

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,26 +34,15 @@ void cmd_destroy_help(FILE *out)
 
 int cmd_destroy(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"state-dir", required_argument, NULL, 'S'},
-		{0},
-	};
 	_cleanup_free_ char *json = NULL, *lock = NULL, *dir = NULL;
-	const char *state_opt = NULL, *state;
+	const char *state, *id;
 	struct vmcmd c;
-	int opt, r;
+	int r;
 
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt != 'S')
-			return EXIT_USAGE;
-		state_opt = optarg;
-	}
-	if (optind != argc - 1) {
-		agent_error("destroy: want exactly one VM ID (see 'cowpunch destroy --help')");
-		return EXIT_USAGE;
-	}
-	state = vmstore_state_dir(state_opt);
-	r = vmcmd_open(state, argv[optind], true, &c);
+	r = vmcmd_parse_id_args(argc, argv, NULL, &state, &id);
+	if (r != EXIT_OK)
+		return r;
+	r = vmcmd_open(state, id, true, &c);
 	if (r != EXIT_OK)
 		return r;
 	r = vmcmd_detach(&c);

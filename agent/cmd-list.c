@@ -120,9 +120,7 @@ int cmd_list(int argc, char **argv)
 		}
 	}
 	if (json)
-		puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-								 JSON_C_TO_STRING_SPACED |
-								 JSON_C_TO_STRING_NOSLASHESCAPE));
+		vmcmd_print_json(arr);
 	json_object_put(arr);
 	vmstore_list_free(ids, n);
 	return rc;

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-#include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -92,34 +91,16 @@ static void status_print_text(json_object *o)
 
 int cmd_status(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"state-dir", required_argument, NULL, 'S'},
-		{0},
-	};
-	const char *state_opt = NULL;
+	const char *state, *id;
 	bool json = false;
 	json_object *o;
 	struct vmcmd c;
-	int opt, r;
+	int r;
 
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'j':
-			json = true;
-			break;
-		case 'S':
-			state_opt = optarg;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc - 1) {
-		agent_error("status: want exactly one VM ID (see 'cowpunch status --help')");
-		return EXIT_USAGE;
-	}
-	r = vmcmd_open(vmstore_state_dir(state_opt), argv[optind], false, &c);
+	r = vmcmd_parse_id_args(argc, argv, &json, &state, &id);
+	if (r != EXIT_OK)
+		return r;
+	r = vmcmd_open(state, id, false, &c);
 	if (r != EXIT_OK)
 		return r;
 	o = vmcmd_describe(&c);
@@ -129,9 +110,7 @@ int cmd_status(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	if (json)
-		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							       JSON_C_TO_STRING_SPACED |
-							       JSON_C_TO_STRING_NOSLASHESCAPE));
+		vmcmd_print_json(o);
 	else
 		status_print_text(o);
 	json_object_put(o);

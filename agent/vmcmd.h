@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+struct json_object;
+
 #include "agent/vmstore.h"
 #include "dmops/vmdisk.h"
 
@@ -23,6 +25,17 @@ struct vmcmd {
 
 /* Help text shared by every VM subcommand (the --state-dir option). */
 void vmcmd_help_state_dir(FILE *out);
+
+/*
+ * Parses `cowpunch CMD [--json] [--state-dir DIR] ID` (argv[0] is CMD; --json
+ * only when ret_json is not NULL).  Returns EXIT_OK with the out-params set,
+ * or EXIT_USAGE after printing why.
+ */
+int vmcmd_parse_id_args(int argc, char **argv, bool *ret_json, const char **ret_state,
+			const char **ret_id);
+
+/* Prints a JSON value the way every cowpunch command does (pretty, no escaped '/'). */
+void vmcmd_print_json(struct json_object *o);
 
 /* EXIT_OK when id is a valid VM ID, else prints why and returns EXIT_USAGE. */
 int vmcmd_check_id(const char *id);
