@@ -200,8 +200,6 @@ int dmops_dev_remove(const char *name)
 		return r;
 	if (!info.exists)
 		return -ENXIO;
-	if (info.open_count > 0)
-		return -EBUSY;
 	t = dmops_task(DM_DEVICE_REMOVE, name);
 	if (!t)
 		return -ENOMEM;

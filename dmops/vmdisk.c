@@ -15,6 +15,8 @@
 /* Autoclear may finish just after the last holder went (async on some kernels). */
 #define VMDISK_LOOP_GONE_TRIES 250
 #define VMDISK_LOOP_GONE_NS    (20 * 1000 * 1000)
+#define VMDISK_OPEN_TRIES      5
+#define VMDISK_OPEN_NS	       (100 * 1000 * 1000)
 
 int vmdisk_names(const char *id, char ret_base[VMDISK_NAME_MAX], char ret_overlay[VMDISK_NAME_MAX])
 {
@@ -218,9 +220,17 @@ int vmdisk_detach(const char *id, const char *cow_path)
 	r = vmdisk_names(id, base_name, overlay_name);
 	if (r < 0)
 		return r;
-	r = dmops_dev_info(overlay_name, &info);
-	if (r < 0)
-		return r;
+	/* A running VM holds the overlay for good; blkid or udev only for a moment. */
+	for (int i = 0; i < VMDISK_OPEN_TRIES; i++) {
+		struct timespec ts = {0, VMDISK_OPEN_NS};
+
+		r = dmops_dev_info(overlay_name, &info);
+		if (r < 0)
+			return r;
+		if (!info.exists || info.open_count == 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
 	if (info.exists) {
 		if (info.open_count > 0)
 			return -EBUSY; /* a VM still has its disk open */
