@@ -52,6 +52,7 @@ struct fake_dev {
 	char name[128];
 	uint32_t minor;
 	int32_t open_count;
+	bool suspended;
 	unsigned ntargets;
 	struct fake_target t[FAKE_TARGETS];
 };
@@ -477,6 +478,7 @@ int __wrap_dm_task_run(struct dm_task *dmt)
 			t->info.major = 253;
 			t->info.minor = d->minor;
 			t->info.open_count = d->open_count;
+			t->info.suspended = d->suspended;
 			t->info.target_count = (int32_t)d->ntargets;
 			if (t->type == DM_DEVICE_STATUS && d->ntargets) {
 				t->ntargets = 1;
@@ -542,6 +544,10 @@ int __wrap_dm_task_run(struct dm_task *dmt)
 			t->err = ENXIO;
 			return 0;
 		}
+		if (t->type == DM_DEVICE_SUSPEND)
+			d->suspended = true;
+		if (t->type == DM_DEVICE_RESUME)
+			d->suspended = false;
 		return 1;
 	}
 	t->err = EINVAL;

@@ -307,6 +307,33 @@ static void test_state_and_status(void **state)
 	assert_nothing_left();
 }
 
+/* A table reload that fails anywhere never leaves the device suspended (I/O would hang). */
+static void test_reload_always_resumes(void **state)
+{
+	struct vmdisk_spec s = spec("vm1", 0);
+	struct vmdisk_attached a;
+	struct dmops_table t;
+	struct dmops_dev_info info;
+	unsigned steps;
+
+	assert_int_equal(vmdisk_attach(&s, &a), 0);
+	assert_int_equal(dmops_table_base(a.base_loop, 8192, 65536, NULL, &t), 0);
+	fake.steps = 0;
+	assert_int_equal(dmops_dev_reload("base-vm1", &t), 0);
+	steps = fake.steps;
+	for (unsigned k = 1; k <= steps; k++) {
+		fake.steps = 0;
+		fake.fail_at = k;
+		assert_int_equal(dmops_dev_reload("base-vm1", &t), -EIO);
+		fake.fail_at = 0;
+		assert_int_equal(dmops_dev_info("base-vm1", &info), 0);
+		assert_true(info.exists);
+		assert_false(info.suspended);
+	}
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+	assert_nothing_left();
+}
+
 static void test_bad_ids(void **state)
 {
 	char b[VMDISK_NAME_MAX], o[VMDISK_NAME_MAX];
@@ -331,6 +358,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_loop_old_kernel_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_and_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_always_resumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_ids, setup, teardown),
 	};
 
