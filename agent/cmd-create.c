@@ -35,7 +35,7 @@ void cmd_create_help(FILE *out)
 	      "Options:\n"
 	      "  --base IMAGE       the shared, read-only base image (size a multiple of 512)\n"
 	      "  --size SIZE        the disk size the VM sees, >= the base image (e.g. 10G;\n"
-	      "                     binary units; a multiple of 512)\n"
+	      "                     binary units; a multiple of the chunk size)\n"
 	      "  --chunk-size SIZE  snapshot chunk size, a power of two from 4K to 1G\n"
 	      "                     (default 4K: the finest granularity for reclaim)\n"
 	      "  --discard          pass guest discards to the COW file (discard_zeroes_cow).\n"
@@ -163,6 +163,12 @@ int cmd_create(int argc, char **argv)
 	    !dmops_chunk_sectors_valid(chunk / 512)) {
 		agent_error("create: --chunk-size '%s': want a power of two from 4K to 1G",
 			    chunk_s);
+		return EXIT_USAGE;
+	}
+	if (size % chunk) {
+		agent_error("create: --size %llu is not a multiple of the chunk size (%llu): the "
+			    "snapshot works in whole chunks",
+			    (unsigned long long)size, (unsigned long long)chunk);
 		return EXIT_USAGE;
 	}
 	if (discard && chunk != 4096) {

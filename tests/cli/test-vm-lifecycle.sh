@@ -50,6 +50,7 @@ expect_rc 2 "$COWPUNCH" create vm1 --size 8M
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img"
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 2M
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --chunk-size 6K
+expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8194K
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --chunk-size 64K --discard
 expect_rc 1 "$COWPUNCH" create vm1 --base "$dir/nonexistent" --size 8M
 [ ! -e "$COWPUNCH_STATE_DIR/vm1" ] || fail "a refused create left $COWPUNCH_STATE_DIR/vm1"
