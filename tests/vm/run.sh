@@ -98,7 +98,7 @@ fi
 # --- host prerequisites ----------------------------------------------------------------------
 qemu=$(command -v qemu-system-x86_64 || true)
 [ -n "$qemu" ] || die "qemu-system-x86_64 not found: install qemu-system-x86 (scripts/deps.sh vm)"
-for t in busybox depmod modprobe cpio mkfs.ext4 debugfs dpkg apt-get ldd timeout "${guest_tools[@]}"; do
+for t in busybox depmod modprobe cpio mkfs.ext4 debugfs dpkg apt-get ldd timeout flock file xz "${guest_tools[@]}"; do
 	command -v "$t" >/dev/null || die "missing host tool $t (scripts/deps.sh vm installs it)"
 done
 busybox_bin=$(command -v busybox)
@@ -138,6 +138,15 @@ resolve_kernel() {
 	echo "$dep $ver"
 }
 
+# find_deb PKG VERSION: the downloaded .deb in the cache, if any (apt writes an epoch's ':' as %3a).
+find_deb() {
+	local f
+	for f in "$cache/debs/${1}_${2//:/%3a}_"*.deb; do
+		[ -e "$f" ] && echo "$f" && return
+	done
+	return 0
+}
+
 # prepare_kernel LABEL: unpacks the kernel into the cache, sets kdir, kver, kimage, modcpio.
 prepare_kernel() {
 	local label=$1 meta=${kernel_meta[$1]} pkg ver deb tree stamp
@@ -157,13 +166,14 @@ prepare_kernel() {
 	tree=$cache/kernels/${pkg}_$ver
 	stamp=$tree/.unpacked
 	if [ ! -e "$stamp" ]; then
-		deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | grep -F "_${ver//:/%3a}_" | head -n1 || true)
+		deb=$(find_deb "$pkg" "$ver")
 		if [ -z "$deb" ]; then
 			say "downloading $pkg $ver"
 			# Exactly one package=version: a glob would fetch dozens of kernels.
 			(cd "$cache/debs" && apt-get download -q "$pkg=$ver" >&2) ||
 				die "apt-get download $pkg=$ver failed"
-			deb=$(ls "$cache/debs/${pkg}_"*.deb | grep -F "_${ver//:/%3a}_" | head -n1)
+			deb=$(find_deb "$pkg" "$ver")
+			[ -n "$deb" ] || die "apt-get download left no ${pkg}_${ver}_*.deb in $cache/debs"
 		fi
 		rm -rf "$tree"
 		mkdir -p "$tree"
@@ -298,12 +308,17 @@ run_vm() {
 }
 
 declare -A kimage_of=() modcpio_of=()
+# The cache is shared by every worktree of the machine: one preparer at a time.
+exec 9>"$cache/.lock"
+flock 9
 for k in "${kernels[@]}"; do
 	prepare_kernel "$k"
 	kimage_of[$k]=$kimage
 	modcpio_of[$k]=$modcpio
 	say "kernel $k: $kver ($(basename "$kdir"))"
 done
+flock -u 9
+exec 9>&-
 build_userland
 t_prep=$(date +%s)
 
@@ -332,7 +347,11 @@ for k in "${kernels[@]}"; do
 	elif [ -z "$done_line" ]; then
 		why="VM ended without the VMTEST-DONE marker (qemu exit $qrc; kernel panic or crash?)"
 	fi
-	[ -z "$why" ] || say "$k: $why; console log: $logdir/$k-console.log"
+	if [ -n "$why" ]; then
+		say "$k: $why; console log: $logdir/$k-console.log"
+		# QEMU's own complaint, if any (no firmware, accelerator refused, ...).
+		[ ! -s "$d/qemu.log" ] || sed 's/^/    qemu: /' "$d/qemu.log" | tail -n 10
+	fi
 	for n in "${scen_names[@]}"; do
 		r=$(awk -v n="$n" '$1 == n { print $2, $3, $4 }' "$d/out/results" 2>/dev/null | tail -n1)
 		read -r status src secs <<<"${r:-missing - -}"

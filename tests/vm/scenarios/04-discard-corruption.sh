@@ -16,7 +16,9 @@ make_base_image "$base" 4
 cow=$WORK/cow-a
 truncate -s 8M "$cow"
 dev=$(layered_create da "$base" "$cow" 8192 8 discard_zeroes_cow)
-log "discard_granularity $(cat /sys/dev/block/$(dmsetup info -c --noheadings -o major,minor overlay-da | tr -d ' ')/queue/discard_granularity 2>/dev/null || echo ?)"
+# dm devices have no /sys/block/NAME: find the queue by major:minor.
+mm=$(dmsetup info -c --noheadings -o major,minor overlay-da | tr -d ' ')
+log "discard_granularity $(cat "/sys/dev/block/$mm/queue/discard_granularity" 2>/dev/null || echo ?)"
 for c in 101 100 500; do write_chunk "$dev" $c $C; done # COW chunks 2, 3, 4
 dd if="$dev" of="$TMPWORK/before" bs=$C count=1024 status=none
 /usr/sbin/blkdiscard -f -o $((100 * C + 3072)) -l 2048 "$dev"
