@@ -104,21 +104,20 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 {
 	enum { OPT_NO_PROGRESS = 256, OPT_READ_SIZE, OPT_QUEUE_DEPTH, OPT_STATE_DIR };
 	static const struct option longopts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "engine", required_argument, NULL, 'e' },
-		{ "progress", no_argument, NULL, 'p' },
-		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-		{ "read-size", required_argument, NULL, OPT_READ_SIZE },
-		{ "queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH },
-		{ "help", no_argument, NULL, 'h' },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{}
-	};
+		{"dry-run", no_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'j'},
+		{"engine", required_argument, NULL, 'e'},
+		{"progress", no_argument, NULL, 'p'},
+		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		{"read-size", required_argument, NULL, OPT_READ_SIZE},
+		{"queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH},
+		{"help", no_argument, NULL, 'h'},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{}};
 	uint64_t v;
 	int c;
 
-	*a = (struct reclaim_args){ .progress = -1, .engine = RECLAIM_ENGINE_AUTO };
+	*a = (struct reclaim_args){.progress = -1, .engine = RECLAIM_ENGINE_AUTO};
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "nje:ph", longopts, NULL)) != -1) {
@@ -131,8 +130,9 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 			break;
 		case 'e':
 			if (reclaim_engine_parse(optarg, &a->engine) < 0) {
-				agent_error("reclaim: unknown engine '%s' (auto, uring, aio or sync)",
-					    optarg);
+				agent_error(
+					"reclaim: unknown engine '%s' (auto, uring, aio or sync)",
+					optarg);
 				return -EINVAL;
 			}
 			break;
@@ -145,8 +145,9 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 		case OPT_READ_SIZE:
 			if (util_parse_size(optarg, &v) < 0 || v < 4096 || v > (4u << 20) ||
 			    (v & (v - 1))) {
-				agent_error("reclaim: --read-size '%s': want a power of two, 4k to 4M",
-					    optarg);
+				agent_error(
+					"reclaim: --read-size '%s': want a power of two, 4k to 4M",
+					optarg);
 				return -EINVAL;
 			}
 			a->read_bytes = (uint32_t)v;
@@ -206,8 +207,7 @@ static void print_json(const struct reclaim_report *r)
 	json_object_object_add(o, "reclaimed_bytes", json_object_new_uint64(r->reclaimed_bytes));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(r->bytes_read));
 	json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
-	json_object_object_add(o, "engine",
-			       json_object_new_string(reclaim_engine_name(r->engine)));
+	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(r->engine)));
 	json_object_object_add(o, "dry_run", json_object_new_boolean(r->dry_run));
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 						       JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -243,8 +243,8 @@ static void print_human(const char *path, const struct reclaim_report *r)
 
 int cmd_reclaim(int argc, char **argv)
 {
-	struct snapstore_info info = { 0 };
-	struct snapstore_error err = { 0 };
+	struct snapstore_info info = {0};
+	struct snapstore_error err = {0};
 	struct reclaim_report rep;
 	struct reclaim_opts opts;
 	struct reclaim_args a;
@@ -303,7 +303,7 @@ int cmd_reclaim(int argc, char **argv)
 
 	r = snapstore_load(fd, &info, NULL, NULL, &err);
 	if (r == -EBADMSG) {
-		agent_error("%s: invalid store at offset %llu: %s; nothing written", a.path,
+		agent_error("%s: invalid store at byte %llu: %s; nothing written", a.path,
 			    (unsigned long long)err.offset, err.rule);
 		return EXIT_INVALID;
 	}

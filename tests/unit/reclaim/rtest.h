@@ -17,7 +17,7 @@
 
 #include "tests/unit/helpers/storegen.h"
 
-#define RT_BLOCK 4096u
+#define RT_BLOCK     4096u
 #define TMPFS_MAGIC_ 0x01021994
 
 /* Opens a new unlinked-on-close temporary file in dir; returns fd or -errno. */

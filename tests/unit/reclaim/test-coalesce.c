@@ -12,8 +12,7 @@
 
 /* 4 KiB chunks: epa 256, metadata chunks 1, 258, 515, ... */
 static struct snapstore_geometry geom = {
-	.chunk_sectors = 8, .chunk_bytes = 4096, .epa = 256, .file_chunks = 1024
-};
+	.chunk_sectors = 8, .chunk_bytes = 4096, .epa = 256, .file_chunks = 1024};
 static uint8_t listed[1024 / 8];
 
 static void list_all_data(void)
@@ -75,7 +74,7 @@ static void test_refusals(void **state)
 	struct reclaim_coalescer co;
 
 	list_all_data();
-	listed[100 >> 3] &= (uint8_t)~(1u << (100 & 7)); /* chunk 100 unlisted */
+	listed[100 >> 3] &= (uint8_t) ~(1u << (100 & 7)); /* chunk 100 unlisted */
 	reclaim_coalescer_init(&co, &geom, listed, batch, 4);
 	assert_int_equal(reclaim_coalescer_add(&co, 0), -EINVAL);    /* header */
 	assert_int_equal(reclaim_coalescer_add(&co, 1), -EINVAL);    /* area 0 */

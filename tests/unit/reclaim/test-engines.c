@@ -21,7 +21,7 @@ static const char *dir;
 
 /* Chunk kinds in COW order, repeating: data, zero, zero, hole, zero but one byte, zero. */
 enum { K_DATA, K_ZERO, K_HOLE, K_PARTIAL };
-static const int pattern[] = { K_DATA, K_ZERO, K_ZERO, K_HOLE, K_PARTIAL, K_ZERO };
+static const int pattern[] = {K_DATA, K_ZERO, K_ZERO, K_HOLE, K_PARTIAL, K_ZERO};
 
 struct fixture {
 	int fd;
@@ -58,7 +58,7 @@ static void build(struct fixture *f, uint32_t chunk_sectors, uint64_t n)
 	uint64_t prev_new = 0, nc;
 	int prev_k = -1;
 
-	*f = (struct fixture){ .chunk_sectors = chunk_sectors };
+	*f = (struct fixture){.chunk_sectors = chunk_sectors};
 	f->fd = rt_tmpfile(dir);
 	assert_true(f->fd >= 0);
 	assert_int_equal(storegen_create(f->fd, chunk_sectors, false, &sg), 0);
@@ -86,8 +86,8 @@ static void build(struct fixture *f, uint32_t chunk_sectors, uint64_t n)
 		void *z = calloc(1, f->cb);
 
 		for (uint64_t c = 0; c < 3; c++)
-			assert_int_equal(storegen_write_raw(f->fd, (f->first_unlisted + c) * f->cb, z,
-							    f->cb),
+			assert_int_equal(storegen_write_raw(f->fd, (f->first_unlisted + c) * f->cb,
+							    z, f->cb),
 					 0);
 		free(z);
 	}
@@ -115,9 +115,8 @@ static void take(const struct fixture *f, struct snapshot *s)
 static void check_after(const struct fixture *f, const struct snapshot *before,
 			const struct reclaim_report *rep, bool punched)
 {
-	const struct snapstore_geometry g = { .chunk_sectors = f->chunk_sectors,
-					      .chunk_bytes = f->cb,
-					      .epa = f->cb / 16 };
+	const struct snapstore_geometry g = {
+		.chunk_sectors = f->chunk_sectors, .chunk_bytes = f->cb, .epa = f->cb / 16};
 	struct snapshot after;
 	uint64_t i = 0, zero_bytes = 0;
 
@@ -153,10 +152,8 @@ static void check_after(const struct fixture *f, const struct snapshot *before,
 static void run_case(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint64_t n,
 		     uint32_t read_bytes, bool direct, bool dry_run)
 {
-	struct reclaim_opts opts = { .engine = kind,
-				     .dry_run = dry_run,
-				     .read_bytes = read_bytes,
-				     .queue_depth = 4 };
+	struct reclaim_opts opts = {
+		.engine = kind, .dry_run = dry_run, .read_bytes = read_bytes, .queue_depth = 4};
 	struct snapstore_info info;
 	struct snapstore_error err;
 	struct reclaim_report rep;
@@ -240,11 +237,11 @@ static void test_free_bitmap(void **state)
 	struct snapstore_info info;
 	struct snapstore_error err;
 	struct reclaim_report rep;
-	struct reclaim_opts opts = { .engine = RECLAIM_ENGINE_AUTO };
+	struct reclaim_opts opts = {.engine = RECLAIM_ENGINE_AUTO};
 	struct fixture f;
-	uint8_t *freebm, buf[4096], zero[4096] = { 0 };
+	uint8_t *freebm, buf[4096], zero[4096] = {0};
 	/* Chunk 2 is data (pattern[0]), 5 a hole (pattern[3]), 6 partial, 1 metadata. */
-	const uint64_t marked[] = { 0, 1, 2, 5, 6, 258 };
+	const uint64_t marked[] = {0, 1, 2, 5, 6, 258};
 	int64_t before;
 
 	build(&f, 8, 300);
@@ -275,8 +272,7 @@ static void test_free_bitmap(void **state)
 	assert_true(lseek(f.fd, (off_t)(f.first_unlisted * 4096), SEEK_HOLE) >=
 		    (off_t)((f.first_unlisted + 1) * 4096));
 	if (rt_exact_blocks(dir))
-		assert_int_equal(before - storegen_allocated(f.fd),
-				 (f.zero_chunks + 2) * 4096);
+		assert_int_equal(before - storegen_allocated(f.fd), (f.zero_chunks + 2) * 4096);
 	free(freebm);
 	close(f.fd);
 }
@@ -297,14 +293,10 @@ static void test_engine_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_engine_names),
-		cmocka_unit_test(test_uring),
-		cmocka_unit_test(test_aio),
-		cmocka_unit_test(test_sync),
-		cmocka_unit_test(test_dry_run),
-		cmocka_unit_test(test_chunk_larger_than_read),
-		cmocka_unit_test(test_small_reads),
-		cmocka_unit_test(test_free_bitmap),
+		cmocka_unit_test(test_engine_names), cmocka_unit_test(test_uring),
+		cmocka_unit_test(test_aio),	     cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_dry_run),	     cmocka_unit_test(test_chunk_larger_than_read),
+		cmocka_unit_test(test_small_reads),  cmocka_unit_test(test_free_bitmap),
 	};
 	const char *why;
 

@@ -29,7 +29,7 @@ int __real_io_setup(int maxevents, io_context_t *ctxp);
 int __wrap_io_setup(int maxevents, io_context_t *ctxp);
 
 static int uring_fail, aio_fail; /* -errno to fake, 0 = call the real one */
-static bool no_fallocate_op; /* the probe says IORING_OP_FALLOCATE is missing (Linux < 5.6) */
+static bool no_fallocate_op;	 /* the probe says IORING_OP_FALLOCATE is missing (Linux < 5.6) */
 static unsigned uring_calls, aio_calls;
 static const char *dir;
 
@@ -78,7 +78,7 @@ static int make_store(void)
 static int run(enum reclaim_engine_kind kind, struct reclaim_report *rep, int64_t *ret_before,
 	       int64_t *ret_after)
 {
-	struct reclaim_opts opts = { .engine = kind };
+	struct reclaim_opts opts = {.engine = kind};
 	struct snapstore_info info;
 	struct snapstore_error err;
 	int fd = make_store(), r;
@@ -150,7 +150,7 @@ static void test_opcode_missing(void **state)
 	struct io_uring ring;
 
 	uring_fail = aio_fail = 0;
-	if (__real_io_uring_queue_init_params(4, &ring, &(struct io_uring_params){ 0 }) < 0)
+	if (__real_io_uring_queue_init_params(4, &ring, &(struct io_uring_params){0}) < 0)
 		skip(); /* no io_uring at all here: the probe is never reached */
 	io_uring_queue_exit(&ring);
 	no_fallocate_op = true;
@@ -164,7 +164,7 @@ static void test_real_auto_prefers_uring(void **state)
 	struct io_uring ring;
 
 	uring_fail = aio_fail = 0;
-	if (__real_io_uring_queue_init_params(4, &ring, &(struct io_uring_params){ 0 }) < 0)
+	if (__real_io_uring_queue_init_params(4, &ring, &(struct io_uring_params){0}) < 0)
 		skip(); /* io_uring is really unavailable here: covered by the cases above */
 	io_uring_queue_exit(&ring);
 	expect_engine(RECLAIM_ENGINE_URING);
