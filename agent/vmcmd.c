@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -183,7 +184,7 @@ static const char *vmcmd_errstr(int r)
 int vmcmd_attach(struct vmcmd *c, struct vmdisk_attached *ret)
 {
 	_cleanup_free_ char *tail = NULL;
-	_cleanup_close_ int host = -1;
+	_cleanup_close_ int host = -1, cow_fd = -1;
 	struct vmstore_identity now;
 	struct vmdisk_attached out;
 	struct vmdisk_spec spec = {
@@ -220,6 +221,21 @@ int vmcmd_attach(struct vmcmd *c, struct vmdisk_attached *ret)
 			return EXIT_RUNTIME;
 		}
 		spec.tail_path = tail;
+	}
+	/*
+	 * `cowpunch reclaim COW` locks the COW file itself, then checks that no loop
+	 * serves it: holding that lock until the overlay exists closes the window in
+	 * which a reclaim could punch a chunk the guest has just written.
+	 */
+	cow_fd = open(c->cow_path, O_RDONLY | O_CLOEXEC);
+	if (cow_fd < 0) {
+		agent_error("%s: %s", c->cow_path, strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	if (flock(cow_fd, LOCK_EX | LOCK_NB) < 0) {
+		agent_error("%s: locked by another process (a reclaim?): busy, not attached",
+			    c->cow_path);
+		return errno == EWOULDBLOCK ? EXIT_BUSY : EXIT_RUNTIME;
 	}
 	host = vmstore_lock_host(c->state);
 	if (host < 0) {

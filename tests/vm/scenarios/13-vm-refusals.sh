@@ -30,6 +30,12 @@ cowpunch detach vm1
 sleep 1
 assert_rc 4 cowpunch attach vm1
 wait
+# A `cowpunch reclaim COW` in progress holds a lock on the COW file: attach refuses too.
+/usr/bin/flock "$COWPUNCH_STATE_DIR/vm1/cow" sleep 3 &
+sleep 1
+assert_rc 4 cowpunch attach vm1
+wait
+assert_eq "" "$(dmsetup ls | grep -v 'No devices found' || true)" "refused attach built nothing"
 
 touch -r "$base" "$WORK/base-times"
 # Change one byte of the base image in the middle (size and most samples unchanged).
