@@ -248,7 +248,7 @@ int cmd_reclaim(int argc, char **argv)
 	struct reclaim_report rep;
 	struct reclaim_opts opts;
 	struct reclaim_args a;
-	_cleanup_(vmcmd_close) struct vmcmd vm = { .lock_fd = -1 };
+	_cleanup_(vmcmd_close) struct vmcmd vm = {.lock_fd = -1};
 	bool is_vm;
 	_cleanup_close_ int fd = -1;
 	char loop[64];
