@@ -47,15 +47,21 @@ mkdir -p "$build/vm/$kernel"
 console=$build/vm/$kernel/console.log
 rm -f "$console"
 log=$(mktemp)
-trap 'rm -f "$log"; [ -z "${tailpid:-}" ] || kill "$tailpid" 2>/dev/null || true' EXIT
-"$here/run.sh" --kernel "$kernel" "$here/demo/story.sh" >"$log" 2>&1 &
+trap 'rm -f "$log" "$log.rc"; [ -z "${tailpid:-}" ] || kill "$tailpid" 2>/dev/null || true' EXIT
+# The test bed's own progress (kernel download on a first run, initramfs, boot) shows too.
+{
+	rc=0
+	"$here/run.sh" --kernel "$kernel" "$here/demo/story.sh" 2>&1 || rc=$?
+	echo "$rc" >"$log.rc"
+} | tee "$log" | sed -u -n \
+	-e '/^vmtest: timings/d' -e '/^vmtest: [0-9]* passed/d' -e 's/^vmtest: /test bed: /p' &
 runpid=$!
 # The guest's serial console is a file that grows while the story runs: follow its demo lines.
 tail -F -n +1 "$console" 2>/dev/null |
 	sed -u -n -e 's/\r$//' -e 's/^demo: //p' -e '/^\[story\] FAIL/p' &
 tailpid=$!
-rc=0
-wait "$runpid" || rc=$?
+wait "$runpid" || true
+rc=$(cat "$log.rc" 2>/dev/null || echo 1)
 sleep 1
 kill "$tailpid" 2>/dev/null || true
 if [ $rc -ne 0 ]; then
