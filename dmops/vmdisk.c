@@ -220,6 +220,8 @@ int vmdisk_detach(const char *id, const char *cow_path)
 	r = vmdisk_names(id, base_name, overlay_name);
 	if (r < 0)
 		return r;
+	if (!dmops_dm_loaded())
+		goto wait_cow_loop; /* no driver, no devices */
 	/* A running VM holds the overlay for good; blkid or udev only for a moment. */
 	for (int i = 0; i < VMDISK_OPEN_TRIES; i++) {
 		struct timespec ts = {0, VMDISK_OPEN_NS};
@@ -241,6 +243,7 @@ int vmdisk_detach(const char *id, const char *cow_path)
 	r = dmops_dev_remove(base_name);
 	if (r < 0 && r != -ENXIO)
 		return r;
+wait_cow_loop:
 	if (!cow_path)
 		return 0;
 	for (int i = 0; i < VMDISK_LOOP_GONE_TRIES; i++) {

@@ -127,5 +127,15 @@ if ! dm_loaded; then
 	[ -z "$(losetup -j "$dir/base.img" 2>/dev/null)" ] || fail "a failed create left a loop"
 fi
 
+# destroy: the COW, the record, the lock and the folder go (no devices to remove here).
+if ! dm_loaded; then
+	mkdir -p "$COWPUNCH_STATE_DIR/vm3"
+	record "$(printf '0%.0s' $(seq 64))" | sed 's/"vm1"/"vm3"/' >"$COWPUNCH_STATE_DIR/vm3/vm.json"
+	"$MKSTORE" "$COWPUNCH_STATE_DIR/vm3/cow" add=0,4 >/dev/null || fail "mkstore vm3"
+	expect_rc 0 "$COWPUNCH" destroy vm3
+	[ ! -e "$COWPUNCH_STATE_DIR/vm3" ] || fail "destroy left $COWPUNCH_STATE_DIR/vm3"
+	expect_rc 1 "$COWPUNCH" destroy vm3
+fi
+
 [ $fails -eq 0 ] || exit 1
 echo "vm lifecycle CLI: all checks passed"
