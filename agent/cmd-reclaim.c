@@ -48,7 +48,8 @@ void cmd_reclaim_help(FILE *out)
 	      "\n"
 	      "Given a VM ID (no '/', and STATE/ID/vm.json exists), reclaims that VM's COW\n"
 	      "file under the VM's lock, refuses (exit 4) while the VM is attached, and\n"
-	      "records the result in its record ('cowpunch status ID' shows it).\n"
+	      "records the result, success or failure, in its record ('cowpunch status\n"
+	      "ID' shows it).\n"
 	      "\n"
 	      "Options:\n"
 	      "      --state-dir DIR  state directory for an ID (default $COWPUNCH_STATE_DIR,\n"
@@ -305,7 +306,7 @@ int cmd_reclaim(int argc, char **argv)
 	if (r == -EBADMSG) {
 		agent_error("%s: invalid store at byte %llu: %s; nothing written", a.path,
 			    (unsigned long long)err.offset, err.rule);
-		return EXIT_INVALID;
+		return is_vm ? vmcmd_record_reclaim(&vm, EXIT_INVALID, NULL) : EXIT_INVALID;
 	}
 	if (r < 0) {
 		agent_error("%s: cannot read the store: %s", a.path, strerror(-r));
@@ -334,11 +335,11 @@ int cmd_reclaim(int argc, char **argv)
 		agent_error("%s: reclaim failed: %s (what was punched so far read as zeros "
 			    "before; the store stays valid)",
 			    a.path, strerror(-r));
-		return EXIT_RUNTIME;
+		return is_vm ? vmcmd_record_reclaim(&vm, EXIT_RUNTIME, NULL) : EXIT_RUNTIME;
 	}
 	if (a.json)
 		print_json(&rep);
 	else
 		print_human(a.path, &rep);
-	return is_vm ? vmcmd_record_reclaim(&vm, &rep) : EXIT_OK;
+	return is_vm ? vmcmd_record_reclaim(&vm, EXIT_OK, &rep) : EXIT_OK;
 }

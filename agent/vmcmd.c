@@ -425,18 +425,23 @@ int vmcmd_open_for_reclaim(const char *state, const char *arg, struct vmcmd *c, 
 	return EXIT_OK;
 }
 
-int vmcmd_record_reclaim(struct vmcmd *c, const struct reclaim_report *rep)
+int vmcmd_record_reclaim(struct vmcmd *c, int exit_code, const struct reclaim_report *rep)
 {
-	if (rep->dry_run)
-		return EXIT_OK;
+	struct stat st;
+	uint64_t now = stat(c->cow_path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+	int r;
+
+	if (rep && rep->dry_run)
+		return exit_code;
 	c->rec.last_reclaim = (struct vmstore_reclaim){
 		.present = true,
 		.time = time(NULL),
-		.exit_code = EXIT_OK,
-		.reclaimed_bytes = rep->reclaimed_bytes,
-		.allocated_before = rep->allocated_before,
-		.allocated_after = rep->allocated_after,
-		.seconds = rep->seconds,
+		.exit_code = exit_code,
+		.reclaimed_bytes = rep ? rep->reclaimed_bytes : 0,
+		.allocated_before = rep ? rep->allocated_before : now,
+		.allocated_after = rep ? rep->allocated_after : now,
+		.seconds = rep ? rep->seconds : 0,
 	};
-	return vmcmd_save(c);
+	r = vmcmd_save(c);
+	return r == EXIT_OK ? exit_code : r;
 }

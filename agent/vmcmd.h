@@ -76,9 +76,14 @@ struct json_object *vmcmd_describe(const struct vmcmd *c);
  */
 int vmcmd_open_for_reclaim(const char *state, const char *arg, struct vmcmd *c, bool *ret_is_vm);
 
-/* Records a finished reclaim in the VM's record (prints on failure). */
+/*
+ * Records a reclaim in the VM's record: a finished one (exit_code EXIT_OK, rep
+ * given; a dry run is not recorded) or a failed one (rep NULL: nothing given
+ * back, the COW's allocation now).  Returns exit_code, or EXIT_RUNTIME when the
+ * record cannot be saved (printed).
+ */
 struct reclaim_report;
-int vmcmd_record_reclaim(struct vmcmd *c, const struct reclaim_report *rep);
+int vmcmd_record_reclaim(struct vmcmd *c, int exit_code, const struct reclaim_report *rep);
 
 /* Path of the discard tail file (a sparse zero file shared by every VM). */
 char *vmcmd_tail_path(const char *state);

@@ -109,6 +109,13 @@ else
 	flock "$COWPUNCH_STATE_DIR/vm1/lock" "$COWPUNCH" reclaim vm1 >"$dir/out" 2>&1
 	rc=$?
 	[ $rc -eq 4 ] || fail "reclaim while the VM lock is held exited $rc, want 4"
+	# A failed reclaim is recorded too: a damaged store (version 2) is refused, exit 3.
+	"$MKSTORE" -a "$COWPUNCH_STATE_DIR/vm1/cow" header=0x70416e53,1,2,8 >/dev/null ||
+		fail "mkstore header"
+	expect_rc 3 "$COWPUNCH" reclaim vm1
+	expect_rc 0 "$COWPUNCH" status vm1 --json
+	jq_is .last_reclaim.exit_code 3
+	jq_is .last_reclaim.reclaimed_bytes 0
 fi
 
 # Damaged records: refused with the file named (exit 3), in status, attach and list.
