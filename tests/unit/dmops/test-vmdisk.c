@@ -150,6 +150,7 @@ static void test_failure_at_every_step(void **state)
 	assert_int_equal(vmdisk_attach(&s, &a), 0);
 	steps = fake.steps;
 	assert_true(steps >= 8);
+	print_message("attach: %u faked kernel operations, each failed in turn\n", steps);
 	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
 	assert_nothing_left();
 
