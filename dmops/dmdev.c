@@ -159,6 +159,7 @@ int dmops_dev_info(const char *name, struct dmops_dev_info *ret)
 		return dmops_task_errno(t);
 	out.exists = info.exists;
 	if (info.exists) {
+		out.live_table = info.live_table;
 		out.suspended = info.suspended;
 		out.open_count = info.open_count;
 		out.major = info.major;

@@ -17,6 +17,7 @@
 
 struct dmops_dev_info {
 	bool exists;
+	bool live_table; /* false: created but no table made live (a create killed half-way) */
 	bool suspended;
 	int32_t open_count;
 	uint32_t major;

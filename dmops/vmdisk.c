@@ -135,7 +135,13 @@ int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 	r = dmops_dev_info(overlay_name, &info);
 	if (r < 0)
 		return r;
-	if (info.exists) {
+	if (info.exists && info.live_table) {
+		/* We never leave it suspended; whoever did, I/O must flow. */
+		if (info.suspended) {
+			r = dmops_dev_resume(overlay_name);
+			if (r < 0)
+				return r;
+		}
 		/* Possibly made by an attach killed before libdm made the node. */
 		r = dmops_dev_mknodes(overlay_name);
 		if (r < 0)
@@ -143,6 +149,12 @@ int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 		out.already = true;
 		*ret = out;
 		return 0;
+	}
+	if (info.exists) {
+		/* Created, but killed before its table went live: no one can use it. */
+		r = dmops_dev_remove(overlay_name);
+		if (r < 0 && r != -ENXIO)
+			return r;
 	}
 	/* base-ID without overlay-ID: an attach that was killed half-way. */
 	r = dmops_dev_remove(base_name);

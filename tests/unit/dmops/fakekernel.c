@@ -477,6 +477,7 @@ int __wrap_dm_task_run(struct dm_task *dmt)
 			t->info.exists = 1;
 			t->info.major = 253;
 			t->info.minor = d->minor;
+			t->info.live_table = d->ntargets > 0;
 			t->info.open_count = d->open_count;
 			t->info.suspended = d->suspended;
 			t->info.target_count = (int32_t)d->ntargets;

@@ -225,6 +225,25 @@ static void test_leftover_base_is_removed(void **state)
 	assert_nothing_left();
 }
 
+/* A create killed between DM_DEV_CREATE and the table going live leaves an empty device. */
+static void test_leftover_overlay_without_table(void **state)
+{
+	struct vmdisk_spec s = spec("vm1", 0);
+	struct vmdisk_attached a;
+	struct dmops_table empty = {0};
+	struct dmops_dev_info info;
+
+	assert_int_equal(dmops_dev_create("overlay-vm1", &empty), 0);
+	assert_int_equal(dmops_dev_info("overlay-vm1", &info), 0);
+	assert_true(info.exists);
+	assert_false(info.live_table);
+	assert_int_equal(vmdisk_attach(&s, &a), 0);
+	assert_false(a.already);
+	assert_int_equal(fake_dev_find("overlay-vm1")->ntargets, 1);
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+	assert_nothing_left();
+}
+
 static void test_loop_configure_race(void **state)
 {
 	struct vmdisk_spec s = spec("vm1", 0);
@@ -355,6 +374,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_keeps_other_vm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach_refuses_while_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_base_is_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leftover_overlay_without_table, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_loop_configure_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_old_kernel_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),

@@ -27,6 +27,14 @@ assert_eq "" "$(dmsetup ls | grep -v 'No devices found' || true)" "no dm device 
 losetup -d "$bl" # not autoclear: made by losetup, not by cowpunch
 assert_eq "" "$(losetup -a)" "no loop device after detach"
 
+# A kill between DM_DEV_CREATE and the table going live: an overlay-vm1 with no table.
+dmsetup create overlay-vm1 --notable
+dev=$(cowpunch attach vm1) || fail "attach over a table-less overlay-vm1"
+assert_eq "$want" "$(sha256 "$dev")" "data after attach over a table-less overlay-vm1"
+cowpunch detach vm1
+assert_eq "" "$(dmsetup ls | grep -v 'No devices found' || true)" "no dm device after detach"
+assert_eq "" "$(losetup -a)" "no loop device after detach"
+
 mid=0
 n=0
 for delay in 0 0.01 0.03 0.05 0.06 0.07 0.08 0.09 0.1 0.11 0.12 0.13 0.15 0.2; do
@@ -42,6 +50,9 @@ for delay in 0 0.01 0.03 0.05 0.06 0.07 0.08 0.09 0.1 0.11 0.12 0.13 0.15 0.2; d
 	fi
 	if dmsetup info overlay-vm1 >/dev/null 2>&1 && [ ! -b /dev/mapper/overlay-vm1 ]; then
 		log "killed after ${delay}s: overlay-vm1 without its node left behind"
+	fi
+	if dmsetup info overlay-vm1 2>/dev/null | grep -q "Tables present: *None"; then
+		log "killed after ${delay}s: overlay-vm1 without a live table left behind"
 	fi
 	dev=$(cowpunch attach vm1) || fail "attach after kill -9 at ${delay}s"
 	assert_eq "$want" "$(sha256 "$dev")" "data after kill -9 at ${delay}s"
