@@ -12,23 +12,7 @@ command -v jq >/dev/null || { echo "skip: jq missing (scripts/deps.sh test insta
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cowpunch-vmcli.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 export COWPUNCH_STATE_DIR=$dir/state
-fails=0
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
-expect_rc() {
-	local want=$1
-	shift
-	"$@" >"$dir/out" 2>"$dir/err"
-	local rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want; stderr: $(cat "$dir/err")"
-}
-jq_is() {
-	local got
-	got=$(jq -r "$1" "$dir/out" 2>/dev/null)
-	[ "$got" = "$2" ] || fail "$1 = '$got', want '$2'"
-}
+. "$(dirname "$0")/lib.sh"
 dm_loaded() { grep -qw device-mapper /proc/devices; }
 
 for c in create attach detach destroy list status reclaim; do
