@@ -31,6 +31,15 @@ void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Maps a -errno from a library to an exit code (EBUSY/EWOULDBLOCK -> 4, EBADMSG -> 3, else 1). */
 int agent_exit_code(int neg_errno);
 
+/*
+ * Opens the COW file at path for writing (O_DIRECT when the file system allows
+ * it), takes an exclusive flock and checks that no loop device is backed by it.
+ * Prints the reason when it refuses.  Returns EXIT_OK and writes *ret_fd (the
+ * lock lives as long as the fd), or the exit code: EXIT_BUSY when locked or
+ * attached, EXIT_RUNTIME otherwise.
+ */
+int agent_open_cow_exclusive(const char *path, int *ret_fd);
+
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);

@@ -242,6 +242,55 @@ static void print_human(const char *path, const struct reclaim_report *r)
 	       util_format_bytes((uint64_t)rate, d, sizeof(d)), reclaim_engine_name(r->engine));
 }
 
+int agent_open_cow_exclusive(const char *path, int *ret_fd)
+{
+	_cleanup_close_ int fd = -1;
+	char loop[64];
+	struct stat st;
+	int r;
+
+	/* O_DIRECT keeps the scan out of the page cache; some file systems refuse it. */
+	fd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT);
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		agent_error("%s: cannot open for writing: %s", path, strerror(-r));
+		return r == -EBUSY ? EXIT_BUSY : EXIT_RUNTIME;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		agent_error("%s: not a regular file", path);
+		return EXIT_RUNTIME;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		if (r == -EWOULDBLOCK) {
+			agent_error("%s: locked by another process (flock): busy, not touched",
+				    path);
+			return EXIT_BUSY;
+		}
+		agent_error("%s: cannot lock: %s", path, strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	/* After the lock, so nobody can attach it between our look and our writes
+	 * without also ignoring the lock. */
+	r = loopdev_find_backing(st.st_dev, st.st_ino, loop, sizeof(loop));
+	if (r > 0) {
+		agent_error("%s: attached as the backing file of %s: busy, not touched (detach "
+			    "it first)",
+			    path, loop);
+		return EXIT_BUSY;
+	}
+	if (r < 0) {
+		agent_error("%s: cannot tell whether a loop device uses it (/sys/block, "
+			    "/dev/loop*): %s; not touched",
+			    path, strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return EXIT_OK;
+}
+
 int cmd_reclaim(int argc, char **argv)
 {
 	struct snapstore_info info = {0};
@@ -252,8 +301,6 @@ int cmd_reclaim(int argc, char **argv)
 	_cleanup_(vmcmd_close) struct vmcmd vm = {.lock_fd = -1};
 	bool is_vm;
 	_cleanup_close_ int fd = -1;
-	char loop[64];
-	struct stat st;
 	int r;
 
 	r = parse_args(argc, argv, &a);
@@ -265,42 +312,9 @@ int cmd_reclaim(int argc, char **argv)
 	if (is_vm)
 		a.path = vm.cow_path;
 
-	/* O_DIRECT keeps the scan out of the page cache; some file systems refuse it. */
-	fd = open(a.path, O_RDWR | O_CLOEXEC | O_DIRECT);
-	if (fd < 0 && errno == EINVAL)
-		fd = open(a.path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		agent_error("%s: cannot open for writing: %s", a.path, strerror(-r));
-		return r == -EBUSY ? EXIT_BUSY : EXIT_RUNTIME;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		agent_error("%s: not a regular file", a.path);
-		return EXIT_RUNTIME;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		r = -errno;
-		if (r == -EWOULDBLOCK) {
-			agent_error("%s: locked by another process (flock): busy, not touched",
-				    a.path);
-			return EXIT_BUSY;
-		}
-		agent_error("%s: cannot lock: %s", a.path, strerror(-r));
-		return EXIT_RUNTIME;
-	}
-	r = loopdev_find_backing(st.st_dev, st.st_ino, loop, sizeof(loop));
-	if (r > 0) {
-		agent_error("%s: attached as the backing file of %s: busy, not touched (detach "
-			    "it first)",
-			    a.path, loop);
-		return EXIT_BUSY;
-	}
-	if (r < 0) {
-		agent_error("%s: cannot tell whether a loop device uses it (/sys/block, "
-			    "/dev/loop*): %s; not touched",
-			    a.path, strerror(-r));
-		return EXIT_RUNTIME;
-	}
+	r = agent_open_cow_exclusive(a.path, &fd);
+	if (r != EXIT_OK)
+		return r;
 
 	r = snapstore_load(fd, &info, NULL, NULL, &err);
 	if (r == -EBADMSG) {

@@ -14,6 +14,7 @@ struct aio_priv {
 	struct iocb *iocbs; /* depth of them, handed out round-robin */
 	struct io_event *events;
 	unsigned next;
+	unsigned inflight; /* reads submitted, not yet reaped */
 };
 
 static int aio_init(struct reclaim_engine *e)
@@ -58,7 +59,10 @@ static int aio_submit(struct reclaim_engine *e, struct reclaim_io *io)
 	while (r == -EAGAIN || r == -EINTR);
 	if (r < 0)
 		return r;
-	return r == 1 ? 0 : -EIO;
+	if (r != 1)
+		return -EIO;
+	p->inflight++;
+	return 0;
 }
 
 static int aio_reap(struct reclaim_engine *e)
@@ -77,12 +81,26 @@ static int aio_reap(struct reclaim_engine *e)
 
 		io->res = (int32_t)res;
 		io->done = true;
+		p->inflight--;
 	}
 	return 0;
 }
 
 static int aio_punch(struct reclaim_engine *e, const struct reclaim_range *r, size_t n)
 {
+	struct aio_priv *p = e->priv;
+
+	/*
+	 * A punch waits for every direct read in flight on the inode (ext4_punch_hole
+	 * calls inode_dio_wait), so punching with reads in flight stalls each call
+	 * for a read's latency: let the reads finish once, then punch the batch.
+	 */
+	while (p->inflight) {
+		int rr = aio_reap(e);
+
+		if (rr < 0)
+			return rr;
+	}
 	return reclaim_punch_fallocate(e->fd, r, n);
 }
 

@@ -2,39 +2,15 @@
 # cowpunch reclaim: exit codes 0/2/3/4, the lock and loop-device refusals, --dry-run writes
 # nothing, JSON values against what the store holds, bytes unchanged after a real run.
 set -u
-: "${COWPUNCH:?}" "${BUILD_DIR:?}"
+: "${BUILD_DIR:?}"
 MKSTORE=$BUILD_DIR/tests/tools/mkstore
 [ -x "$MKSTORE" ] || { echo "skip: $MKSTORE not built"; exit 77; }
 command -v jq >/dev/null || { echo "skip: jq missing (scripts/deps.sh test installs it)"; exit 77; }
 command -v flock >/dev/null || { echo "skip: flock(1) missing (util-linux)"; exit 77; }
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/cowpunch-reclaim.XXXXXX")
+. "$(dirname "$0")/lib.sh"
 loopdev=
-cleanup() {
-	[ -n "$loopdev" ] && losetup -d "$loopdev"
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fails=0
-
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
-
-expect_rc() {
-	local want=$1
-	shift
-	"$@" >"$dir/out" 2>"$dir/err"
-	local rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want; stderr: $(cat "$dir/err")"
-}
-
-jq_is() {
-	local got
-	got=$(jq -r "$1" "$dir/out" 2>/dev/null)
-	[ "$got" = "$2" ] || fail "$1 = '$got', want '$2' (output: $(tr -d '\n' <"$dir/out"))"
-}
+cleanup_hooks+=('[ -n "$loopdev" ] && losetup -d "$loopdev"')
 
 state() { # FILE: bytes and allocation
 	echo "$(sha256sum <"$1") $(stat -c %b "$1")"
@@ -140,8 +116,4 @@ else
 	echo "note: not root or no loop devices: attached case not run"
 fi
 
-if [ "$fails" -ne 0 ]; then
-	echo "test-reclaim: $fails failure(s)"
-	exit 1
-fi
-echo "test-reclaim: ok"
+finish test-reclaim

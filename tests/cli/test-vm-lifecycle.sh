@@ -9,10 +9,8 @@ MKSTORE=$BUILD_DIR/tests/tools/mkstore
 [ -x "$MKSTORE" ] || { echo "skip: $MKSTORE not built"; exit 77; }
 command -v jq >/dev/null || { echo "skip: jq missing (scripts/deps.sh test installs it)"; exit 77; }
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/cowpunch-vmcli.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-export COWPUNCH_STATE_DIR=$dir/state
 . "$(dirname "$0")/lib.sh"
+export COWPUNCH_STATE_DIR=$dir/state
 dm_loaded() { grep -qw device-mapper /proc/devices; }
 
 for c in create attach detach destroy list status reclaim; do
@@ -128,5 +126,4 @@ if ! dm_loaded; then
 	expect_rc 1 "$COWPUNCH" destroy vm3
 fi
 
-[ $fails -eq 0 ] || exit 1
-echo "vm lifecycle CLI: all checks passed"
+finish "vm lifecycle CLI"

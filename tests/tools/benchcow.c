@@ -20,6 +20,13 @@
  * copies SRC to DST block for block: holes stay holes and zero data stays
  * allocated (cp(1) would turn zero blocks into holes), so that every contender
  * of a benchmark starts from an identical file.
+ *
+ *   benchcow -D BEFORE AFTER
+ *
+ * compares two versions of a COW file: prints as JSON the bytes allocated in
+ * BEFORE that are holes in AFTER, split into listed data chunks (data_chunk_bytes)
+ * and everything else (other_bytes: header, metadata areas, unlisted chunks), so
+ * that tools that punch blindly can be compared with cowpunch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +37,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "reclaim/snapstore.h"
 #include "tests/unit/helpers/storegen.h"
 
 enum kind { K_DATA, K_ZERO_RUN, K_ZERO_ONE, K_HOLE, K_PARTIAL };
@@ -147,10 +155,67 @@ static int copy_exact(const char *src, const char *dst)
 	return 0;
 }
 
+/* 1 when byte off of fd is in a data extent.  Walks forward only, with a cache. */
+struct datamap {
+	int fd;
+	off_t ds, de; /* current data extent, or ds = de = -1 past the last one */
+};
+
+static bool is_data(struct datamap *m, off_t off)
+{
+	if (m->ds == -1 && m->de == -1)
+		return false;
+	if (off >= m->de) {
+		m->ds = lseek(m->fd, off, SEEK_DATA);
+		if (m->ds < 0) {
+			m->ds = m->de = -1;
+			return false;
+		}
+		m->de = lseek(m->fd, m->ds, SEEK_HOLE);
+	}
+	return off >= m->ds && off < m->de;
+}
+
+static int diff_maps(const char *before, const char *after)
+{
+	struct snapstore_info info;
+	struct snapstore_error err;
+	struct datamap a = { .de = 0 }, b = { .de = 0 };
+	uint64_t data = 0, other = 0, size;
+	int r;
+
+	a.fd = open(before, O_RDONLY | O_CLOEXEC);
+	b.fd = open(after, O_RDONLY | O_CLOEXEC);
+	if (a.fd < 0 || b.fd < 0)
+		return -errno;
+	r = snapstore_load(a.fd, &info, NULL, NULL, &err);
+	if (r < 0) {
+		fprintf(stderr, "benchcow: %s: byte %llu: %s\n", before,
+			(unsigned long long)err.offset, err.rule);
+		return r;
+	}
+	size = (uint64_t)lseek(a.fd, 0, SEEK_END);
+	for (uint64_t off = 0; off < size; off += 4096) {
+		uint64_t c = off / info.geom.chunk_bytes;
+
+		if (!is_data(&a, (off_t)off) || is_data(&b, (off_t)off))
+			continue;
+		if (c < info.geom.file_chunks && snapstore_bitmap_test(info.data_bitmap, c))
+			data += 4096;
+		else
+			other += 4096;
+	}
+	printf("{\"data_chunk_bytes\": %" PRIu64 ", \"other_bytes\": %" PRIu64 "}\n", data, other);
+	snapstore_info_free(&info);
+	return 0;
+}
+
 static void usage(void)
 {
 	fputs("usage: benchcow [-c CHUNK_SECTORS] [-s SEED] [-r RUNS%] [-z SCATTERED%] "
-	      "[-H HOLES%] [-p PARTIAL%] FILE SIZE\n",
+	      "[-H HOLES%] [-p PARTIAL%] FILE SIZE\n"
+	      "       benchcow -C SRC DST\n"
+	      "       benchcow -D BEFORE AFTER\n",
 	      stderr);
 	exit(2);
 }
@@ -163,8 +228,16 @@ int main(int argc, char **argv)
 	struct storegen *sg;
 	int fd, r, opt;
 
-	while ((opt = getopt(argc, argv, "C:c:s:r:z:H:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "C:D:c:s:r:z:H:p:")) != -1) {
 		switch (opt) {
+		case 'D':
+			if (argc - optind != 1)
+				usage();
+			r = diff_maps(optarg, argv[optind]);
+			if (r < 0 && r != -EBADMSG)
+				fprintf(stderr, "benchcow: compare %s with %s: %s\n", optarg,
+					argv[optind], strerror(-r));
+			return r < 0;
 		case 'C':
 			if (argc - optind != 1)
 				usage();
