@@ -45,5 +45,17 @@ int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
 int cmd_reclaim(int argc, char **argv);
 void cmd_reclaim_help(FILE *out);
+int cmd_create(int argc, char **argv);
+void cmd_create_help(FILE *out);
+int cmd_attach(int argc, char **argv);
+void cmd_attach_help(FILE *out);
+int cmd_detach(int argc, char **argv);
+void cmd_detach_help(FILE *out);
+int cmd_destroy(int argc, char **argv);
+void cmd_destroy_help(FILE *out);
+int cmd_list(int argc, char **argv);
+void cmd_list_help(FILE *out);
+int cmd_status(int argc, char **argv);
+void cmd_status_help(FILE *out);
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/vmcmd.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "dmops/loopscan.h"
@@ -25,6 +26,7 @@
 void cmd_reclaim_help(FILE *out)
 {
 	fputs("Usage: cowpunch reclaim [OPTIONS] COW\n"
+	      "       cowpunch reclaim [OPTIONS] [--state-dir DIR] ID\n"
 	      "\n"
 	      "Gives back the host disk space held by the all-zero data chunks of a\n"
 	      "dm-snapshot persistent COW file, without changing a byte that the snapshot\n"
@@ -44,7 +46,14 @@ void cmd_reclaim_help(FILE *out)
 	      "(exit 4) when another process holds a lock on it or when a loop device is\n"
 	      "backed by it (detach the VM's disk first).\n"
 	      "\n"
+	      "Given a VM ID (no '/', and STATE/ID/vm.json exists), reclaims that VM's COW\n"
+	      "file under the VM's lock, refuses (exit 4) while the VM is attached, and\n"
+	      "records the result, success or failure, in its record ('cowpunch status\n"
+	      "ID' shows it).\n"
+	      "\n"
 	      "Options:\n"
+	      "      --state-dir DIR  state directory for an ID (default $COWPUNCH_STATE_DIR,\n"
+	      "                       else " VMSTORE_DEFAULT_DIR ")\n"
 	      "  -n, --dry-run        read and count, but punch nothing\n"
 	      "  -j, --json           print one JSON object instead of the summary\n"
 	      "  -e, --engine ENGINE  I/O engine: auto (default: io_uring, else libaio, else\n"
@@ -89,11 +98,12 @@ struct reclaim_args {
 	enum reclaim_engine_kind engine;
 	uint32_t read_bytes, queue_depth;
 	const char *path;
+	const char *state_dir;
 };
 
 static int parse_args(int argc, char **argv, struct reclaim_args *a)
 {
-	enum { OPT_NO_PROGRESS = 256, OPT_READ_SIZE, OPT_QUEUE_DEPTH };
+	enum { OPT_NO_PROGRESS = 256, OPT_READ_SIZE, OPT_QUEUE_DEPTH, OPT_STATE_DIR };
 	static const struct option longopts[] = {
 		{"dry-run", no_argument, NULL, 'n'},
 		{"json", no_argument, NULL, 'j'},
@@ -103,6 +113,7 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 		{"read-size", required_argument, NULL, OPT_READ_SIZE},
 		{"queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH},
 		{"help", no_argument, NULL, 'h'},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 		{}};
 	uint64_t v;
 	int c;
@@ -148,6 +159,9 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 				return -EINVAL;
 			}
 			a->queue_depth = (uint32_t)v;
+			break;
+		case OPT_STATE_DIR:
+			a->state_dir = optarg;
 			break;
 		case 'h':
 			cmd_reclaim_help(stdout);
@@ -284,12 +298,19 @@ int cmd_reclaim(int argc, char **argv)
 	struct reclaim_report rep;
 	struct reclaim_opts opts;
 	struct reclaim_args a;
+	_cleanup_(vmcmd_close) struct vmcmd vm = {.lock_fd = -1};
+	bool is_vm;
 	_cleanup_close_ int fd = -1;
 	int r;
 
 	r = parse_args(argc, argv, &a);
 	if (r != 0)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	r = vmcmd_open_for_reclaim(vmstore_state_dir(a.state_dir), a.path, &vm, &is_vm);
+	if (r != EXIT_OK)
+		return r;
+	if (is_vm)
+		a.path = vm.cow_path;
 
 	r = agent_open_cow_exclusive(a.path, &fd);
 	if (r != EXIT_OK)
@@ -299,7 +320,7 @@ int cmd_reclaim(int argc, char **argv)
 	if (r == -EBADMSG) {
 		agent_error("%s: invalid store at byte %llu: %s; nothing written", a.path,
 			    (unsigned long long)err.offset, err.rule);
-		return EXIT_INVALID;
+		return is_vm ? vmcmd_record_reclaim(&vm, EXIT_INVALID, NULL) : EXIT_INVALID;
 	}
 	if (r < 0) {
 		agent_error("%s: cannot read the store: %s", a.path, strerror(-r));
@@ -328,11 +349,11 @@ int cmd_reclaim(int argc, char **argv)
 		agent_error("%s: reclaim failed: %s (what was punched so far read as zeros "
 			    "before; the store stays valid)",
 			    a.path, strerror(-r));
-		return EXIT_RUNTIME;
+		return is_vm ? vmcmd_record_reclaim(&vm, EXIT_RUNTIME, NULL) : EXIT_RUNTIME;
 	}
 	if (a.json)
 		print_json(&rep);
 	else
 		print_human(a.path, &rep);
-	return EXIT_OK;
+	return is_vm ? vmcmd_record_reclaim(&vm, EXIT_OK, &rep) : EXIT_OK;
 }
