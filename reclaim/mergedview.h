@@ -36,7 +36,8 @@ struct mergedview;
  * the caller and must stay open while the view is used (base_fd may be -1: no
  * base, everything outside the exceptions reads as zeros).  The base's size is
  * taken with lseek(SEEK_END), so a file or a block device both work.  The array
- * in *list is taken over (list is emptied), sorted by origin chunk.
+ * in *list is taken over on success (list is emptied); on failure the caller still
+ * owns it.  It is sorted by origin chunk either way.
  * Returns 0 and sets *ret; -EINVAL for a chunk size that is not a power of two
  * >= 512; -EBADMSG when two exceptions share an origin chunk or one lies past
  * disk_size (store and disk size do not belong together); -ENOMEM; -errno.
