@@ -8,8 +8,10 @@
  *  - snapstore_load(), which streams a COW file area by area, validates every rule
  *    and returns a summary plus a bitmap of the COW chunks the store lists as data.
  *
- * Memory: one metadata area, one bit per COW chunk, one bit per origin chunk
- * up to the highest old_chunk (duplicate detection); never a list of exceptions.
+ * Memory: one read buffer (at most 1 MiB, whatever the chunk size), one bit per COW
+ * chunk, and a hashed bitmap of the origin chunks seen (duplicate detection) whose
+ * size follows the number of exceptions, never the value of old_chunk; never a list
+ * of exceptions.
  */
 #ifndef COWPUNCH_RECLAIM_SNAPSTORE_H
 #define COWPUNCH_RECLAIM_SNAPSTORE_H
@@ -18,9 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SNAPSTORE_MAGIC           0x70416e53u /* "SnAp" */
-#define SNAPSTORE_VERSION         1u
-#define SNAPSTORE_SECTOR          512u
+#define SNAPSTORE_MAGIC		  0x70416e53u /* "SnAp" */
+#define SNAPSTORE_VERSION	  1u
+#define SNAPSTORE_SECTOR	  512u
 #define SNAPSTORE_EXCEPTION_BYTES 16u
 /* Chunk sizes accepted: power of two, 8 sectors (4 KiB) .. 2^21 sectors (1 GiB), like LVM2's cap. */
 #define SNAPSTORE_MIN_CHUNK_SECTORS 8u
@@ -42,7 +44,7 @@ struct snapstore_header {
 struct snapstore_geometry {
 	uint32_t chunk_sectors;
 	uint64_t chunk_bytes;
-	uint64_t epa;         /* exceptions per metadata area: chunk_bytes / 16 */
+	uint64_t epa;	      /* exceptions per metadata area: chunk_bytes / 16 */
 	uint64_t file_chunks; /* whole chunks in the COW file (file_size / chunk_bytes) */
 };
 
@@ -68,8 +70,8 @@ int snapstore_parse_header(const void *buf, size_t len, uint64_t file_size,
 
 /* Result of parsing one metadata area. */
 struct snapstore_area {
-	uint64_t count;  /* entries before the terminator (new_chunk == 0), <= epa */
-	bool full;       /* no terminator: every slot used, the next area must exist */
+	uint64_t count; /* entries before the terminator (new_chunk == 0), <= epa */
+	bool full;	/* no terminator: every slot used, the next area must exist */
 };
 
 /*
@@ -89,11 +91,13 @@ struct snapstore_info {
 	struct snapstore_header hdr;
 	struct snapstore_geometry geom;
 	uint64_t file_size;
-	uint64_t exceptions;      /* entries before the terminator, all areas */
-	uint64_t metadata_areas;  /* areas read, including the one holding the terminator */
-	uint64_t next_free_chunk; /* what the kernel would allocate next: max(new)+1, skipping metadata; 2 if empty */
-	uint64_t max_old_chunk;   /* highest origin chunk with an exception (0 if none) */
-	uint8_t *data_bitmap;     /* geom.file_chunks bits: bit c set iff COW chunk c is a listed data chunk */
+	uint64_t exceptions;	 /* entries before the terminator, all areas */
+	uint64_t metadata_areas; /* areas read, including the one holding the terminator */
+	uint64_t
+		next_free_chunk; /* what the kernel would allocate next: max(new)+1, skipping metadata; 2 if empty */
+	uint64_t max_old_chunk; /* highest origin chunk with an exception (0 if none) */
+	uint8_t *
+		data_bitmap; /* geom.file_chunks bits: bit c set iff COW chunk c is a listed data chunk */
 };
 
 /*
@@ -103,7 +107,8 @@ struct snapstore_info {
  * bad magic/version/chunk size, valid == 0, short file, entries out of range,
  * pointing at metadata or the header, duplicate new_chunk or old_chunk, non-zero
  * bytes after the terminator, a full last area with no next area.
- * If cb is not NULL it is called for every exception in store order.
+ * If cb is not NULL it is called for every exception in store order, as soon as
+ * that entry is validated: on a later refusal the caller must drop what it got.
  * Returns 0 and fills *ret (free with snapstore_info_free), -EBADMSG, or -errno on I/O.
  */
 int snapstore_load(int fd, struct snapstore_info *ret,
