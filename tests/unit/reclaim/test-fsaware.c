@@ -24,6 +24,9 @@
 #include "common/util.h"
 #include "reclaim/fsaware.h"
 #include "reclaim/mergedview.h"
+#include "reclaim/reclaim.h"
+#include "reclaim/snapstore.h"
+#include "tests/unit/helpers/storegen.h"
 #include "tests/unit/helpers/fsimg.h"
 
 #define KiB 1024ull
@@ -78,20 +81,20 @@ static int debugfs_w(const char *img, const char *req)
 }
 
 /*
- * Diffs guest against base (zeros past base's end) chunk by chunk and writes each
- * differing chunk to COW chunk 2, 3, ... of cow, appending (old, new) to l.
- * Returns the number of COW chunks the file spans.
+ * Diffs guest against base (zeros past base's end) chunk by chunk and stores each
+ * differing chunk as an exception of a fresh store in cow, in origin order, with
+ * storegen (the kernel's allocation order and area layout).
  */
-static uint64_t diff_to_cow(const char *base, const char *guest, const char *cow, uint64_t chunk,
-			    uint64_t disk, struct mergedview_list *l)
+static void diff_to_store(const char *base, const char *guest, int cfd, uint64_t chunk,
+			  uint64_t disk)
 {
 	_cleanup_close_ int bfd = open(base, O_RDONLY | O_CLOEXEC);
 	_cleanup_close_ int gfd = open(guest, O_RDONLY | O_CLOEXEC);
-	_cleanup_close_ int cfd = open(cow, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	_cleanup_free_ uint8_t *a = malloc(chunk), *b = malloc(chunk);
-	uint64_t next = 2;
+	struct storegen *sg;
 
-	assert_true(bfd >= 0 && gfd >= 0 && cfd >= 0 && a && b);
+	assert_true(bfd >= 0 && gfd >= 0 && a && b);
+	assert_int_equal(storegen_create(cfd, (uint32_t)(chunk / 512), false, &sg), 0);
 	for (uint64_t c = 0; c * chunk < disk; c++) {
 		ssize_t ra = util_pread_full(bfd, a, chunk, c * chunk);
 		ssize_t rb = util_pread_full(gfd, b, chunk, c * chunk);
@@ -99,25 +102,31 @@ static uint64_t diff_to_cow(const char *base, const char *guest, const char *cow
 		assert_true(ra >= 0 && rb >= 0);
 		memset(a + ra, 0, chunk - (size_t)ra);
 		memset(b + rb, 0, chunk - (size_t)rb);
-		if (!memcmp(a, b, chunk))
-			continue;
-		assert_int_equal(util_pwrite_full(cfd, b, chunk, next * chunk), (ssize_t)chunk);
-		struct snapstore_exception e = {c, next++};
-		assert_int_equal(mergedview_list_add(l, &e), 0);
+		if (memcmp(a, b, chunk))
+			assert_int_equal(storegen_add_buf(sg, c, b, NULL), 0);
 	}
-	assert_int_equal(ftruncate(cfd, (off_t)(next * chunk)), 0);
-	return next;
+	storegen_free(sg);
 }
+
+/* Files the guest keeps: path in the fs, path of the original under dir. */
+static const char *const keep[][2] = {
+	{"keep1", "src/keep1"}, {"keep2", "src/keep2"}, {"sub/keep3", "src/sub/keep3"},
+	{"keep4", "keep4"},	{"keep5", "keep5"},
+};
 
 static void run_scenario(const struct scenario *s)
 {
-	char base[300], guest[300], cow[300], out[300];
+	char base[300], guest[300], cow[300], out[300], req[400];
 	struct mergedview_list l = {0};
 	struct mergedview *mv = NULL;
+	struct snapstore_info info;
+	struct snapstore_error serr;
 	struct fsaware_result res;
+	struct reclaim_report rep;
 	_cleanup_free_ uint8_t *bm = NULL;
 	const struct snapstore_exception *v;
-	uint64_t file_chunks, tail_old = UINT64_MAX, tail_new = 0;
+	uint64_t tail_new = UINT64_MAX, set = 0, bits = 0;
+	int64_t before, after;
 	size_t n;
 
 	snprintf(base, sizeof(base), "%s/base.img", dir);
@@ -132,7 +141,6 @@ static void run_scenario(const struct scenario *s)
 	assert_int_equal(fsimg_sh("cp %s %s && truncate -s %llu %s", base, guest,
 				  (unsigned long long)s->disk_bytes, guest),
 			 0);
-	char req[400];
 	snprintf(req, sizeof(req), "write %s/big.src big", dir);
 	assert_int_equal(debugfs_w(guest, req), 0);
 	snprintf(req, sizeof(req), "write %s/keep4 keep4", dir);
@@ -149,18 +157,21 @@ static void run_scenario(const struct scenario *s)
 					  guest, (unsigned long long)(s->fs_bytes / 4096)),
 				 0);
 
-	file_chunks = diff_to_cow(base, guest, cow, s->chunk, s->disk_bytes, &l);
-	for (size_t i = 0; i < l.n; i++)
-		if (l.v[i].old_chunk * s->chunk >= s->fs_bytes && tail_old == UINT64_MAX) {
-			tail_old = l.v[i].old_chunk;
-			tail_new = l.v[i].new_chunk;
-		}
-	assert_true(s->disk_bytes == s->fs_bytes || tail_old != UINT64_MAX);
-
-	_cleanup_close_ int cfd = open(cow, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int cfd = open(cow, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	_cleanup_close_ int bfd = open(base, O_RDONLY | O_CLOEXEC);
 	assert_true(cfd >= 0 && bfd >= 0);
-	assert_int_equal(mergedview_open(cfd, bfd, s->disk_bytes, s->chunk, &l, &mv), 0);
+	diff_to_store(base, guest, cfd, s->chunk, s->disk_bytes);
+
+	/* One pass over the store yields both the data bitmap and the view's exceptions. */
+	assert_int_equal(snapstore_load(cfd, &info, mergedview_list_add, &l, &serr), 0);
+	assert_int_equal(mergedview_open(cfd, bfd, s->disk_bytes, info.geom.chunk_bytes, &l, &mv),
+			 0);
+	n = mergedview_exceptions(mv, &v);
+	assert_int_equal(n, info.exceptions);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].old_chunk * s->chunk >= s->fs_bytes && tail_new == UINT64_MAX)
+			tail_new = v[i].new_chunk;
+	assert_true(s->disk_bytes == s->fs_bytes || tail_new != UINT64_MAX);
 
 	/* The view is the guest's disk, byte for byte. */
 	{
@@ -176,58 +187,61 @@ static void run_scenario(const struct scenario *s)
 		}
 	}
 
-	assert_int_equal(fsaware_scan(mv, file_chunks, &bm, &res), 0);
+	assert_int_equal(fsaware_scan(mv, info.geom.file_chunks, &bm, &res), 0);
 	if (res.status != FSAWARE_DONE)
 		fail_msg("refused: %s", res.reason);
 	assert_non_null(bm);
 	assert_int_equal(res.fs_block_size, s->block);
 	assert_int_equal(res.fs_blocks * res.fs_block_size, s->fs_bytes);
 	assert_true(res.free_blocks_seen * res.fs_block_size >= s->big);
-	/* >= 95% of the deleted file is found free. */
-	if (res.fs_free_chunks * s->chunk < s->big * 95 / 100)
-		fail_msg("only %llu chunks of %llu bytes free, file was %llu bytes",
-			 (unsigned long long)res.fs_free_chunks, (unsigned long long)s->chunk,
-			 (unsigned long long)s->big);
 	/* Bitmaps and descriptors only: far less than the file's data was read. */
 	assert_true(res.bytes_read < s->big / 4);
-	if (tail_old != UINT64_MAX)
+	if (tail_new != UINT64_MAX)
 		assert_false(snapstore_bitmap_test(bm, tail_new));
+	/* Bits only for listed data chunks. */
+	for (uint64_t c = 0; c < info.geom.file_chunks; c++) {
+		if (!snapstore_bitmap_test(bm, c))
+			continue;
+		bits++;
+		assert_true(snapstore_bitmap_test(info.data_bitmap, c));
+	}
+	for (size_t i = 0; i < n; i++)
+		set += snapstore_bitmap_test(bm, v[i].new_chunk);
+	assert_int_equal(bits, res.fs_free_chunks);
+	assert_int_equal(set, bits);
 
-	/* Punching a free chunk makes its origin range read zeros: export that disk. */
+	/* Punch them, with zero-chunk reclaim in the same pass. */
+	before = storegen_allocated(cfd);
 	{
+		struct reclaim_opts o = {.engine = RECLAIM_ENGINE_AUTO, .free_bitmap = bm};
+
+		assert_int_equal(reclaim_run(cfd, &info, &o, &rep), 0);
+	}
+	after = storegen_allocated(cfd);
+	assert_true(before > 0 && after >= 0);
+	assert_int_equal(rep.fs_free_chunks, res.fs_free_chunks);
+	if ((uint64_t)(before - after) < s->big * 95 / 100)
+		fail_msg("st_blocks dropped by %lld bytes, the deleted file was %llu bytes",
+			 (long long)(before - after), (unsigned long long)s->big);
+
+	/* The disk the guest now sees, read the kernel's way by storegen's independent reader. */
+	{
+		struct storegen_view *sv;
 		_cleanup_close_ int ofd = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		_cleanup_free_ uint8_t *y = malloc(s->chunk);
-		uint64_t set = 0;
+		_cleanup_free_ uint8_t *y = malloc(MiB);
 
 		assert_true(ofd >= 0 && y);
-		for (uint64_t off = 0; off < s->disk_bytes; off += s->chunk) {
-			ssize_t r = mergedview_pread(mv, y, s->chunk, off);
+		assert_int_equal(storegen_view_open(cfd, bfd, s->disk_bytes, &sv), 0);
+		for (uint64_t off = 0; off < s->disk_bytes; off += MiB) {
+			size_t len =
+				s->disk_bytes - off < MiB ? (size_t)(s->disk_bytes - off) : MiB;
 
-			assert_true(r > 0);
-			assert_int_equal(util_pwrite_full(ofd, y, (size_t)r, off), r);
+			assert_int_equal(storegen_view_read(sv, y, len, off), 0);
+			assert_int_equal(util_pwrite_full(ofd, y, len, off), (ssize_t)len);
 		}
-		n = mergedview_exceptions(mv, &v);
-		memset(y, 0, s->chunk);
-		for (size_t i = 0; i < n; i++) {
-			if (!snapstore_bitmap_test(bm, v[i].new_chunk))
-				continue;
-			set++;
-			assert_int_equal(
-				util_pwrite_full(ofd, y, s->chunk, v[i].old_chunk * s->chunk),
-				(ssize_t)s->chunk);
-		}
-		assert_int_equal(set, res.fs_free_chunks);
-		/* No bit for a chunk that is not a listed exception. */
-		uint64_t bits = 0;
-		for (uint64_t c = 0; c < file_chunks; c++)
-			bits += snapstore_bitmap_test(bm, c);
-		assert_int_equal(bits, set);
+		storegen_view_free(sv);
 	}
 	assert_int_equal(fsimg_sh("e2fsck -fn %s >%s/fsck.log 2>&1", out, dir), 0);
-	static const char *const keep[][2] = {
-		{"keep1", "src/keep1"}, {"keep2", "src/keep2"}, {"sub/keep3", "src/sub/keep3"},
-		{"keep4", "keep4"},	{"keep5", "keep5"},
-	};
 	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
 		assert_int_equal(fsimg_sh("rm -f %s/dumped && debugfs -R 'dump /%s %s/dumped' %s "
 					  ">/dev/null 2>&1 && cmp -s %s/dumped %s/%s",
@@ -235,6 +249,7 @@ static void run_scenario(const struct scenario *s)
 				 0);
 	}
 	mergedview_free(mv);
+	snapstore_info_free(&info);
 }
 
 static void test_1k_csum(void **state)
