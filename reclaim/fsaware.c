@@ -5,12 +5,14 @@
  * are free.  All filesystem parsing is e2fsprogs'.  See docs/fsaware.md.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <et/com_err.h>
 #include <ext2fs/ext2fs.h>
@@ -337,4 +339,53 @@ out:
 	*ret_free_bitmap = res.status == FSAWARE_DONE ? TAKE_PTR(bitmap) : NULL;
 	*ret = res;
 	return 0;
+}
+
+int fsaware_reclaim(int cow_fd, const char *base_path, uint64_t disk_size,
+		    const struct reclaim_opts *opts, struct reclaim_report *ret_report,
+		    struct fsaware_result *ret_fs, struct snapstore_error *err)
+{
+	struct mergedview_list list = {0};
+	struct snapstore_info info = {0};
+	struct mergedview *mv = NULL;
+	struct fsaware_result res;
+	struct reclaim_opts o = *opts;
+	_cleanup_free_ uint8_t *free_bm = NULL;
+	_cleanup_close_ int base_fd = -1;
+	int r;
+
+	if (base_path) {
+		base_fd = open(base_path, O_RDONLY | O_CLOEXEC);
+		if (base_fd < 0)
+			return -errno;
+	}
+	r = snapstore_load(cow_fd, &info, mergedview_list_add, &list, err);
+	if (r < 0)
+		goto out;
+	r = mergedview_open(cow_fd, base_fd, disk_size, info.geom.chunk_bytes, &list, &mv);
+	if (r == -EBADMSG) {
+		err->offset = 0;
+		snprintf(err->rule, sizeof(err->rule),
+			 "the store has an exception past the end of the %" PRIu64
+			 "-byte disk (wrong --size, or not this VM's store)",
+			 disk_size);
+	}
+	if (r < 0)
+		goto out;
+	r = fsaware_scan(mv, info.geom.file_chunks, &free_bm, &res);
+	if (r < 0)
+		goto out;
+	if (res.status == FSAWARE_DONE) {
+		o.free_bitmap = free_bm;
+		r = reclaim_run(cow_fd, &info, &o, ret_report);
+		if (r < 0)
+			goto out;
+	}
+	*ret_fs = res;
+	r = 0;
+out:
+	mergedview_free(mv);
+	mergedview_list_free(&list);
+	snapstore_info_free(&info);
+	return r;
 }

@@ -428,6 +428,79 @@ static void test_refusals(void **state)
 	expect_refused(img, 8 * MiB, "block bitmaps");
 }
 
+/* SHA-256 of a whole file's bytes. */
+static void file_sha256(int fd, uint8_t out[32])
+{
+	struct storegen_sha256 h;
+	_cleanup_free_ uint8_t *buf = malloc(MiB);
+	ssize_t r;
+
+	assert_non_null(buf);
+	storegen_sha256_init(&h);
+	for (uint64_t off = 0; (r = util_pread_full(fd, buf, MiB, off)) > 0; off += (uint64_t)r)
+		storegen_sha256_update(&h, buf, (size_t)r);
+	assert_true(r == 0);
+	storegen_sha256_final(&h, out);
+}
+
+/*
+ * fsaware_reclaim(), the entry point of the CLI: a refusal writes nothing (bytes
+ * and st_blocks of the COW unchanged), the same store once safe is reclaimed.
+ */
+static void test_reclaim_entry_point(void **state)
+{
+	char base[300], guest[300], cow[300], req[400];
+	uint8_t sha_before[32], sha_after[32];
+	struct reclaim_opts o = {.engine = RECLAIM_ENGINE_SYNC};
+	struct reclaim_report rep;
+	struct fsaware_result res;
+	struct snapstore_error err;
+	int64_t before;
+
+	snprintf(base, sizeof(base), "%s/e-base.img", dir);
+	snprintf(guest, sizeof(guest), "%s/e-guest.img", dir);
+	snprintf(cow, sizeof(cow), "%s/e-cow", dir);
+	make_small(base, "metadata_csum");
+	assert_int_equal(fsimg_sh("cp %s %s", base, guest), 0);
+	snprintf(req, sizeof(req), "write %s/src/keep2 big", dir);
+	assert_int_equal(debugfs_w(guest, req), 0);
+	assert_int_equal(debugfs_w(guest, "rm big"), 0);
+	/* Mounted, not frozen, when the snapshot was taken. */
+	assert_int_equal(debugfs_w(guest, "feature needs_recovery"), 0);
+
+	_cleanup_close_ int cfd = open(cow, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(cfd >= 0);
+	diff_to_store(base, guest, cfd, 4096, 8 * MiB);
+	before = storegen_allocated(cfd);
+	file_sha256(cfd, sha_before);
+
+	memset(&rep, 0xa5, sizeof(rep));
+	assert_int_equal(fsaware_reclaim(cfd, base, 8 * MiB, &o, &rep, &res, &err), 0);
+	assert_int_equal(res.status, FSAWARE_REFUSED);
+	assert_non_null(strstr(res.reason, "journal needs recovery"));
+	assert_int_equal(storegen_allocated(cfd), before);
+	file_sha256(cfd, sha_after);
+	assert_memory_equal(sha_before, sha_after, 32);
+
+	/* A disk too small for the store's exceptions: invalid, nothing written. */
+	assert_int_equal(fsaware_reclaim(cfd, base, 4096, &o, &rep, &res, &err), -EBADMSG);
+	assert_non_null(strstr(err.rule, "past the end"));
+	assert_int_equal(fsaware_reclaim(cfd, "/nonexistent/base", 8 * MiB, &o, &rep, &res, &err),
+			 -ENOENT);
+	file_sha256(cfd, sha_after);
+	assert_memory_equal(sha_before, sha_after, 32);
+
+	/* Frozen after all: the same store is reclaimed. */
+	assert_int_equal(debugfs_w(guest, "feature -needs_recovery"), 0);
+	diff_to_store(base, guest, cfd, 4096, 8 * MiB);
+	before = storegen_allocated(cfd);
+	assert_int_equal(fsaware_reclaim(cfd, base, 8 * MiB, &o, &rep, &res, &err), 0);
+	assert_int_equal(res.status, FSAWARE_DONE);
+	assert_true(res.fs_free_chunks > 0);
+	assert_int_equal(rep.fs_free_chunks, res.fs_free_chunks);
+	assert_true((uint64_t)(before - storegen_allocated(cfd)) >= (1 * MiB) * 95 / 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_ext2),
 		cmocka_unit_test(test_64k_blocks),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_reclaim_entry_point),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
