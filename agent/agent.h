@@ -32,5 +32,7 @@ void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int agent_exit_code(int neg_errno);
 
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
+int cmd_reclaim(int argc, char **argv);
+void cmd_reclaim_help(FILE *out);
 
 #endif

@@ -431,7 +431,12 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 
 	if (fd < 0 || !info || !info->data_bitmap || !opts || !ret)
 		return -EINVAL;
-	if (fstat(fd, &st) < 0)
+	/*
+	 * Write back anything dirty first, so that st_blocks already counts the blocks
+	 * delayed allocation would add (O_DIRECT reads flush them anyway) and
+	 * reclaimed_bytes measures the punches alone.
+	 */
+	if (fdatasync(fd) < 0 || fstat(fd, &st) < 0)
 		return -errno;
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0)
