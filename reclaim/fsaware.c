@@ -5,14 +5,12 @@
  * are free.  All filesystem parsing is e2fsprogs'.  See docs/fsaware.md.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <et/com_err.h>
 #include <ext2fs/ext2fs.h>
@@ -341,7 +339,7 @@ out:
 	return 0;
 }
 
-int fsaware_reclaim(int cow_fd, const char *base_path, uint64_t disk_size,
+int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size,
 		    const struct reclaim_opts *opts, struct reclaim_report *ret_report,
 		    struct fsaware_result *ret_fs, struct snapstore_error *err)
 {
@@ -351,14 +349,8 @@ int fsaware_reclaim(int cow_fd, const char *base_path, uint64_t disk_size,
 	struct fsaware_result res;
 	struct reclaim_opts o = *opts;
 	_cleanup_free_ uint8_t *free_bm = NULL;
-	_cleanup_close_ int base_fd = -1;
 	int r;
 
-	if (base_path) {
-		base_fd = open(base_path, O_RDONLY | O_CLOEXEC);
-		if (base_fd < 0)
-			return -errno;
-	}
 	r = snapstore_load(cow_fd, &info, mergedview_list_add, &list, err);
 	if (r < 0)
 		goto out;

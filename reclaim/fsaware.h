@@ -56,8 +56,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 /*
  * The whole fs-aware reclaim of one COW file, for `cowpunch reclaim --fs-aware`
  * in both its forms (paths given, or taken from a VM record):
- * snapstore_load() (collecting the exceptions), the merged view over base_path
- * (NULL: no base, zeros) for a disk of disk_size bytes, fsaware_scan(), then, only
+ * snapstore_load() (collecting the exceptions), the merged view over the base
+ * image open at base_fd (-1: no base, zeros) for a disk of disk_size bytes, fsaware_scan(), then, only
  * when the scan is done, reclaim_run() with its free_bitmap: zero-chunk and
  * fs-free reclaim in the same pass.  opts->free_bitmap is ignored (replaced).
  *
@@ -67,9 +67,9 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
  * Returns 0 with *ret_fs filled: when ret_fs->status is FSAWARE_REFUSED nothing
  * was written and *ret_report is left untouched; when done *ret_report is filled.
  * Returns -EBADMSG with *err filled for an invalid store or a store that does not
- * fit disk_size; -errno for I/O (opening the base included) or memory.
+ * fit disk_size; -errno for I/O or memory; reclaim_run()'s errors.
  */
-int fsaware_reclaim(int cow_fd, const char *base_path, uint64_t disk_size,
+int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size,
 		    const struct reclaim_opts *opts, struct reclaim_report *ret_report,
 		    struct fsaware_result *ret_fs, struct snapstore_error *err);
 
