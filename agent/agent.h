@@ -6,7 +6,10 @@
 #define COWPUNCH_AGENT_AGENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include "reclaim/reclaim.h"
 
 /* Exit codes: a contract scripts rely on (README, docs/operations.md). */
 enum {
@@ -34,5 +37,26 @@ int agent_exit_code(int neg_errno);
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
 int cmd_reclaim(int argc, char **argv);
 void cmd_reclaim_help(FILE *out);
+
+/* What `cowpunch reclaim` does to one COW file, whoever resolved the paths. */
+struct agent_reclaim_request {
+	const char *cow_path;
+	bool fs_aware;         /* also punch chunks free in the guest's ext2/3/4 */
+	const char *base_path; /* fs-aware: the base image under the COW */
+	uint64_t disk_size;    /* fs-aware: the VM's disk size in bytes */
+	bool dry_run, json;
+	int progress; /* -1 auto (stderr is a tty), 0 never, 1 always */
+	enum reclaim_engine_kind engine;
+	uint32_t read_bytes, queue_depth; /* 0: the engine's defaults */
+};
+
+/*
+ * Locks the COW, refuses when a loop device uses it, validates the store and runs
+ * zero reclaim, plus fs-aware reclaim when asked (reclaim/fsaware.h), printing
+ * the report (text or --json) and errors.  The caller (`reclaim COW`, or `reclaim
+ * ID` with the paths and the size from the VM record) has checked the arguments.
+ * Returns an exit code: 0, 1, 3 (invalid store), 4 (busy), 5 (fs-aware refused).
+ */
+int agent_reclaim_cow(const struct agent_reclaim_request *req);
 
 #endif

@@ -19,16 +19,19 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "dmops/loopscan.h"
+#include "reclaim/fsaware.h"
 #include "reclaim/reclaim.h"
 #include "reclaim/snapstore.h"
 
 void cmd_reclaim_help(FILE *out)
 {
 	fputs("Usage: cowpunch reclaim [OPTIONS] COW\n"
+	      "       cowpunch reclaim --fs-aware --base IMAGE --size BYTES [OPTIONS] COW\n"
 	      "\n"
 	      "Gives back the host disk space held by the all-zero data chunks of a\n"
 	      "dm-snapshot persistent COW file, without changing a byte that the snapshot\n"
-	      "shows its reader.\n"
+	      "shows its reader.  With --fs-aware, also the chunks the guest's ext2/3/4\n"
+	      "file system no longer uses (deleted files), in the same pass.\n"
 	      "\n"
 	      "The exception store is read and validated in full first; a store that breaks\n"
 	      "any rule is refused and nothing is written.  Then every data chunk the store\n"
@@ -39,6 +42,22 @@ void cmd_reclaim_help(FILE *out)
 	      "store does not list are never touched.  A crash at any point leaves a valid\n"
 	      "store.  Reads use O_DIRECT where the file system allows it, so the scan does\n"
 	      "not evict the page cache of running VMs.\n"
+	      "\n"
+	      "Fs-aware reclaim (--fs-aware) reads the disk the VM sees (the COW's chunks over\n"
+	      "the base IMAGE, zeros past it, BYTES long) in userspace with libext2fs, never\n"
+	      "mounting it, and reads only the superblock, group descriptors and block\n"
+	      "bitmaps of the ext2/3/4 file system that starts at byte 0 of that disk.  A\n"
+	      "data chunk whose whole origin range is free in the block bitmaps is punched\n"
+	      "without being read; the guest then reads zeros there, which it may, since it\n"
+	      "holds nothing.  This is only safe when the guest's file system was frozen\n"
+	      "(fsfreeze -f / FIFREEZE) or cleanly unmounted when the VM was hibernated; see\n"
+	      "docs/fsaware.md.  It is refused, with exit 5 and nothing written (no zero\n"
+	      "chunks punched either), when the journal needs recovery (mounted and not\n"
+	      "frozen), when the superblock or a group descriptor fails its checksum or\n"
+	      "libext2fs's checks, when there is no ext2/3/4 superblock at byte 0 (e.g. a\n"
+	      "partitioned disk), when the file system claims more blocks than BYTES, or when\n"
+	      "its block bitmaps cannot be read.  Chunks past the end of the file system and\n"
+	      "chunks holding any used block are never punched as free.\n"
 	      "\n"
 	      "COW must not be in use: reclaim takes an exclusive flock(2) on it and refuses\n"
 	      "(exit 4) when another process holds a lock on it or when a loop device is\n"
@@ -56,6 +75,11 @@ void cmd_reclaim_help(FILE *out)
 	      "      --no-progress    never show progress (default: shown on a terminal)\n"
 	      "      --read-size SIZE bytes per read, a power of two from 4k to 4M (default 1M)\n"
 	      "      --queue-depth N  reads in flight, 1 to 256 (default 16)\n"
+	      "  -f, --fs-aware       also punch chunks that are free in the guest's ext2/3/4\n"
+	      "                       file system (needs --base and --size)\n"
+	      "  -b, --base IMAGE     the read-only base image under the COW (fs-aware)\n"
+	      "  -s, --size BYTES     the VM's disk size, a multiple of 512 (fs-aware);\n"
+	      "                       suffixes k, M, G, T (powers of 1024)\n"
 	      "  -h, --help           show this help\n"
 	      "\n"
 	      "Output:\n"
@@ -63,10 +87,16 @@ void cmd_reclaim_help(FILE *out)
 	      "  keys: exceptions, chunk_bytes, chunks_scanned (listed data chunks read),\n"
 	      "  zero_chunks (found all zero: punched, or would be in a dry run), hole_chunks\n"
 	      "  (listed data chunks that were already holes, not read), fs_free_chunks\n"
-	      "  (punched because the guest file system does not use them; 0 here),\n"
+	      "  (punched, unread, because the guest file system does not use them; 0\n"
+	      "  without --fs-aware),\n"
 	      "  punched_ranges (fallocate calls, coalesced), allocated_before,\n"
 	      "  allocated_after, reclaimed_bytes (= allocated_before - allocated_after, from\n"
-	      "  st_blocks), bytes_read, seconds, engine (the engine used), dry_run.\n"
+	      "  st_blocks), bytes_read, seconds, engine (the engine used), dry_run; with\n"
+	      "  --fs-aware also fs_aware: an object with status (done or refused), reason\n"
+	      "  (why refused, else empty), fs_block_size, fs_blocks, free_blocks_seen (free\n"
+	      "  blocks in the block bitmaps), free_chunks (data chunks whose origin range is\n"
+	      "  free) and bytes_read (what libext2fs read).  When refused, only fs_aware\n"
+	      "  is printed.\n"
 	      "\n"
 	      "Exit status:\n"
 	      "  0  success (also when nothing was found to reclaim)\n"
@@ -75,23 +105,18 @@ void cmd_reclaim_help(FILE *out)
 	      "  3  invalid or damaged store: the error names the file offset and the rule\n"
 	      "     broken; nothing was written\n"
 	      "  4  busy: the file is locked by another process or backs a loop device\n"
+	      "  5  fs-aware reclaim refused as unsafe (see above): nothing was written\n"
 	      "\n"
 	      "Examples:\n"
 	      "  cowpunch reclaim /var/lib/vms/42/cow.img\n"
 	      "  cowpunch reclaim --dry-run --json cow.img | jq .zero_chunks\n"
-	      "  cowpunch reclaim --engine sync cow.img    # where io_uring is forbidden\n",
+	      "  cowpunch reclaim --engine sync cow.img    # where io_uring is forbidden\n"
+	      "  cowpunch reclaim --fs-aware --base /var/lib/images/debian.ext4 \\\n"
+	      "          --size 10G --json cow.img | jq .fs_free_chunks\n",
 	      out);
 }
 
-struct reclaim_args {
-	bool dry_run, json;
-	int progress; /* -1 auto (tty), 0 never, 1 always */
-	enum reclaim_engine_kind engine;
-	uint32_t read_bytes, queue_depth;
-	const char *path;
-};
-
-static int parse_args(int argc, char **argv, struct reclaim_args *a)
+static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 {
 	enum { OPT_NO_PROGRESS = 256, OPT_READ_SIZE, OPT_QUEUE_DEPTH };
 	static const struct option longopts[] = {
@@ -102,16 +127,19 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
 		{ "read-size", required_argument, NULL, OPT_READ_SIZE },
 		{ "queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH },
+		{ "fs-aware", no_argument, NULL, 'f' },
+		{ "base", required_argument, NULL, 'b' },
+		{ "size", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
 	uint64_t v;
 	int c;
 
-	*a = (struct reclaim_args){ .progress = -1, .engine = RECLAIM_ENGINE_AUTO };
+	*a = (struct agent_reclaim_request){ .progress = -1, .engine = RECLAIM_ENGINE_AUTO };
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "nje:ph", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "nje:phfb:s:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			a->dry_run = true;
@@ -148,6 +176,21 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 			}
 			a->queue_depth = (uint32_t)v;
 			break;
+		case 'f':
+			a->fs_aware = true;
+			break;
+		case 'b':
+			a->base_path = optarg;
+			break;
+		case 's':
+			if (util_parse_size(optarg, &v) < 0 || v == 0 || v % 512) {
+				agent_error("reclaim: --size '%s': want the disk size in bytes, a "
+					    "non-zero multiple of 512",
+					    optarg);
+				return -EINVAL;
+			}
+			a->disk_size = v;
+			break;
 		case 'h':
 			cmd_reclaim_help(stdout);
 			return 1;
@@ -163,7 +206,17 @@ static int parse_args(int argc, char **argv, struct reclaim_args *a)
 			    optind >= argc ? "missing COW file" : "more than one COW file");
 		return -EINVAL;
 	}
-	a->path = argv[optind];
+	if (a->fs_aware && (!a->base_path || !a->disk_size)) {
+		agent_error(
+			"reclaim: --fs-aware needs --base IMAGE and --size BYTES (see 'cowpunch "
+			"reclaim --help')");
+		return -EINVAL;
+	}
+	if (!a->fs_aware && (a->base_path || a->disk_size)) {
+		agent_error("reclaim: --base and --size only go with --fs-aware");
+		return -EINVAL;
+	}
+	a->cow_path = argv[optind];
 	return 0;
 }
 
@@ -177,7 +230,29 @@ static void show_progress(void *opaque, uint64_t done, uint64_t total)
 	fflush(stderr);
 }
 
-static void print_json(const struct reclaim_report *r)
+static json_object *fsaware_json(const struct fsaware_result *f)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_string(fsaware_status_name(f->status)));
+	json_object_object_add(o, "reason", json_object_new_string(f->reason));
+	json_object_object_add(o, "fs_block_size", json_object_new_uint64(f->fs_block_size));
+	json_object_object_add(o, "fs_blocks", json_object_new_uint64(f->fs_blocks));
+	json_object_object_add(o, "free_blocks_seen", json_object_new_uint64(f->free_blocks_seen));
+	json_object_object_add(o, "free_chunks", json_object_new_uint64(f->fs_free_chunks));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(f->bytes_read));
+	return o;
+}
+
+static void put_json(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+						       JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+/* fs may be NULL: no fs-aware pass. */
+static void print_json(const struct reclaim_report *r, const struct fsaware_result *fs)
 {
 	json_object *o = json_object_new_object();
 
@@ -196,12 +271,13 @@ static void print_json(const struct reclaim_report *r)
 	json_object_object_add(o, "engine",
 			       json_object_new_string(reclaim_engine_name(r->engine)));
 	json_object_object_add(o, "dry_run", json_object_new_boolean(r->dry_run));
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
+	if (fs)
+		json_object_object_add(o, "fs_aware", fsaware_json(fs));
+	put_json(o);
 }
 
-static void print_human(const char *path, const struct reclaim_report *r)
+static void print_human(const char *path, const struct reclaim_report *r,
+			const struct fsaware_result *fs)
 {
 	char a[32], b[32], c[32], d[32];
 	double rate = r->seconds > 0 ? (double)r->bytes_read / r->seconds : 0;
@@ -220,6 +296,14 @@ static void print_human(const char *path, const struct reclaim_report *r)
 		       util_format_bytes(r->allocated_before, b, sizeof(b)),
 		       util_format_bytes(r->allocated_after, c, sizeof(c)),
 		       (unsigned long long)r->zero_chunks, (unsigned long long)r->punched_ranges);
+	if (fs)
+		printf("  fs-aware: %llu chunks (%s) free in the guest's file system%s: %llu of "
+		       "%llu blocks of %u bytes free, %s of metadata read\n",
+		       (unsigned long long)r->fs_free_chunks,
+		       util_format_bytes(r->fs_free_chunks * r->chunk_bytes, a, sizeof(a)),
+		       r->dry_run ? " (would be punched)" : " punched unread",
+		       (unsigned long long)fs->free_blocks_seen, (unsigned long long)fs->fs_blocks,
+		       fs->fs_block_size, util_format_bytes(fs->bytes_read, b, sizeof(b)));
 	printf("  %llu exceptions of %s chunks: %llu read, %llu already holes\n",
 	       (unsigned long long)r->exceptions, util_format_bytes(r->chunk_bytes, a, sizeof(a)),
 	       (unsigned long long)r->chunks_scanned, (unsigned long long)r->hole_chunks);
@@ -228,97 +312,125 @@ static void print_human(const char *path, const struct reclaim_report *r)
 	       util_format_bytes((uint64_t)rate, d, sizeof(d)), reclaim_engine_name(r->engine));
 }
 
-int cmd_reclaim(int argc, char **argv)
+int agent_reclaim_cow(const struct agent_reclaim_request *a)
 {
 	struct snapstore_info info = { 0 };
 	struct snapstore_error err = { 0 };
+	struct fsaware_result fs;
 	struct reclaim_report rep;
 	struct reclaim_opts opts;
-	struct reclaim_args a;
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int fd = -1, base_fd = -1;
 	char loop[64];
 	struct stat st;
 	int r;
 
-	r = parse_args(argc, argv, &a);
-	if (r != 0)
-		return r > 0 ? EXIT_OK : EXIT_USAGE;
-
 	/* O_DIRECT keeps the scan out of the page cache; some file systems refuse it. */
-	fd = open(a.path, O_RDWR | O_CLOEXEC | O_DIRECT);
+	fd = open(a->cow_path, O_RDWR | O_CLOEXEC | O_DIRECT);
 	if (fd < 0 && errno == EINVAL)
-		fd = open(a.path, O_RDWR | O_CLOEXEC);
+		fd = open(a->cow_path, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
-		agent_error("%s: cannot open for writing: %s", a.path, strerror(-r));
+		agent_error("%s: cannot open for writing: %s", a->cow_path, strerror(-r));
 		return r == -EBUSY ? EXIT_BUSY : EXIT_RUNTIME;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		agent_error("%s: not a regular file", a.path);
+		agent_error("%s: not a regular file", a->cow_path);
 		return EXIT_RUNTIME;
+	}
+	if (a->fs_aware) {
+		/* The base is only read; a shared base is never opened for writing. */
+		base_fd = open(a->base_path, O_RDONLY | O_CLOEXEC);
+		if (base_fd < 0) {
+			agent_error("%s: cannot open the base image: %s", a->base_path,
+				    strerror(errno));
+			return EXIT_RUNTIME;
+		}
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		r = -errno;
 		if (r == -EWOULDBLOCK) {
 			agent_error("%s: locked by another process (flock): busy, not touched",
-				    a.path);
+				    a->cow_path);
 			return EXIT_BUSY;
 		}
-		agent_error("%s: cannot lock: %s", a.path, strerror(-r));
+		agent_error("%s: cannot lock: %s", a->cow_path, strerror(-r));
 		return EXIT_RUNTIME;
 	}
 	r = loopdev_find_backing(st.st_dev, st.st_ino, loop, sizeof(loop));
 	if (r > 0) {
 		agent_error("%s: attached as the backing file of %s: busy, not touched (detach "
 			    "it first)",
-			    a.path, loop);
+			    a->cow_path, loop);
 		return EXIT_BUSY;
 	}
 	if (r < 0) {
 		agent_error("%s: cannot tell whether a loop device uses it (/sys/block, "
 			    "/dev/loop*): %s; not touched",
-			    a.path, strerror(-r));
-		return EXIT_RUNTIME;
-	}
-
-	r = snapstore_load(fd, &info, NULL, NULL, &err);
-	if (r == -EBADMSG) {
-		agent_error("%s: invalid store at offset %llu: %s; nothing written", a.path,
-			    (unsigned long long)err.offset, err.rule);
-		return EXIT_INVALID;
-	}
-	if (r < 0) {
-		agent_error("%s: cannot read the store: %s", a.path, strerror(-r));
+			    a->cow_path, strerror(-r));
 		return EXIT_RUNTIME;
 	}
 
 	opts = (struct reclaim_opts){
-		.engine = a.engine,
-		.dry_run = a.dry_run,
-		.read_bytes = a.read_bytes,
-		.queue_depth = a.queue_depth,
+		.engine = a->engine,
+		.dry_run = a->dry_run,
+		.read_bytes = a->read_bytes,
+		.queue_depth = a->queue_depth,
 	};
-	if (a.progress == 1 || (a.progress == -1 && isatty(STDERR_FILENO)))
+	if (a->progress == 1 || (a->progress == -1 && isatty(STDERR_FILENO)))
 		opts.progress = show_progress;
-	r = reclaim_run(fd, &info, &opts, &rep);
+
+	if (a->fs_aware) {
+		r = fsaware_reclaim(fd, base_fd, a->disk_size, &opts, &rep, &fs, &err);
+	} else {
+		r = snapstore_load(fd, &info, NULL, NULL, &err);
+		if (r >= 0)
+			r = reclaim_run(fd, &info, &opts, &rep);
+		snapstore_info_free(&info);
+	}
 	if (opts.progress)
 		fputs("\r\033[K", stderr);
-	snapstore_info_free(&info);
-	if (r == -ENOTSUP && a.engine != RECLAIM_ENGINE_AUTO) {
+	if (r == -EBADMSG) {
+		agent_error("%s: invalid store at offset %llu: %s; nothing written", a->cow_path,
+			    (unsigned long long)err.offset, err.rule);
+		return EXIT_INVALID;
+	}
+	if (r == -ENOTSUP && a->engine != RECLAIM_ENGINE_AUTO) {
 		agent_error("%s: engine '%s' is not available on this system; nothing written "
 			    "(try --engine auto)",
-			    a.path, reclaim_engine_name(a.engine));
+			    a->cow_path, reclaim_engine_name(a->engine));
 		return EXIT_RUNTIME;
 	}
 	if (r < 0) {
 		agent_error("%s: reclaim failed: %s (what was punched so far read as zeros "
-			    "before; the store stays valid)",
-			    a.path, strerror(-r));
+			    "before, or is free in the guest's file system; the store stays valid)",
+			    a->cow_path, strerror(-r));
 		return EXIT_RUNTIME;
 	}
-	if (a.json)
-		print_json(&rep);
+	if (a->fs_aware && fs.status == FSAWARE_REFUSED) {
+		agent_error("%s: fs-aware reclaim refused as unsafe: %s; nothing written",
+			    a->cow_path, fs.reason);
+		if (a->json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "fs_aware", fsaware_json(&fs));
+			put_json(o);
+		}
+		return EXIT_UNSAFE;
+	}
+	if (a->json)
+		print_json(&rep, a->fs_aware ? &fs : NULL);
 	else
-		print_human(a.path, &rep);
+		print_human(a->cow_path, &rep, a->fs_aware ? &fs : NULL);
 	return EXIT_OK;
+}
+
+int cmd_reclaim(int argc, char **argv)
+{
+	struct agent_reclaim_request a;
+	int r;
+
+	r = parse_args(argc, argv, &a);
+	if (r != 0)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	return agent_reclaim_cow(&a);
 }

@@ -4,6 +4,7 @@
  * See reclaim/mergedview.h and docs/fsaware.md.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,9 +13,14 @@
 #include "common/util.h"
 #include "reclaim/mergedview.h"
 
+/* O_DIRECT alignment assumed for offsets, lengths and buffers (any logical block size up to it). */
+#define DIRECT_ALIGN 4096u
+
 struct mergedview {
 	int cow_fd;
 	int base_fd;
+	bool cow_direct,
+		base_direct; /* opened O_DIRECT: reads go through an aligned bounce buffer */
 	uint64_t disk_size;
 	uint64_t base_size;
 	uint64_t chunk_bytes;
@@ -92,6 +98,8 @@ int mergedview_open(int cow_fd, int base_fd, uint64_t disk_size, uint64_t chunk_
 		return -ENOMEM;
 	mv->cow_fd = cow_fd;
 	mv->base_fd = base_fd;
+	mv->cow_direct = cow_fd >= 0 && (fcntl(cow_fd, F_GETFL) & O_DIRECT);
+	mv->base_direct = base_fd >= 0 && (fcntl(base_fd, F_GETFL) & O_DIRECT);
 	mv->disk_size = disk_size;
 	mv->base_size = base_size;
 	mv->chunk_bytes = chunk_bytes;
@@ -151,8 +159,34 @@ bool mergedview_lookup(const struct mergedview *mv, uint64_t old_chunk, uint64_t
 	return false;
 }
 
+/*
+ * pread of an fd opened O_DIRECT (the engine's COW fd): the aligned span around
+ * [off, off+len) goes through an aligned buffer, so callers may read any range.
+ */
+static ssize_t pread_direct(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint64_t start = off & ~(uint64_t)(DIRECT_ALIGN - 1);
+	uint64_t end = (off + len + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
+	_cleanup_free_ void *bounce = NULL;
+	ssize_t r;
+
+	if (posix_memalign(&bounce, DIRECT_ALIGN, (size_t)(end - start)))
+		return -ENOMEM;
+	r = util_pread_full(fd, bounce, (size_t)(end - start), start);
+	if (r < 0)
+		return r;
+	if ((uint64_t)r <= off - start)
+		return 0;
+	r = (ssize_t)((uint64_t)r - (off - start));
+	if ((size_t)r > len)
+		r = (ssize_t)len;
+	memcpy(buf, (char *)bounce + (off - start), (size_t)r);
+	return r;
+}
+
 /* Reads [off, off+len) of one file, zero-filling past its end (a short file or a hole). */
-static int read_or_zero(int fd, uint64_t file_size, void *buf, size_t len, uint64_t off)
+static int read_or_zero(int fd, bool direct, uint64_t file_size, void *buf, size_t len,
+			uint64_t off)
 {
 	size_t have = 0;
 
@@ -160,7 +194,7 @@ static int read_or_zero(int fd, uint64_t file_size, void *buf, size_t len, uint6
 		ssize_t r;
 
 		have = file_size - off < len ? (size_t)(file_size - off) : len;
-		r = util_pread_full(fd, buf, have, off);
+		r = direct ? pread_direct(fd, buf, have, off) : util_pread_full(fd, buf, have, off);
 		if (r < 0)
 			return (int)r;
 		have = (size_t)r; /* the file shrank under us: the rest reads as zeros */
@@ -190,11 +224,11 @@ ssize_t mergedview_pread(const struct mergedview *mv, void *buf, size_t len, uin
 			piece = (size_t)(mv->chunk_bytes - in_chunk);
 		if (mergedview_lookup(mv, chunk, &new_chunk))
 			/* A COW chunk is always whole in the file (the store was validated). */
-			r = read_or_zero(mv->cow_fd, UINT64_MAX, (char *)buf + done, piece,
-					 (new_chunk << mv->chunk_shift) + in_chunk);
+			r = read_or_zero(mv->cow_fd, mv->cow_direct, UINT64_MAX, (char *)buf + done,
+					 piece, (new_chunk << mv->chunk_shift) + in_chunk);
 		else
-			r = read_or_zero(mv->base_fd, mv->base_size, (char *)buf + done, piece,
-					 pos);
+			r = read_or_zero(mv->base_fd, mv->base_direct, mv->base_size,
+					 (char *)buf + done, piece, pos);
 		if (r < 0)
 			return r;
 		done += piece;

@@ -150,6 +150,48 @@ static void test_read_every_range(void **state)
 	mergedview_free(mv);
 }
 
+/* The engine opens the COW O_DIRECT; the view must still read any byte range of it. */
+static void test_direct_fds(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	int cfd, bfd;
+	uint64_t disk = 16 * CHUNK + 100;
+	struct mergedview *mv;
+	uint8_t buf[3 * CHUNK];
+
+	snprintf(path, sizeof(path), "%s/cow", f->dir);
+	cfd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	snprintf(path, sizeof(path), "%s/base", f->dir);
+	bfd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	if (cfd < 0 || bfd < 0) {
+		/* tmpfs and some others refuse O_DIRECT: nothing to test there. */
+		assert_int_equal(errno, EINVAL);
+		skip();
+	}
+	close(f->cow_fd);
+	close(f->base_fd);
+	f->cow_fd = cfd;
+	f->base_fd = bfd;
+	mv = open_view(f, disk);
+	static const uint64_t offs[] = {0,
+					1,
+					CHUNK - 3,
+					4 * CHUNK - 1,
+					10 * CHUNK + CHUNK / 2 - 5,
+					9 * CHUNK + 17,
+					14 * CHUNK + 1};
+	for (size_t k = 0; k < ARRAY_SIZE(offs); k++) {
+		size_t len = 2 * CHUNK + 13;
+
+		memset(buf, 0x5a, sizeof(buf));
+		assert_int_equal(mergedview_pread(mv, buf, len, offs[k]), (ssize_t)len);
+		for (size_t i = 0; i < len; i++)
+			assert_int_equal(buf[i], expected(offs[k] + i));
+	}
+	mergedview_free(mv);
+}
+
 static void test_no_base(void **state)
 {
 	struct fixture *f = *state;
@@ -201,6 +243,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_read_every_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_base, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses, setup, teardown),
 	};
