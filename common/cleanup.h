@@ -32,24 +32,24 @@ static inline void cleanup_fclosep(FILE **f)
 		fclose(*f);
 }
 
-#define _cleanup_(x)     __attribute__((cleanup(x)))
-#define _cleanup_free_   _cleanup_(cleanup_freep)
-#define _cleanup_close_  _cleanup_(cleanup_closep)
+#define _cleanup_(x)	 __attribute__((cleanup(x)))
+#define _cleanup_free_	 _cleanup_(cleanup_freep)
+#define _cleanup_close_	 _cleanup_(cleanup_closep)
 #define _cleanup_fclose_ _cleanup_(cleanup_fclosep)
 
 /* Returns the value of *p and clears it, so the cleanup handler skips it. */
-#define TAKE_PTR(p)                                                                                \
-	({                                                                                         \
-		__typeof__(p) _take_tmp = (p);                                                     \
-		(p) = NULL;                                                                        \
-		_take_tmp;                                                                         \
+#define TAKE_PTR(p)                            \
+	({                                     \
+		__typeof__(p) _take_tmp = (p); \
+		(p) = NULL;                    \
+		_take_tmp;                     \
 	})
 
-#define TAKE_FD(fd)                                                                                \
-	({                                                                                         \
-		int _take_fd = (fd);                                                               \
-		(fd) = -1;                                                                         \
-		_take_fd;                                                                          \
+#define TAKE_FD(fd)                  \
+	({                           \
+		int _take_fd = (fd); \
+		(fd) = -1;           \
+		_take_fd;            \
 	})
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -16,9 +16,8 @@ int util_parse_size(const char *s, uint64_t *ret_bytes)
 		const char *suffix;
 		unsigned shift;
 	} units[] = {
-		{ "", 0 },    { "b", 0 },    { "k", 10 },  { "kib", 10 }, { "m", 20 },
-		{ "mib", 20 }, { "g", 30 },   { "gib", 30 }, { "t", 40 },  { "tib", 40 },
-		{ "p", 50 },  { "pib", 50 },
+		{"", 0},   {"b", 0},	{"k", 10}, {"kib", 10}, {"m", 20}, {"mib", 20},
+		{"g", 30}, {"gib", 30}, {"t", 40}, {"tib", 40}, {"p", 50}, {"pib", 50},
 	};
 	uint64_t whole = 0, frac_num = 0, frac_den = 1;
 	const char *p = s;
@@ -51,7 +50,8 @@ int util_parse_size(const char *s, uint64_t *ret_bytes)
 		if (frac_num) {
 			if (!sh)
 				return -EINVAL; /* fractional bytes */
-			uint64_t f = (uint64_t)((long double)frac_num / frac_den * (long double)(1ULL << sh));
+			uint64_t f = (uint64_t)((long double)frac_num / frac_den *
+						(long double)(1ULL << sh));
 			if (v > UINT64_MAX - f)
 				return -ERANGE;
 			v += f;
@@ -64,7 +64,7 @@ int util_parse_size(const char *s, uint64_t *ret_bytes)
 
 const char *util_format_bytes(uint64_t bytes, char *buf, size_t len)
 {
-	static const char *const names[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	double v = (double)bytes;
 	size_t i = 0;
 

@@ -57,8 +57,8 @@ struct reclaim_report {
 	uint64_t exceptions;
 	uint64_t chunk_bytes;
 	uint64_t chunks_scanned;   /* listed data chunks that held data and were read */
-	uint64_t zero_chunks;      /* listed data chunks found all zero (punched unless dry run) */
-	uint64_t hole_chunks;      /* listed data chunks already entirely holes */
+	uint64_t zero_chunks;	   /* listed data chunks found all zero (punched unless dry run) */
+	uint64_t hole_chunks;	   /* listed data chunks already entirely holes */
 	uint64_t fs_free_chunks;   /* punched because free_bitmap said so (not read) */
 	uint64_t punched_ranges;   /* coalesced fallocate calls (would-be, in a dry run) */
 	uint64_t allocated_before; /* st_blocks * 512 before */

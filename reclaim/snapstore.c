@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/util.h"
@@ -543,4 +544,53 @@ fail:
 	oldset_free(&st.olds);
 	snapstore_info_free(&info);
 	return r;
+}
+
+/* Listed data chunks among chunks [from, to). */
+static uint64_t listed_in(const struct snapstore_info *info, uint64_t from, uint64_t to)
+{
+	uint64_t n = 0, c = from;
+
+	for (; c < to && (c & 7); c++)
+		n += snapstore_bitmap_test(info->data_bitmap, c);
+	for (; c + 8 <= to; c += 8)
+		n += (uint64_t)__builtin_popcount(info->data_bitmap[c >> 3]);
+	for (; c < to; c++)
+		n += snapstore_bitmap_test(info->data_bitmap, c);
+	return n;
+}
+
+int snapstore_hole_chunks(int fd, const struct snapstore_info *info, uint64_t *ret_holes)
+{
+	uint64_t cb = info->geom.chunk_bytes, limit = info->geom.file_chunks * cb;
+	uint64_t with_data = 0, next_chunk = 0; /* chunks below next_chunk are counted */
+	off_t pos = 0;
+
+	while ((uint64_t)pos < limit) {
+		off_t data = lseek(fd, pos, SEEK_DATA), hole;
+		uint64_t first, last;
+
+		if (data < 0) {
+			if (errno == ENXIO)
+				break;
+			return -errno;
+		}
+		if ((uint64_t)data >= limit)
+			break;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if ((uint64_t)hole > limit)
+			hole = (off_t)limit;
+		first = (uint64_t)data / cb;
+		last = ((uint64_t)hole - 1) / cb; /* inclusive */
+		if (first < next_chunk)
+			first = next_chunk;
+		if (first <= last)
+			with_data += listed_in(info, first, last + 1);
+		next_chunk = last + 1;
+		pos = hole;
+	}
+	*ret_holes = info->exceptions - with_data;
+	return 0;
 }

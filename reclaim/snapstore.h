@@ -117,6 +117,14 @@ int snapstore_load(int fd, struct snapstore_info *ret,
 
 void snapstore_info_free(struct snapstore_info *info);
 
+/*
+ * Counts the listed data chunks of info (from snapstore_load() on the same fd) that
+ * hold no data at all: every byte in a hole, by a SEEK_DATA/SEEK_HOLE walk (a file
+ * system without SEEK_DATA reports everything as data, so the count is then 0).
+ * Returns 0 and writes *ret_holes, or -errno.
+ */
+int snapstore_hole_chunks(int fd, const struct snapstore_info *info, uint64_t *ret_holes);
+
 static inline bool snapstore_bitmap_test(const uint8_t *bm, uint64_t bit)
 {
 	return (bm[bit >> 3] >> (bit & 7)) & 1;

@@ -42,7 +42,7 @@ static void test_is_zero(void **state)
 	assert_true(util_is_zero(buf, 0));
 	assert_true(util_is_zero(buf, 7));
 	/* A single non-zero byte anywhere must be found: head, middle, last. */
-	size_t where[] = { 0, 15, 16, 17, 4095, len / 2, len - 1 };
+	size_t where[] = {0, 15, 16, 17, 4095, len / 2, len - 1};
 	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
 		buf[where[i]] = 0x80;
 		assert_false(util_is_zero(buf, len));

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "storegen.h"
 
 #define SG_MAGIC  0x70416e53u
@@ -17,14 +18,20 @@
 #define SG_ENTRY  16u
 #define SG_PIECE  (1u << 20)
 
-static void put_le32(uint8_t *p, uint32_t v)
+static int read_or_zero(int fd, void *buf, size_t len, uint64_t off);
+
+void storegen_put_le32(void *buf, uint32_t v)
 {
+	uint8_t *p = buf;
+
 	for (int i = 0; i < 4; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
+void storegen_put_le64(void *buf, uint64_t v)
 {
+	uint8_t *p = buf;
+
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
@@ -41,28 +48,16 @@ static uint64_t get_le64(const uint8_t *p)
 
 int storegen_write_raw(int fd, uint64_t offset, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
+	ssize_t n = util_pwrite_full(fd, buf, len, offset);
 
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)offset);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		offset += (uint64_t)n;
-	}
-	return 0;
+	return n < 0 ? (int)n : 0;
 }
 
 int storegen_write_le32(int fd, uint64_t offset, uint32_t v)
 {
 	uint8_t b[4];
 
-	put_le32(b, v);
+	storegen_put_le32(b, v);
 	return storegen_write_raw(fd, offset, b, sizeof(b));
 }
 
@@ -70,7 +65,7 @@ int storegen_write_le64(int fd, uint64_t offset, uint64_t v)
 {
 	uint8_t b[8];
 
-	put_le64(b, v);
+	storegen_put_le64(b, v);
 	return storegen_write_raw(fd, offset, b, sizeof(b));
 }
 
@@ -98,10 +93,10 @@ int storegen_write_header(int fd, uint32_t magic, uint32_t valid, uint32_t versi
 {
 	uint8_t h[16];
 
-	put_le32(h, magic);
-	put_le32(h + 4, valid);
-	put_le32(h + 8, version);
-	put_le32(h + 12, chunk_sectors);
+	storegen_put_le32(h, magic);
+	storegen_put_le32(h + 4, valid);
+	storegen_put_le32(h + 8, version);
+	storegen_put_le32(h + 12, chunk_sectors);
 	return storegen_write_raw(fd, 0, h, sizeof(h));
 }
 
@@ -126,7 +121,7 @@ void storegen_pattern(void *buf, size_t len, uint64_t seed)
 		x ^= x >> 12;
 		x ^= x << 25;
 		x ^= x >> 27;
-		put_le64(w, x * 0x2545f4914f6cdd1dULL);
+		storegen_put_le64(w, x * 0x2545f4914f6cdd1dULL);
 		memcpy(p + i, w, len - i < 8 ? len - i : 8);
 	}
 }
@@ -148,8 +143,8 @@ int storegen_put_entry(struct storegen *sg, uint64_t area, uint64_t slot, uint64
 	uint64_t off = storegen_entry_offset(sg, area, slot);
 	int r;
 
-	put_le64(e, old_chunk);
-	put_le64(e + 8, new_chunk);
+	storegen_put_le64(e, old_chunk);
+	storegen_put_le64(e + 8, new_chunk);
 	r = storegen_write_raw(sg->fd, off, e, sizeof(e));
 	if (r < 0)
 		return r;
@@ -192,16 +187,13 @@ static int zero_area(struct storegen *sg, uint64_t area)
 	return 0;
 }
 
-int storegen_create(int fd, uint32_t chunk_sectors, bool metadata_holes, struct storegen **ret)
+/* A writer for chunk_sectors-sized chunks on fd, with nothing written yet. */
+static struct storegen *sg_alloc(int fd, uint32_t chunk_sectors, bool metadata_holes)
 {
-	struct storegen *sg;
-	int r;
+	struct storegen *sg = calloc(1, sizeof(*sg));
 
-	if (chunk_sectors < 8 || (chunk_sectors & (chunk_sectors - 1)))
-		return -EINVAL;
-	sg = calloc(1, sizeof(*sg));
 	if (!sg)
-		return -ENOMEM;
+		return NULL;
 	sg->fd = fd;
 	sg->chunk_sectors = chunk_sectors;
 	sg->chunk_bytes = (uint64_t)chunk_sectors * SG_SECTOR;
@@ -210,8 +202,21 @@ int storegen_create(int fd, uint32_t chunk_sectors, bool metadata_holes, struct 
 	sg->metadata_holes = metadata_holes;
 	if (posix_memalign((void **)&sg->buf, 4096, sg->chunk_bytes) != 0) {
 		free(sg);
-		return -ENOMEM;
+		return NULL;
 	}
+	return sg;
+}
+
+int storegen_create(int fd, uint32_t chunk_sectors, bool metadata_holes, struct storegen **ret)
+{
+	struct storegen *sg;
+	int r;
+
+	if (chunk_sectors < 8 || (chunk_sectors & (chunk_sectors - 1)))
+		return -EINVAL;
+	sg = sg_alloc(fd, chunk_sectors, metadata_holes);
+	if (!sg)
+		return -ENOMEM;
 	r = storegen_set_size(sg, fd, 0);
 	if (r >= 0)
 		r = storegen_set_size(sg, fd, 2 * sg->chunk_bytes);
@@ -225,6 +230,62 @@ int storegen_create(int fd, uint32_t chunk_sectors, bool metadata_holes, struct 
 	}
 	*ret = sg;
 	return 0;
+}
+
+int storegen_open(int fd, bool metadata_holes, struct storegen **ret)
+{
+	struct storegen *sg;
+	uint8_t hdr[16];
+	uint64_t max_new = 0;
+	struct stat st;
+	uint32_t cs;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+		return -EBADMSG;
+	cs = get_le32(hdr + 12);
+	if (get_le32(hdr) != SG_MAGIC || get_le32(hdr + 8) != 1 || cs < 8 || cs > (1u << 21) ||
+	    (cs & (cs - 1)))
+		return -EBADMSG;
+	sg = sg_alloc(fd, cs, metadata_holes);
+	if (!sg)
+		return -ENOMEM;
+	sg->size = (uint64_t)st.st_size;
+	for (;;) {
+		uint64_t off = storegen_area_offset(sg, sg->area);
+		bool ended = false;
+
+		r = -EBADMSG;
+		if (off + sg->chunk_bytes > sg->size)
+			goto fail;
+		r = read_or_zero(fd, sg->buf, sg->chunk_bytes, off);
+		if (r < 0)
+			goto fail;
+		for (sg->count = 0; sg->count < sg->epa; sg->count++) {
+			uint64_t nw = get_le64(sg->buf + sg->count * 16 + 8);
+
+			if (nw == 0) {
+				ended = true;
+				break;
+			}
+			if (nw > max_new)
+				max_new = nw;
+			sg->exceptions++;
+		}
+		if (ended)
+			break;
+		sg->area++;
+	}
+	sg->next_free = max_new ? max_new + 1 : 2;
+	while (is_meta(sg, sg->next_free))
+		sg->next_free++;
+	*ret = sg;
+	return 0;
+fail:
+	storegen_free(sg);
+	return r;
 }
 
 void storegen_free(struct storegen *sg)
@@ -338,24 +399,11 @@ static int fd_size(int fd, uint64_t *ret)
 /* Reads len bytes; past EOF reads zeros. */
 static int read_or_zero(int fd, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
+	ssize_t n = util_pread_full(fd, buf, len, off);
 
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0) {
-			memset(p, 0, len);
-			return 0;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
+	if (n < 0)
+		return (int)n;
+	memset((uint8_t *)buf + n, 0, len - (size_t)n);
 	return 0;
 }
 

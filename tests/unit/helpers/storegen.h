@@ -46,6 +46,14 @@ struct storegen {
 int storegen_create(int fd, uint32_t chunk_sectors, bool metadata_holes, struct storegen **ret);
 void storegen_free(struct storegen *sg);
 
+/*
+ * Opens an existing store in fd to add more to it: reads the header and the table
+ * as the kernel does and sets next_free, area, count, exceptions and size the way
+ * the kernel would after loading it.  Returns 0, -EBADMSG if the kernel would not
+ * load it, or -errno.
+ */
+int storegen_open(int fd, bool metadata_holes, struct storegen **ret);
+
 /* What a fill callback returns: write the buffer, or leave the chunk a hole (reads zeros). */
 enum { STOREGEN_DATA = 0, STOREGEN_HOLE = 1 };
 
@@ -88,6 +96,9 @@ int storegen_put_entry(struct storegen *sg, uint64_t area, uint64_t slot, uint64
 		       uint64_t new_chunk);
 int storegen_write_header(int fd, uint32_t magic, uint32_t valid, uint32_t version,
 			  uint32_t chunk_sectors);
+/* Little-endian stores into a buffer, for building headers and areas by hand. */
+void storegen_put_le32(void *buf, uint32_t v);
+void storegen_put_le64(void *buf, uint64_t v);
 int storegen_write_raw(int fd, uint64_t offset, const void *buf, size_t len);
 int storegen_write_le32(int fd, uint64_t offset, uint32_t v);
 int storegen_write_le64(int fd, uint64_t offset, uint64_t v);

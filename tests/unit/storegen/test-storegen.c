@@ -97,6 +97,34 @@ static void test_writer_layout(void **state)
 	close(fd);
 }
 
+/* storegen_open() picks up where storegen_create() + adds left off. */
+static void test_reopen(void **state)
+{
+	int fd = memfd_create("sg", MFD_CLOEXEC);
+	struct storegen *sg, *again;
+	uint64_t n1, n2;
+
+	assert_true(fd >= 0);
+	assert_int_equal(storegen_create(fd, 8, true, &sg), 0);
+	for (uint64_t i = 0; i < 300; i++)
+		assert_int_equal(storegen_add_buf(sg, i, NULL, NULL), 0);
+	assert_int_equal(storegen_open(fd, true, &again), 0);
+	assert_int_equal(again->next_free, sg->next_free);
+	assert_int_equal(again->area, sg->area);
+	assert_int_equal(again->count, sg->count);
+	assert_int_equal(again->exceptions, 300);
+	assert_int_equal(again->size, sg->size);
+	assert_int_equal(storegen_add_buf(sg, 1000, NULL, &n1), 0);
+	assert_int_equal(storegen_add_buf(again, 1000, NULL, &n2), 0);
+	assert_int_equal(n1, n2);
+	storegen_free(again);
+	/* Not a store: refused. */
+	assert_int_equal(storegen_write_le32(fd, 0, 0), 0);
+	assert_int_equal(storegen_open(fd, true, &again), -EBADMSG);
+	storegen_free(sg);
+	close(fd);
+}
+
 static void test_merged_view(void **state)
 {
 	int cow = memfd_create("cow", MFD_CLOEXEC), base = memfd_create("base", MFD_CLOEXEC);
@@ -133,6 +161,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sha256_vectors),
 		cmocka_unit_test(test_writer_layout),
+		cmocka_unit_test(test_reopen),
 		cmocka_unit_test(test_merged_view),
 	};
 
