@@ -208,11 +208,20 @@ static void refuse_open(struct fsaware_result *res, errcode_t err)
 	}
 }
 
-/* The safety rules of docs/fsaware.md, once libext2fs has opened the fs.  Returns true if safe. */
-static bool check_safe(ext2_filsys fs, uint64_t disk_size, struct fsaware_result *res)
+/*
+ * A group descriptor table larger than this is refused before libext2fs reads it:
+ * a forged superblock could otherwise make it allocate and read gigabytes.  Real
+ * file systems stay far below (a 16 TiB ext4 with 4 KiB blocks has an 8 MiB table).
+ */
+#define FSAWARE_MAX_DESC_BYTES (64ull << 20)
+
+/*
+ * The rules that need the superblock only (opened with EXT2_FLAG_SUPER_ONLY, so
+ * nothing it claims has been acted on yet).  Returns true if safe to go on.
+ */
+static bool check_super(ext2_filsys fs, uint64_t disk_size, struct fsaware_result *res)
 {
 	uint64_t blocks = ext2fs_blocks_count(fs->super);
-	errcode_t err;
 
 	if (ext2fs_has_feature_journal_needs_recovery(fs->super)) {
 		refuse(res,
@@ -226,6 +235,27 @@ static bool check_safe(ext2_filsys fs, uint64_t disk_size, struct fsaware_result
 		refuse(res, "superblock checksum does not match (metadata_csum)");
 		return false;
 	}
+	if (blocks > disk_size / fs->blocksize) {
+		refuse(res,
+		       "the filesystem claims %" PRIu64 " blocks of %u bytes, more than the "
+		       "%" PRIu64 "-byte disk holds",
+		       blocks, fs->blocksize, disk_size);
+		return false;
+	}
+	if ((uint64_t)fs->desc_blocks * fs->blocksize > FSAWARE_MAX_DESC_BYTES) {
+		refuse(res,
+		       "the group descriptor table would take %" PRIu64 " bytes (more than %llu)",
+		       (uint64_t)fs->desc_blocks * fs->blocksize, FSAWARE_MAX_DESC_BYTES);
+		return false;
+	}
+	return true;
+}
+
+/* The rules on the group descriptors, once libext2fs has read them.  Returns true if safe. */
+static bool check_desc(ext2_filsys fs, struct fsaware_result *res)
+{
+	errcode_t err;
+
 	if (ext2fs_has_group_desc_csum(fs)) {
 		for (dgrp_t g = 0; g < fs->group_desc_count; g++) {
 			if (!ext2fs_group_desc_csum_verify(fs, g)) {
@@ -235,19 +265,23 @@ static bool check_safe(ext2_filsys fs, uint64_t disk_size, struct fsaware_result
 			}
 		}
 	}
-	if (blocks > disk_size / fs->blocksize) {
-		refuse(res,
-		       "the filesystem claims %" PRIu64 " blocks of %u bytes, more than the "
-		       "%" PRIu64 "-byte disk holds",
-		       blocks, fs->blocksize, disk_size);
-		return false;
-	}
 	err = ext2fs_check_desc(fs);
 	if (err) {
 		refuse(res, "group descriptors fail libext2fs's checks: %s", error_message(err));
 		return false;
 	}
 	return true;
+}
+
+/* ext2fs_open2() read-only on the view in vio. */
+static errcode_t open_view(struct view_io *vio, int flags, ext2_filsys *ret)
+{
+	errcode_t err;
+
+	view_io_pending = vio;
+	err = ext2fs_open2("cowpunch-merged-view", NULL, flags, 0, 0, &view_io_manager, ret);
+	view_io_pending = NULL;
+	return err;
 }
 
 /* Free blocks in [first, end) of the bitmap, by runs. */
@@ -286,17 +320,24 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 
 	initialize_ext2_error_table();
 
-	view_io_pending = &vio;
-	err = ext2fs_open2("cowpunch-merged-view", NULL, EXT2_FLAG_64BITS, 0, 0, &view_io_manager,
-			   &fs);
-	view_io_pending = NULL;
+	/* Superblock first: nothing it claims is acted on before it passes. */
+	err = open_view(&vio, EXT2_FLAG_64BITS | EXT2_FLAG_SUPER_ONLY, &fs);
 	if (err) {
 		refuse_open(&res, err);
 		goto out;
 	}
 	res.fs_block_size = fs->blocksize;
 	res.fs_blocks = ext2fs_blocks_count(fs->super);
-	if (!check_safe(fs, mergedview_disk_size(mv), &res))
+	if (!check_super(fs, mergedview_disk_size(mv), &res))
+		goto out;
+	ext2fs_free(fs);
+	fs = NULL;
+	err = open_view(&vio, EXT2_FLAG_64BITS, &fs);
+	if (err) {
+		refuse_open(&res, err);
+		goto out;
+	}
+	if (!check_desc(fs, &res))
 		goto out;
 	err = ext2fs_read_block_bitmap(fs);
 	if (err) {
@@ -339,9 +380,9 @@ out:
 	return 0;
 }
 
-int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size,
-		    const struct reclaim_opts *opts, struct reclaim_report *ret_report,
-		    struct fsaware_result *ret_fs, struct snapstore_error *err)
+int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct reclaim_opts *opts,
+		    struct reclaim_report *ret_report, struct fsaware_result *ret_fs,
+		    struct snapstore_error *err)
 {
 	struct mergedview_list list = {0};
 	struct snapstore_info info = {0};
