@@ -95,8 +95,8 @@ void cmd_reclaim_help(FILE *out)
 	      "  --fs-aware also fs_aware: an object with status (done or refused), reason\n"
 	      "  (why refused, else empty), fs_block_size, fs_blocks, free_blocks_seen (free\n"
 	      "  blocks in the block bitmaps), free_chunks (data chunks whose origin range is\n"
-	      "  free) and bytes_read (what libext2fs read).  When refused, only fs_aware\n"
-	      "  is printed.\n"
+	      "  free), bytes_read (what libext2fs read) and seconds (time of that scan).\n"
+	      "  When refused, only fs_aware is printed.\n"
 	      "\n"
 	      "Exit status:\n"
 	      "  0  success (also when nothing was found to reclaim)\n"
@@ -241,6 +241,7 @@ static json_object *fsaware_json(const struct fsaware_result *f)
 	json_object_object_add(o, "free_blocks_seen", json_object_new_uint64(f->free_blocks_seen));
 	json_object_object_add(o, "free_chunks", json_object_new_uint64(f->fs_free_chunks));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(f->bytes_read));
+	json_object_object_add(o, "seconds", json_object_new_double(f->seconds));
 	return o;
 }
 

@@ -31,6 +31,7 @@ struct fsaware_result {
 	uint64_t free_blocks_seen; /* free blocks in the on-disk block bitmaps */
 	uint64_t fs_free_chunks;   /* exceptions whose whole origin range is free */
 	uint64_t bytes_read;	   /* bytes libext2fs read through the view */
+	double seconds; /* wall time: view sort (fsaware_reclaim), open, checks, bitmaps, mapping */
 };
 
 /*
@@ -69,8 +70,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
  * Returns -EBADMSG with *err filled for an invalid store or a store that does not
  * fit disk_size; -errno for I/O or memory; reclaim_run()'s errors.
  */
-int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size,
-		    const struct reclaim_opts *opts, struct reclaim_report *ret_report,
-		    struct fsaware_result *ret_fs, struct snapstore_error *err);
+int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct reclaim_opts *opts,
+		    struct reclaim_report *ret_report, struct fsaware_result *ret_fs,
+		    struct snapstore_error *err);
 
 #endif
