@@ -37,14 +37,13 @@ int agent_exit_code(int neg_errno);
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
-
 int cmd_reclaim(int argc, char **argv);
 void cmd_reclaim_help(FILE *out);
 
 /* What `cowpunch reclaim` does to one COW file, whoever resolved the paths. */
 struct agent_reclaim_request {
 	const char *cow_path;
-	bool fs_aware;         /* also punch chunks free in the guest's ext2/3/4 */
+	bool fs_aware;	       /* also punch chunks free in the guest's ext2/3/4 */
 	const char *base_path; /* fs-aware: the base image under the COW */
 	uint64_t disk_size;    /* fs-aware: the VM's disk size in bytes */
 	bool dry_run, json;

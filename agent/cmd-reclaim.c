@@ -120,23 +120,22 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 {
 	enum { OPT_NO_PROGRESS = 256, OPT_READ_SIZE, OPT_QUEUE_DEPTH };
 	static const struct option longopts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "engine", required_argument, NULL, 'e' },
-		{ "progress", no_argument, NULL, 'p' },
-		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-		{ "read-size", required_argument, NULL, OPT_READ_SIZE },
-		{ "queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH },
-		{ "fs-aware", no_argument, NULL, 'f' },
-		{ "base", required_argument, NULL, 'b' },
-		{ "size", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
+		{"dry-run", no_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'j'},
+		{"engine", required_argument, NULL, 'e'},
+		{"progress", no_argument, NULL, 'p'},
+		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		{"read-size", required_argument, NULL, OPT_READ_SIZE},
+		{"queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH},
+		{"fs-aware", no_argument, NULL, 'f'},
+		{"base", required_argument, NULL, 'b'},
+		{"size", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{}};
 	uint64_t v;
 	int c;
 
-	*a = (struct agent_reclaim_request){ .progress = -1, .engine = RECLAIM_ENGINE_AUTO };
+	*a = (struct agent_reclaim_request){.progress = -1, .engine = RECLAIM_ENGINE_AUTO};
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "nje:phfb:s:", longopts, NULL)) != -1) {
@@ -149,8 +148,9 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 			break;
 		case 'e':
 			if (reclaim_engine_parse(optarg, &a->engine) < 0) {
-				agent_error("reclaim: unknown engine '%s' (auto, uring, aio or sync)",
-					    optarg);
+				agent_error(
+					"reclaim: unknown engine '%s' (auto, uring, aio or sync)",
+					optarg);
 				return -EINVAL;
 			}
 			break;
@@ -163,8 +163,9 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 		case OPT_READ_SIZE:
 			if (util_parse_size(optarg, &v) < 0 || v < 4096 || v > (4u << 20) ||
 			    (v & (v - 1))) {
-				agent_error("reclaim: --read-size '%s': want a power of two, 4k to 4M",
-					    optarg);
+				agent_error(
+					"reclaim: --read-size '%s': want a power of two, 4k to 4M",
+					optarg);
 				return -EINVAL;
 			}
 			a->read_bytes = (uint32_t)v;
@@ -269,8 +270,7 @@ static void print_json(const struct reclaim_report *r, const struct fsaware_resu
 	json_object_object_add(o, "reclaimed_bytes", json_object_new_uint64(r->reclaimed_bytes));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(r->bytes_read));
 	json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
-	json_object_object_add(o, "engine",
-			       json_object_new_string(reclaim_engine_name(r->engine)));
+	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(r->engine)));
 	json_object_object_add(o, "dry_run", json_object_new_boolean(r->dry_run));
 	if (fs)
 		json_object_object_add(o, "fs_aware", fsaware_json(fs));
@@ -315,8 +315,8 @@ static void print_human(const char *path, const struct reclaim_report *r,
 
 int agent_reclaim_cow(const struct agent_reclaim_request *a)
 {
-	struct snapstore_info info = { 0 };
-	struct snapstore_error err = { 0 };
+	struct snapstore_info info = {0};
+	struct snapstore_error err = {0};
 	struct fsaware_result fs;
 	struct reclaim_report rep;
 	struct reclaim_opts opts;
@@ -391,7 +391,7 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a)
 	if (opts.progress)
 		fputs("\r\033[K", stderr);
 	if (r == -EBADMSG) {
-		agent_error("%s: invalid store at offset %llu: %s; nothing written", a->cow_path,
+		agent_error("%s: invalid store at byte %llu: %s; nothing written", a->cow_path,
 			    (unsigned long long)err.offset, err.rule);
 		return EXIT_INVALID;
 	}

@@ -18,8 +18,8 @@ static const struct agent_command commands[] = {
 	/* Keep in the order a user meets them: inspect/reclaim, then the VM lifecycle. */
 	{"inspect", "validate a COW file's exception store and describe it", cmd_inspect,
 	 cmd_inspect_help},
-	{ "reclaim", "punch the all-zero data chunks out of a COW file", cmd_reclaim,
-	  cmd_reclaim_help },
+	{"reclaim", "punch the all-zero data chunks out of a COW file", cmd_reclaim,
+	 cmd_reclaim_help},
 	{"version", "print the version", cmd_version, cmd_version_help},
 };
 

@@ -11,7 +11,7 @@
 
 struct aio_priv {
 	io_context_t ctx;
-	struct iocb *iocbs;   /* depth of them, handed out round-robin */
+	struct iocb *iocbs; /* depth of them, handed out round-robin */
 	struct io_event *events;
 	unsigned next;
 };

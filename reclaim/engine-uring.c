@@ -17,12 +17,12 @@
 struct uring_priv {
 	struct io_uring ring;
 	unsigned punches; /* queued, not yet completed */
-	int punch_err;    /* first punch error */
+	int punch_err;	  /* first punch error */
 };
 
 static int uring_init(struct reclaim_engine *e)
 {
-	struct io_uring_params params = { 0 };
+	struct io_uring_params params = {0};
 	struct io_uring_probe *probe;
 	struct uring_priv *p;
 	bool ok;

@@ -72,7 +72,7 @@ struct reclaim_coalescer {
 	const struct snapstore_geometry *geom;
 	const uint8_t *data_bitmap;
 	uint64_t start, end; /* pending chunk range [start, end); empty when start == end */
-	uint64_t last;       /* last chunk added + 1, 0 before the first */
+	uint64_t last;	     /* last chunk added + 1, 0 before the first */
 	struct reclaim_range *batch;
 	size_t n, cap;
 };

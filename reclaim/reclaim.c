@@ -16,7 +16,7 @@
 #include "reclaim/engine.h"
 #include "reclaim/reclaim.h"
 
-#define IO_ALIGN 4096u
+#define IO_ALIGN    4096u
 #define PUNCH_BATCH 64u
 /* A span never holds more chunks than this (4 MiB of 4 KiB chunks). */
 #define SPAN_MAX_CHUNKS 1024u
@@ -25,10 +25,10 @@ static const struct {
 	const char *name;
 	enum reclaim_engine_kind kind;
 } engine_names[] = {
-	{ "auto", RECLAIM_ENGINE_AUTO },
-	{ "uring", RECLAIM_ENGINE_URING },
-	{ "aio", RECLAIM_ENGINE_AIO },
-	{ "sync", RECLAIM_ENGINE_SYNC },
+	{"auto", RECLAIM_ENGINE_AUTO},
+	{"uring", RECLAIM_ENGINE_URING},
+	{"aio", RECLAIM_ENGINE_AIO},
+	{"sync", RECLAIM_ENGINE_SYNC},
 };
 
 int reclaim_engine_parse(const char *name, enum reclaim_engine_kind *ret)
@@ -54,8 +54,8 @@ struct span {
 	struct reclaim_io io;
 	uint64_t first;
 	uint32_t n;
-	bool piece;     /* io covers part of chunk `first` (chunk larger than a read) */
-	bool last;      /* ... and it is that chunk's last piece */
+	bool piece; /* io covers part of chunk `first` (chunk larger than a read) */
+	bool last;  /* ... and it is that chunk's last piece */
 	uint8_t want[SPAN_MAX_CHUNKS / 8]; /* chunks of the span to judge; others are ignored */
 };
 
@@ -70,7 +70,7 @@ struct scan {
 	uint64_t read_bytes, gap_bytes;
 
 	/* planner */
-	uint64_t next;     /* next chunk to classify */
+	uint64_t next;	   /* next chunk to classify */
 	uint64_t piece_at; /* byte offset inside chunk `next` of the next piece, big chunks */
 	uint64_t ds, de;   /* current data extent [ds, de) from SEEK_DATA/SEEK_HOLE */
 	bool extent_valid;
@@ -387,8 +387,8 @@ static const struct reclaim_engine_ops *engine_ops(enum reclaim_engine_kind kind
 /* Starts the engine asked for, or under AUTO the first that works. */
 static int engine_start(struct reclaim_engine *e, enum reclaim_engine_kind kind)
 {
-	static const enum reclaim_engine_kind order[] = { RECLAIM_ENGINE_URING, RECLAIM_ENGINE_AIO,
-							  RECLAIM_ENGINE_SYNC };
+	static const enum reclaim_engine_kind order[] = {RECLAIM_ENGINE_URING, RECLAIM_ENGINE_AIO,
+							 RECLAIM_ENGINE_SYNC};
 	int r = -ENOTSUP;
 
 	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
@@ -421,10 +421,10 @@ static uint64_t pow2_clamp(uint64_t v, uint64_t def, uint64_t lo, uint64_t hi)
 int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_opts *opts,
 		struct reclaim_report *ret)
 {
-	struct reclaim_report rep = { 0 };
+	struct reclaim_report rep = {0};
 	_cleanup_free_ void *bufs = NULL;
 	_cleanup_free_ struct span *spans = NULL;
-	struct scan s = { 0 };
+	struct scan s = {0};
 	struct stat st;
 	double t0 = util_now();
 	int fl, r, r2;

@@ -514,8 +514,8 @@ int snapstore_load(int fd, struct snapstore_info *ret,
 				   "full last area whose next area is missing: area %" PRIu64
 				   " is full, so the list goes on in area %" PRIu64
 				   " at chunk %" PRIu64 ", beyond the end of the file (%" PRIu64
-				   " chunks); the kernel zeroes that area before it fills the "
-				   "previous one, so the file was truncated",
+				   " chunks); the kernel zeroes that area before it commits a full "
+				   "one, so the file was truncated",
 				   st.area - 1, st.area, chunk, info.geom.file_chunks);
 			goto fail;
 		}

@@ -128,7 +128,8 @@ static int copy_exact(const char *src, const char *dst)
 			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS)) {
 				/* Across file systems: copy by hand, zeros written as data. */
 				static char buf[1 << 20];
-				size_t len = (size_t)(h - d) < sizeof(buf) ? (size_t)(h - d) : sizeof(buf);
+				size_t len = (size_t)(h - d) < sizeof(buf) ? (size_t)(h - d)
+									   : sizeof(buf);
 
 				n = pread(in, buf, len, d);
 				if (n > 0 && pwrite(out, buf, (size_t)n, d) != n)
@@ -156,7 +157,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	struct mix m = { .runs = 25, .scattered = 10, .holes = 10, .partial = 5 };
+	struct mix m = {.runs = 25, .scattered = 10, .holes = 10, .partial = 5};
 	uint32_t chunk_sectors = 8;
 	uint64_t size, chunks, seed = 1, mult;
 	struct storegen *sg;
@@ -169,8 +170,8 @@ int main(int argc, char **argv)
 				usage();
 			r = copy_exact(optarg, argv[optind]);
 			if (r < 0)
-				fprintf(stderr, "benchcow: copy %s to %s: %s\n", optarg, argv[optind],
-					strerror(-r));
+				fprintf(stderr, "benchcow: copy %s to %s: %s\n", optarg,
+					argv[optind], strerror(-r));
 			return r < 0;
 		case 'c':
 			chunk_sectors = (uint32_t)strtoul(optarg, NULL, 0);
@@ -218,17 +219,19 @@ int main(int argc, char **argv)
 			goto fail;
 	}
 	/* Room to grow, as a COW file is made: a sparse tail of 1/16 more. */
-	r = storegen_set_size(sg, fd, sg->size + (sg->size / 16 / sg->chunk_bytes) * sg->chunk_bytes);
+	r = storegen_set_size(sg, fd,
+			      sg->size + (sg->size / 16 / sg->chunk_bytes) * sg->chunk_bytes);
 	if (r < 0)
 		goto fail;
 	if (fsync(fd) < 0) {
 		r = -errno;
 		goto fail;
 	}
-	printf("{\"chunk_bytes\": %" PRIu64 ", \"exceptions\": %" PRIu64 ", \"data_chunks\": %" PRIu64
-	       ", \"zero_run_chunks\": %" PRIu64 ", \"zero_single_chunks\": %" PRIu64
-	       ", \"hole_chunks\": %" PRIu64 ", \"partial_chunks\": %" PRIu64
-	       ", \"zero_bytes\": %" PRIu64 ", \"file_size\": %" PRIu64 "}\n",
+	printf("{\"chunk_bytes\": %" PRIu64 ", \"exceptions\": %" PRIu64
+	       ", \"data_chunks\": %" PRIu64 ", \"zero_run_chunks\": %" PRIu64
+	       ", \"zero_single_chunks\": %" PRIu64 ", \"hole_chunks\": %" PRIu64
+	       ", \"partial_chunks\": %" PRIu64 ", \"zero_bytes\": %" PRIu64
+	       ", \"file_size\": %" PRIu64 "}\n",
 	       sg->chunk_bytes, sg->exceptions, m.counts[K_DATA], m.counts[K_ZERO_RUN],
 	       m.counts[K_ZERO_ONE], m.counts[K_HOLE], m.counts[K_PARTIAL],
 	       (m.counts[K_ZERO_RUN] + m.counts[K_ZERO_ONE]) * sg->chunk_bytes, sg->size);
