@@ -58,7 +58,11 @@ struct agent_reclaim_request {
  * the report (text or --json) and errors.  The caller (`reclaim COW`, or `reclaim
  * ID` with the paths and the size from the VM record) has checked the arguments.
  * Returns an exit code: 0, 1, 3 (invalid store), 4 (busy), 5 (fs-aware refused).
+ * ret_report (may be NULL) is filled on 0, e.g. to record it in the VM's record;
+ * ret_fs (may be NULL) is filled on 0 and 5 when req->fs_aware.
  */
-int agent_reclaim_cow(const struct agent_reclaim_request *req);
+struct fsaware_result;
+int agent_reclaim_cow(const struct agent_reclaim_request *req, struct reclaim_report *ret_report,
+		      struct fsaware_result *ret_fs);
 
 #endif

@@ -313,7 +313,8 @@ static void print_human(const char *path, const struct reclaim_report *r,
 	       util_format_bytes((uint64_t)rate, d, sizeof(d)), reclaim_engine_name(r->engine));
 }
 
-int agent_reclaim_cow(const struct agent_reclaim_request *a)
+int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_report *ret_report,
+		      struct fsaware_result *ret_fs)
 {
 	struct snapstore_info info = {0};
 	struct snapstore_error err = {0};
@@ -416,12 +417,18 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a)
 			json_object_object_add(o, "fs_aware", fsaware_json(&fs));
 			put_json(o);
 		}
+		if (ret_fs)
+			*ret_fs = fs;
 		return EXIT_UNSAFE;
 	}
 	if (a->json)
 		print_json(&rep, a->fs_aware ? &fs : NULL);
 	else
 		print_human(a->cow_path, &rep, a->fs_aware ? &fs : NULL);
+	if (ret_report)
+		*ret_report = rep;
+	if (ret_fs && a->fs_aware)
+		*ret_fs = fs;
 	return EXIT_OK;
 }
 
@@ -433,5 +440,5 @@ int cmd_reclaim(int argc, char **argv)
 	r = parse_args(argc, argv, &a);
 	if (r != 0)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
-	return agent_reclaim_cow(&a);
+	return agent_reclaim_cow(&a, NULL, NULL);
 }
