@@ -252,66 +252,34 @@ static void run_scenario(const struct scenario *s)
 	snapstore_info_free(&info);
 }
 
-static void test_1k_csum(void **state)
-{
-	const struct scenario s = {"mkfs.ext4 -b 1024 -O metadata_csum,64bit,flex_bg",
-				   24 * MiB,
-				   24 * MiB,
-				   4 * KiB,
-				   8 * MiB,
-				   1024};
-	run_scenario(&s);
-}
+/*
+ * The file systems: block smaller than, equal to and larger than the chunk (64 KiB blocks
+ * over 4 KiB chunks: a free block frees the chunks inside it), with and without
+ * metadata_csum, 64bit and flex_bg, ext2, and a disk larger than its file system.
+ */
+static const struct scenario scenarios[] = {
+	{"mkfs.ext4 -b 1024 -O metadata_csum,64bit,flex_bg", 24 * MiB, 24 * MiB, 4 * KiB, 8 * MiB,
+	 1024},
+	{"mkfs.ext4 -b 1024 -O ^metadata_csum,^64bit,^flex_bg", 24 * MiB, 32 * MiB, 64 * KiB,
+	 8 * MiB, 1024},
+	{"mkfs.ext4 -b 4096 -O metadata_csum,64bit,flex_bg", 32 * MiB, 40 * MiB, 4 * KiB, 8 * MiB,
+	 4096},
+	{"mkfs.ext4 -b 4096 -O ^metadata_csum,^flex_bg", 32 * MiB, 32 * MiB, 16 * KiB, 8 * MiB,
+	 4096},
+	{"mkfs.ext2 -b 4096", 32 * MiB, 32 * MiB, 4 * KiB, 8 * MiB, 4096},
+	{"mkfs.ext4 -b 65536 -O metadata_csum,64bit,flex_bg", 64 * MiB, 64 * MiB, 4 * KiB, 8 * MiB,
+	 65536},
+};
 
-static void test_1k_nocsum_64k_chunks(void **state)
+static void test_scenario(void **state)
 {
-	const struct scenario s = {"mkfs.ext4 -b 1024 -O ^metadata_csum,^64bit,^flex_bg",
-				   24 * MiB,
-				   32 * MiB,
-				   64 * KiB,
-				   8 * MiB,
-				   1024};
-	run_scenario(&s);
-}
+	const struct scenario *s = *state;
 
-static void test_4k_csum_bigger_disk(void **state)
-{
-	const struct scenario s = {"mkfs.ext4 -b 4096 -O metadata_csum,64bit,flex_bg",
-				   32 * MiB,
-				   40 * MiB,
-				   4 * KiB,
-				   8 * MiB,
-				   4096};
-	run_scenario(&s);
-}
-
-static void test_4k_nocsum_16k_chunks(void **state)
-{
-	const struct scenario s = {"mkfs.ext4 -b 4096 -O ^metadata_csum,^flex_bg",
-				   32 * MiB,
-				   32 * MiB,
-				   16 * KiB,
-				   8 * MiB,
-				   4096};
-	run_scenario(&s);
-}
-
-static void test_ext2(void **state)
-{
-	const struct scenario s = {"mkfs.ext2 -b 4096", 32 * MiB, 32 * MiB, 4 * KiB, 8 * MiB, 4096};
-	run_scenario(&s);
-}
-
-/* A block larger than the chunk: the chunks inside a free block are free. */
-static void test_64k_blocks(void **state)
-{
-	const struct scenario s = {"mkfs.ext4 -b 65536 -O metadata_csum,64bit,flex_bg",
-				   64 * MiB,
-				   64 * MiB,
-				   4 * KiB,
-				   8 * MiB,
-				   65536};
-	run_scenario(&s);
+	print_message("%s, fs %llu MiB, disk %llu MiB, chunk %llu KiB\n", s->mkfs,
+		      (unsigned long long)(s->fs_bytes / MiB),
+		      (unsigned long long)(s->disk_bytes / MiB),
+		      (unsigned long long)(s->chunk / KiB));
+	run_scenario(s);
 }
 
 /* Refusals: a fs at offset 0 of an empty store's view (disk = base). */
@@ -506,12 +474,12 @@ static void test_reclaim_entry_point(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_1k_csum),
-		cmocka_unit_test(test_1k_nocsum_64k_chunks),
-		cmocka_unit_test(test_4k_csum_bigger_disk),
-		cmocka_unit_test(test_4k_nocsum_16k_chunks),
-		cmocka_unit_test(test_ext2),
-		cmocka_unit_test(test_64k_blocks),
+		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[0]),
+		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[1]),
+		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[2]),
+		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[3]),
+		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[4]),
+		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[5]),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_reclaim_entry_point),
 	};
