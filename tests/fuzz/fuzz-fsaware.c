@@ -23,6 +23,7 @@
 
 #include "reclaim/fsaware.h"
 #include "reclaim/mergedview.h"
+#include "tests/unit/helpers/fuzzreplay.h"
 
 /* Inputs above this are ignored: 1 KiB-block images of a few hundred KiB say it all. */
 #define FUZZ_MAX_INPUT (1u << 20)
@@ -94,21 +95,6 @@ out:
 /* Replays each file named on the command line. */
 int main(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
-		FILE *f = fopen(argv[i], "rbe");
-		uint8_t *buf = malloc(FUZZ_MAX_INPUT + 1);
-		size_t n;
-
-		if (!f || !buf) {
-			fprintf(stderr, "fuzz-fsaware: %s: cannot read\n", argv[i]);
-			return 1;
-		}
-		n = fread(buf, 1, FUZZ_MAX_INPUT + 1, f);
-		fclose(f);
-		LLVMFuzzerTestOneInput(buf, n);
-		free(buf);
-	}
-	printf("fuzz-fsaware: %d input(s) replayed\n", argc - 1);
-	return 0;
+	return fuzz_replay_main(argc, argv, "fuzz-fsaware", FUZZ_MAX_INPUT, LLVMFuzzerTestOneInput);
 }
 #endif
