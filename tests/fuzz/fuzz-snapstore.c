@@ -98,6 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* Replays each file named on the command line. */
 int main(int argc, char **argv)
 {
-	return fuzz_replay_main(argc, argv, "fuzz-snapstore", FUZZ_MAX_INPUT, LLVMFuzzerTestOneInput);
+	return fuzz_replay_main(argc, argv, "fuzz-snapstore", FUZZ_MAX_INPUT,
+				LLVMFuzzerTestOneInput);
 }
 #endif
