@@ -317,9 +317,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 	ext2_filsys fs = NULL;
 	blk64_t first, end;
 	errcode_t err;
-	size_t n;
-
 	double t0 = util_now();
+	size_t n;
 
 	initialize_ext2_error_table();
 
@@ -359,8 +358,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 	}
 	n = mergedview_exceptions(mv, &v);
 	for (size_t i = 0; i < n; i++) {
-		uint64_t start =
-			v[i].old_chunk * chunk; /* < disk size: checked by mergedview_open */
+		/* No overflow: old_chunk * chunk < disk size, checked by mergedview_open(). */
+		uint64_t start = v[i].old_chunk * chunk;
 		blk64_t b0 = start / fs->blocksize, b1 = (start + chunk - 1) / fs->blocksize, hit;
 
 		if (v[i].new_chunk >= file_chunks)
