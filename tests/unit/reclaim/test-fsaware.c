@@ -269,6 +269,7 @@ static const struct scenario scenarios[] = {
 	{"mkfs.ext2 -b 4096", 32 * MiB, 32 * MiB, 4 * KiB, 8 * MiB, 4096},
 	{"mkfs.ext4 -b 65536 -O metadata_csum,64bit,flex_bg", 64 * MiB, 64 * MiB, 4 * KiB, 8 * MiB,
 	 65536},
+	{"mkfs.ext4 -b 4096 -O bigalloc -C 65536", 64 * MiB, 64 * MiB, 4 * KiB, 8 * MiB, 4096},
 };
 
 static void test_scenario(void **state)
@@ -480,6 +481,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[3]),
 		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[4]),
 		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[5]),
+		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[6]),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_reclaim_entry_point),
 	};
