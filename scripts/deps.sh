@@ -9,7 +9,7 @@ build=(gcc make pkg-config libc6-dev libdevmapper-dev liburing-dev libaio-dev li
 test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq)
 vm=(qemu-system-x86 busybox-static kmod cpio dmsetup e2fsprogs util-linux coreutils diffutils jq xz-utils
 	file)
-bench=(fio time)
+bench=(fio time jq e2fsprogs)
 
 want=()
 case "${1:-all}" in
