@@ -180,7 +180,7 @@ static int diff_maps(const char *before, const char *after)
 {
 	struct snapstore_info info;
 	struct snapstore_error err;
-	struct datamap a = { .de = 0 }, b = { .de = 0 };
+	struct datamap a = {.de = 0}, b = {.de = 0};
 	uint64_t data = 0, other = 0, size;
 	int r;
 
