@@ -315,10 +315,9 @@ static int retire(struct scan *s, struct span *sp)
 	s->rep->bytes_read += sp->io.len;
 	/*
 	 * Drop the span from the page cache before anything in it is punched: after
-	 * buffered reads so the scan leaves no trace in the host's cache, and always
-	 * because punching a cached range costs far more (large folios are split or
-	 * zeroed in place) than punching one that is not; measured in
-	 * docs/benchmarks.md.  The pages belong to this detached COW file only.
+	 * buffered reads so the scan leaves no trace in the host's cache, and after
+	 * copies from the cache so no page of this detached COW file lingers over a
+	 * range being punched.  Clean pages of this file only.
 	 */
 	posix_fadvise(s->fd, (off_t)sp->io.off, (off_t)sp->io.len, POSIX_FADV_DONTNEED);
 	if (sp->piece) {

@@ -148,14 +148,20 @@ static void test_both_unavailable_falls_back_to_sync(void **state)
 	expect_notsup(RECLAIM_ENGINE_URING);
 }
 
-static void test_opcode_missing(void **state)
+/* Clears the fakes; skips the test when io_uring is really unavailable on this host. */
+static void real_uring_or_skip(void)
 {
 	struct io_uring ring;
 
 	uring_fail = aio_fail = 0;
 	if (__real_io_uring_queue_init_params(4, &ring, &(struct io_uring_params){0}) < 0)
-		skip(); /* no io_uring at all here: the probe is never reached */
+		skip(); /* covered by the faked cases above */
 	io_uring_queue_exit(&ring);
+}
+
+static void test_opcode_missing(void **state)
+{
+	real_uring_or_skip();
 	no_fallocate_op = true;
 	expect_engine(RECLAIM_ENGINE_AIO);
 	expect_notsup(RECLAIM_ENGINE_URING);
@@ -164,12 +170,7 @@ static void test_opcode_missing(void **state)
 
 static void test_real_auto_prefers_uring(void **state)
 {
-	struct io_uring ring;
-
-	uring_fail = aio_fail = 0;
-	if (__real_io_uring_queue_init_params(4, &ring, &(struct io_uring_params){0}) < 0)
-		skip(); /* io_uring is really unavailable here: covered by the cases above */
-	io_uring_queue_exit(&ring);
+	real_uring_or_skip();
 	expect_engine(RECLAIM_ENGINE_URING);
 	assert_int_equal(aio_calls, 0);
 }
