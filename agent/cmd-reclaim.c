@@ -103,7 +103,9 @@ void cmd_reclaim_help(FILE *out)
 	      "  (listed data chunks that were already holes, not read), fs_free_chunks\n"
 	      "  (punched, unread, because the guest file system does not use them; 0\n"
 	      "  without --fs-aware),\n"
-	      "  punched_ranges (fallocate calls, coalesced), allocated_before,\n"
+	      "  punched_ranges (fallocate calls, coalesced), hole_bridges (how often a\n"
+	      "  range was grown across chunks already holes: fallocate calls saved),\n"
+	      "  allocated_before,\n"
 	      "  allocated_after, reclaimed_bytes (= allocated_before - allocated_after, from\n"
 	      "  st_blocks), bytes_read, seconds, engine (the engine used), dry_run; with\n"
 	      "  --fs-aware also fs_aware: an object with status (done or refused), reason\n"
@@ -278,6 +280,7 @@ static void print_json(const struct reclaim_report *r, const struct fsaware_resu
 	json_object_object_add(o, "hole_chunks", json_object_new_uint64(r->hole_chunks));
 	json_object_object_add(o, "fs_free_chunks", json_object_new_uint64(r->fs_free_chunks));
 	json_object_object_add(o, "punched_ranges", json_object_new_uint64(r->punched_ranges));
+	json_object_object_add(o, "hole_bridges", json_object_new_uint64(r->hole_bridges));
 	json_object_object_add(o, "allocated_before", json_object_new_uint64(r->allocated_before));
 	json_object_object_add(o, "allocated_after", json_object_new_uint64(r->allocated_after));
 	json_object_object_add(o, "reclaimed_bytes", json_object_new_uint64(r->reclaimed_bytes));

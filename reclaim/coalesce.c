@@ -14,6 +14,45 @@ void reclaim_coalescer_init(struct reclaim_coalescer *co, const struct snapstore
 	};
 }
 
+void reclaim_coalescer_set_holes(struct reclaim_coalescer *co, reclaim_hole_fn is_hole,
+				 void *opaque)
+{
+	co->is_hole = is_hole;
+	co->hole_opaque = opaque;
+}
+
+void reclaim_coalescer_break(struct reclaim_coalescer *co)
+{
+	co->broken = true;
+}
+
+/* True when [from, to) holds the header or a metadata chunk. */
+static bool gap_has_metadata(const struct snapstore_geometry *g, uint64_t from, uint64_t to)
+{
+	uint64_t stride = g->epa + 1, first;
+
+	if (from == 0)
+		return to > 0;
+	/* The first metadata chunk at or after from: 1 + k * stride, k = ceil((from - 1) / stride). */
+	first = 1 + ((from - 1 + stride - 1) / stride) * stride;
+	return first < to;
+}
+
+/*
+ * True when the pending range may grow to take c across the gap [end, c):
+ * nothing with data was seen in it, no metadata chunk lies in it, and the file
+ * has no data there (the oracle: SEEK_DATA in the scanner).  A range then
+ * holds listed zero chunks and chunks that are holes already, nothing else.
+ */
+static bool coalescer_can_bridge(struct reclaim_coalescer *co, uint64_t c)
+{
+	if (co->start == co->end || co->broken || !co->is_hole)
+		return false;
+	if (gap_has_metadata(co->geom, co->end, c))
+		return false;
+	return co->is_hole(co->hole_opaque, co->end, c);
+}
+
 static void coalescer_close(struct reclaim_coalescer *co)
 {
 	if (co->start == co->end)
@@ -34,13 +73,22 @@ int reclaim_coalescer_add(struct reclaim_coalescer *co, uint64_t c)
 		return -ENOBUFS; /* the caller did not take a full batch */
 	co->last = c + 1;
 	/*
-	 * Only adjacent chunks merge, and two adjacent listed data chunks never have
-	 * a metadata chunk between them: a range holds nothing but listed data chunks.
+	 * Adjacent chunks merge, and two adjacent listed data chunks never have a
+	 * metadata chunk between them.  Across a gap, only when it is all holes
+	 * and free of metadata: a range holds listed zero chunks and holes only.
 	 */
 	if (co->start != co->end && c == co->end) {
 		co->end++;
+		co->broken = false;
 		return 0;
 	}
+	if (c > co->end && coalescer_can_bridge(co, c)) {
+		co->bridged++;
+		co->end = c + 1;
+		co->broken = false;
+		return 0;
+	}
+	co->broken = false;
 	coalescer_close(co);
 	co->start = c;
 	co->end = c + 1;

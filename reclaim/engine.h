@@ -62,17 +62,29 @@ extern const struct reclaim_engine_ops reclaim_engine_sync;
 int reclaim_punch_fallocate(int fd, const struct reclaim_range *r, size_t n);
 
 /*
+ * Answers whether COW chunks [from, to) hold no data at all in the file (all
+ * holes, as SEEK_DATA sees it).  True only when certain.
+ */
+typedef bool (*reclaim_hole_fn)(void *opaque, uint64_t from, uint64_t to);
+
+/*
  * Coalesces zero chunks, fed in increasing COW order, into byte ranges, and
  * collects them into a batch for the engine.  Refuses (-EINVAL) to take chunk 0,
  * a metadata chunk, a chunk the store does not list as data, or a chunk not
  * above the last one: the engine must never punch anything else, whatever the
- * scanner's bugs.
+ * scanner's bugs.  With a hole oracle, a range also grows across chunks that are
+ * already holes (punching them again changes nothing), but never across a
+ * metadata chunk, nor across anything the oracle does not call a hole.
  */
 struct reclaim_coalescer {
 	const struct snapstore_geometry *geom;
 	const uint8_t *data_bitmap;
 	uint64_t start, end; /* pending chunk range [start, end); empty when start == end */
 	uint64_t last;	     /* last chunk added + 1, 0 before the first */
+	bool broken;	     /* a chunk with data came after end: the range cannot grow */
+	reclaim_hole_fn is_hole; /* NULL: only adjacent chunks merge */
+	void *hole_opaque;
+	uint64_t bridged; /* gaps of hole chunks a range was grown across */
 	struct reclaim_range *batch;
 	size_t n, cap;
 };
@@ -80,6 +92,20 @@ struct reclaim_coalescer {
 /* Points co at batch (cap entries, cap >= 1) and clears it. */
 void reclaim_coalescer_init(struct reclaim_coalescer *co, const struct snapstore_geometry *geom,
 			    const uint8_t *data_bitmap, struct reclaim_range *batch, size_t cap);
+
+/*
+ * Lets ranges grow across runs of chunks that is_hole(opaque, from, to) says are
+ * holes.  Without it only adjacent chunks merge.
+ */
+void reclaim_coalescer_set_holes(struct reclaim_coalescer *co, reclaim_hole_fn is_hole,
+				 void *opaque);
+
+/*
+ * Tells the coalescer that a chunk after the last one added holds data (was
+ * judged not zero): the pending range is not grown across it, and the oracle
+ * is not asked.  Optional (the oracle would say "data"), it saves a query.
+ */
+void reclaim_coalescer_break(struct reclaim_coalescer *co);
 
 /*
  * Adds zero chunk c.  Returns 1 when the batch is full and must be taken

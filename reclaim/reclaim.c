@@ -88,6 +88,9 @@ struct scan {
 	uint64_t ds, de;   /* current data extent [ds, de) from SEEK_DATA/SEEK_HOLE */
 	bool extent_valid;
 
+	/* a byte range [hs, he) known to be a hole, for the coalescers' gap queries */
+	uint64_t hs, he;
+
 	/* retirement */
 	struct span *spans;
 	unsigned depth, head, inflight;
@@ -143,6 +146,32 @@ static bool chunk_is_hole(struct scan *s, uint64_t c)
 		s->extent_valid = true;
 	}
 	return ce <= s->ds;
+}
+
+/*
+ * The coalescers' hole oracle: true when COW chunks [from, to) hold no data, so a
+ * range may be grown across them.  Asked when the gap is reached (at retirement
+ * for zero chunks), so it sees the file as it is then; nothing but this run's
+ * punches changes the file, and those only add holes, so a hole seen stays one.
+ * Any error answers "data".
+ */
+static bool gap_is_hole(void *opaque, uint64_t from, uint64_t to)
+{
+	struct scan *s = opaque;
+	uint64_t fb = from * s->cb, tb = to * s->cb;
+	off_t d;
+
+	if (fb >= s->hs && tb <= s->he)
+		return true;
+	d = lseek(s->fd, (off_t)fb, SEEK_DATA);
+	if (d < 0) {
+		if (errno != ENXIO)
+			return false;
+		d = (off_t)(s->info->geom.file_chunks * s->cb); /* no data from fb to the end */
+	}
+	s->hs = fb;
+	s->he = (uint64_t)d;
+	return tb <= s->he;
 }
 
 static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
@@ -210,6 +239,9 @@ static int plan_next(struct scan *s, struct span *sp)
 				return r;
 			continue;
 		}
+		/* c is read, so it may hold data: no fs-free range grows across it. */
+		if (s->piece_at == 0)
+			reclaim_coalescer_break(&s->free_co);
 		if (s->cb > s->read_bytes) {
 			/* A chunk larger than one read: read it in pieces, in order. */
 			if (sp->n)
@@ -295,8 +327,10 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
 {
 	s->rep->chunks_scanned++;
 	s->done_bytes += s->cb;
-	if (!zero)
+	if (!zero) {
+		reclaim_coalescer_break(&s->zero_co);
 		return 0;
+	}
 	s->rep->zero_chunks++;
 	return coalesce(s, &s->zero_co, c);
 }
@@ -534,6 +568,8 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 			       PUNCH_BATCH);
 	reclaim_coalescer_init(&s.free_co, &info->geom, info->data_bitmap, s.free_batch,
 			       PUNCH_BATCH);
+	reclaim_coalescer_set_holes(&s.zero_co, gap_is_hole, &s);
+	reclaim_coalescer_set_holes(&s.free_co, gap_is_hole, &s);
 
 	s.cached_fd = -1;
 	s.page_size = sysconf(_SC_PAGESIZE);
@@ -569,6 +605,7 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	rep.allocated_after = (uint64_t)st.st_blocks * 512;
+	rep.hole_bridges = s.zero_co.bridged + s.free_co.bridged;
 	rep.reclaimed_bytes = rep.allocated_before > rep.allocated_after
 				      ? rep.allocated_before - rep.allocated_after
 				      : 0;

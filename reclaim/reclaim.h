@@ -61,6 +61,7 @@ struct reclaim_report {
 	uint64_t hole_chunks;	   /* listed data chunks already entirely holes */
 	uint64_t fs_free_chunks;   /* punched because free_bitmap said so (not read) */
 	uint64_t punched_ranges;   /* coalesced fallocate calls (would-be, in a dry run) */
+	uint64_t hole_bridges;	   /* ranges grown across chunks already holes: calls saved */
 	uint64_t allocated_before; /* st_blocks * 512 before */
 	uint64_t allocated_after;  /* st_blocks * 512 after */
 	uint64_t reclaimed_bytes;  /* allocated_before - allocated_after */
