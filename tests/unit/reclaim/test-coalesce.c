@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Range coalescing: adjacent zero chunks merge; chunks that must never be punched are refused. */
+/*
+ * Range coalescing: adjacent zero chunks merge; with a hole oracle, ranges grow
+ * across chunks that are already holes, never across metadata or data; chunks
+ * that must never be punched are refused.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,6 +120,144 @@ static void test_batch_full(void **state)
 	assert_int_equal(batch[1].off, 16 * 4096);
 }
 
+/* A fake hole oracle: chunks whose bit is set in holes[] are holes. */
+static uint8_t holes[1024 / 8];
+static unsigned oracle_calls;
+
+static void set_holes(uint64_t from, uint64_t to)
+{
+	for (uint64_t c = from; c < to; c++)
+		holes[c >> 3] |= (uint8_t)(1u << (c & 7));
+}
+
+static bool fake_is_hole(void *opaque, uint64_t from, uint64_t to)
+{
+	assert_ptr_equal(opaque, holes);
+	oracle_calls++;
+	assert_true(from < to);
+	for (uint64_t c = from; c < to; c++)
+		if (!(holes[c >> 3] & (1u << (c & 7))))
+			return false;
+	return true;
+}
+
+static void holes_init(struct reclaim_coalescer *co, struct reclaim_range *batch, size_t cap)
+{
+	list_all_data();
+	memset(holes, 0, sizeof(holes));
+	oracle_calls = 0;
+	reclaim_coalescer_init(co, &geom, listed, batch, cap);
+	reclaim_coalescer_set_holes(co, fake_is_hole, holes);
+}
+
+static void test_bridge_holes(void **state)
+{
+	struct reclaim_range batch[8];
+	struct reclaim_coalescer co;
+
+	holes_init(&co, batch, 8);
+	/* 10 | holes 11, 12 | 13, 14: one range [10, 15), the gap asked about exactly. */
+	set_holes(11, 13);
+	/* 20 | hole 21 | 22 (listed, not a hole: data) | 23: 20, 23 apart. */
+	set_holes(21, 22);
+	/* 30 | holes 31..39, 40 unlisted and a hole | 41. */
+	set_holes(31, 41);
+	listed[40 >> 3] &= (uint8_t) ~(1u << (40 & 7));
+	assert_int_equal(reclaim_coalescer_add(&co, 10), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 13), 0);
+	assert_int_equal(oracle_calls, 1);
+	assert_int_equal(reclaim_coalescer_add(&co, 14), 0);
+	assert_int_equal(oracle_calls, 1); /* adjacent: no question */
+	assert_int_equal(reclaim_coalescer_add(&co, 20), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 23), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 30), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 41), 0);
+	assert_int_equal(reclaim_coalescer_flush(&co), 1);
+	assert_int_equal(co.n, 4);
+	assert_int_equal(co.bridged, 2);
+	assert_int_equal(batch[0].off, 10 * 4096);
+	assert_int_equal(batch[0].len, 5 * 4096);
+	assert_int_equal(batch[1].off, 20 * 4096);
+	assert_int_equal(batch[1].len, 4096);
+	assert_int_equal(batch[2].off, 23 * 4096);
+	assert_int_equal(batch[2].len, 4096);
+	assert_int_equal(batch[3].off, 30 * 4096);
+	assert_int_equal(batch[3].len, 12 * 4096);
+}
+
+static void test_bridge_never_metadata(void **state)
+{
+	struct reclaim_range batch[8];
+	struct reclaim_coalescer co;
+
+	holes_init(&co, batch, 8);
+	/* Everything from 200 to 300 is a hole, metadata chunk 258 included. */
+	set_holes(200, 300);
+	/* 250 | holes 251..256 | 257: up to the chunk before area 1, one range. */
+	assert_int_equal(reclaim_coalescer_add(&co, 250), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 257), 0);
+	/* 257 | area 1 at 258 | 259: never across it, and the oracle is not even asked. */
+	assert_int_equal(reclaim_coalescer_add(&co, 259), 0);
+	/* 259 | 260..269 | 270 across holes again, then area 2 (515) from 280 to 520. */
+	assert_int_equal(reclaim_coalescer_add(&co, 270), 0);
+	set_holes(300, 1024);
+	assert_int_equal(reclaim_coalescer_add(&co, 514), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 516), 0);
+	assert_int_equal(oracle_calls, 3); /* 251..256, 260..269, 271..513 */
+	assert_int_equal(reclaim_coalescer_flush(&co), 1);
+	assert_int_equal(co.n, 3);
+	assert_int_equal(co.bridged, 3);
+	assert_int_equal(batch[0].off, 250 * 4096);
+	assert_int_equal(batch[0].len, 8 * 4096);
+	assert_int_equal(batch[1].off, 259 * 4096);
+	assert_int_equal(batch[1].len, (515 - 259) * 4096);
+	assert_int_equal(batch[2].off, 516 * 4096);
+	assert_int_equal(batch[2].len, 4096);
+	/* No range of the batch holds a metadata chunk. */
+	for (size_t i = 0; i < co.n; i++)
+		for (uint64_t c = batch[i].off / 4096; c < (batch[i].off + batch[i].len) / 4096; c++)
+			assert_false(snapstore_is_metadata_chunk(&geom, c));
+}
+
+static void test_bridge_break(void **state)
+{
+	struct reclaim_range batch[8];
+	struct reclaim_coalescer co;
+
+	holes_init(&co, batch, 8);
+	set_holes(1, 1024); /* the oracle would say yes to anything but metadata */
+	/* A chunk judged non-zero between 10 and 12: no bridge, no question. */
+	assert_int_equal(reclaim_coalescer_add(&co, 10), 0);
+	reclaim_coalescer_break(&co);
+	assert_int_equal(reclaim_coalescer_add(&co, 12), 0);
+	assert_int_equal(oracle_calls, 0);
+	/* The break is spent: 12 | hole 13 | 14 bridges. */
+	assert_int_equal(reclaim_coalescer_add(&co, 14), 0);
+	assert_int_equal(oracle_calls, 1);
+	assert_int_equal(reclaim_coalescer_flush(&co), 1);
+	assert_int_equal(co.n, 2);
+	assert_int_equal(co.bridged, 1);
+	assert_int_equal(batch[0].off, 10 * 4096);
+	assert_int_equal(batch[0].len, 4096);
+	assert_int_equal(batch[1].off, 12 * 4096);
+	assert_int_equal(batch[1].len, 3 * 4096);
+	/* Without an oracle, gaps never bridge (holes or not). */
+	co.n = 0;
+	reclaim_coalescer_init(&co, &geom, listed, batch, 8);
+	assert_int_equal(reclaim_coalescer_add(&co, 20), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 22), 0);
+	assert_int_equal(reclaim_coalescer_flush(&co), 1);
+	assert_int_equal(co.n, 2);
+	assert_int_equal(co.bridged, 0);
+	/* Refusals are the same with an oracle. */
+	holes_init(&co, batch, 8);
+	set_holes(1, 1024);
+	assert_int_equal(reclaim_coalescer_add(&co, 0), -EINVAL);
+	assert_int_equal(reclaim_coalescer_add(&co, 258), -EINVAL);
+	listed[300 >> 3] &= (uint8_t) ~(1u << (300 & 7));
+	assert_int_equal(reclaim_coalescer_add(&co, 300), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -123,6 +265,9 @@ int main(void)
 		cmocka_unit_test(test_metadata_splits),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_batch_full),
+		cmocka_unit_test(test_bridge_holes),
+		cmocka_unit_test(test_bridge_never_metadata),
+		cmocka_unit_test(test_bridge_break),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
