@@ -138,3 +138,21 @@ ssize_t util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	}
 	return (ssize_t)done;
 }
+
+/* cachestat(2), Linux 6.5; Debian 12's headers predate it.  Same number on every arch. */
+#define UTIL_NR_CACHESTAT 451
+
+int util_cached(int fd, uint64_t off, uint64_t len)
+{
+	struct {
+		uint64_t off, len;
+	} range = {off, len};
+	struct {
+		uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+	} cs;
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (syscall(UTIL_NR_CACHESTAT, fd, &range, &cs, 0) < 0)
+		return -errno;
+	return cs.nr_cache * (uint64_t)(page > 0 ? page : 4096) >= len;
+}

@@ -26,4 +26,12 @@ bool util_is_zero(const void *buf, size_t len);
 ssize_t util_pread_full(int fd, void *buf, size_t len, uint64_t off);
 ssize_t util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
+/*
+ * Whether the page cache holds every page of fd's bytes [off, off + len), from
+ * cachestat(2) (Linux 6.5), without touching the pages.  Returns 1 when it does,
+ * 0 when not, -errno when it cannot tell (-ENOSYS: no cachestat on this kernel;
+ * -EPERM, -EOPNOTSUPP: refused).
+ */
+int util_cached(int fd, uint64_t off, uint64_t len);
+
 #endif
