@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,15 +23,6 @@
 #define PUNCH_BATCH 256u
 /* A span never holds more chunks than this (4 MiB of 4 KiB chunks). */
 #define SPAN_MAX_CHUNKS 1024u
-
-/* cachestat(2), Linux 6.5; Debian 12's headers predate it.  Same number on every arch. */
-#define RECLAIM_NR_CACHESTAT 451
-struct reclaim_cachestat_range {
-	uint64_t off, len;
-};
-struct reclaim_cachestat {
-	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
-};
 
 static const struct {
 	const char *name;
@@ -67,6 +59,8 @@ struct span {
 	uint32_t n;
 	bool piece; /* io covers part of chunk `first` (chunk larger than a read) */
 	bool last;  /* ... and it is that chunk's last piece */
+	bool cached; /* taken from the page cache (it was all there already) */
+	void *map;   /* when cached: the span mapped from the cache (else NULL: in io.buf) */
 	uint8_t want[SPAN_MAX_CHUNKS / 8]; /* chunks of the span to judge; others are ignored */
 };
 
@@ -335,10 +329,18 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
 	return coalesce(s, &s->zero_co, c);
 }
 
+static void span_unmap(struct span *sp)
+{
+	if (sp->map) {
+		munmap(sp->map, sp->io.len);
+		sp->map = NULL;
+	}
+}
+
 /* Retires a completed read: judges its chunks in order. */
 static int retire(struct scan *s, struct span *sp)
 {
-	const char *buf = sp->io.buf;
+	const char *buf = sp->map ? sp->map : sp->io.buf;
 	int r;
 
 	if (sp->io.res != (int32_t)sp->io.len) {
@@ -348,16 +350,19 @@ static int retire(struct scan *s, struct span *sp)
 	}
 	s->rep->bytes_read += sp->io.len;
 	/*
-	 * Drop the span from the page cache before anything in it is punched: after
-	 * buffered reads so the scan leaves no trace in the host's cache, and after
-	 * copies from the cache so no page of this detached COW file lingers over a
-	 * range being punched.  Clean pages of this file only.
+	 * A span read through the page cache by us (no O_DIRECT) is dropped from it
+	 * again, so the scan leaves no trace in the host's cache: clean pages of this
+	 * file only.  A span copied from the cache was there before us and stays (a
+	 * punch drops the pages it frees itself); an O_DIRECT read cached nothing.
 	 */
-	posix_fadvise(s->fd, (off_t)sp->io.off, (off_t)sp->io.len, POSIX_FADV_DONTNEED);
+	if (!sp->cached && !s->direct)
+		posix_fadvise(s->fd, (off_t)sp->io.off, (off_t)sp->io.len, POSIX_FADV_DONTNEED);
 	if (sp->piece) {
 		s->big_zero = s->big_zero && util_is_zero(buf, sp->io.len);
-		if (!sp->last)
+		if (!sp->last) {
+			span_unmap(sp);
 			return 0;
+		}
 		r = judge_chunk(s, sp->first, s->big_zero);
 		s->big_zero = true;
 	} else {
@@ -367,36 +372,46 @@ static int retire(struct scan *s, struct span *sp)
 				r = judge_chunk(s, sp->first + i,
 						util_is_zero(buf + (uint64_t)i * s->cb, s->cb));
 	}
+	span_unmap(sp);
 	return r;
 }
 
 /*
  * A span whose pages are all in the page cache already (the file was just
- * written or read) is copied from there: no device I/O, and nothing is
- * evicted since nothing new is cached.  cachestat(2) tells without touching
- * the pages; on kernels without it (ENOSYS) every span goes to the engine.
- * Returns true when sp was read here.
+ * written or read) is taken from there: no device I/O, and nothing is evicted
+ * since nothing new is cached.  cachestat(2) tells without touching the pages;
+ * on kernels without it (ENOSYS) every span goes to the engine.  The span is
+ * mapped (read-only, shared) rather than copied, so the zero test reads the
+ * cached pages in place, and a chunk with data costs its first bytes only;
+ * where the mapping fails it is copied.  Returns true when sp was read here.
  */
 static bool read_from_cache(struct scan *s, struct span *sp)
 {
-	struct reclaim_cachestat_range range = {sp->io.off, sp->io.len};
-	struct reclaim_cachestat cs;
 	ssize_t n;
+	int r;
 
 	if (s->cached_fd < 0)
 		return false;
-	if (syscall(RECLAIM_NR_CACHESTAT, s->cached_fd, &range, &cs, 0) < 0) {
-		if (errno == ENOSYS || errno == EPERM || errno == EOPNOTSUPP)
-			s->cached_fd = -1; /* never mind: s->cached_fd is closed by reclaim_run */
+	r = util_cached(s->cached_fd, sp->io.off, sp->io.len);
+	if (r == -ENOSYS || r == -EPERM || r == -EOPNOTSUPP)
+		s->cached_fd = -1; /* never mind: s->cached_fd is closed by reclaim_run */
+	if (r <= 0)
 		return false;
+	if (sp->io.off % (uint64_t)s->page_size == 0) {
+		void *m = mmap(NULL, sp->io.len, PROT_READ, MAP_SHARED, s->cached_fd,
+			       (off_t)sp->io.off);
+
+		if (m != MAP_FAILED)
+			sp->map = m;
 	}
-	if (cs.nr_cache * (uint64_t)s->page_size < sp->io.len)
-		return false;
-	n = util_pread_full(s->cached_fd, sp->io.buf, sp->io.len, sp->io.off);
-	if (n != (ssize_t)sp->io.len)
-		return false;
-	sp->io.res = (int32_t)n;
+	if (!sp->map) {
+		n = util_pread_full(s->cached_fd, sp->io.buf, sp->io.len, sp->io.off);
+		if (n != (ssize_t)sp->io.len)
+			return false;
+	}
+	sp->io.res = (int32_t)sp->io.len;
 	sp->io.done = true;
+	sp->cached = true;
 	s->rep->cached_bytes += sp->io.len;
 	return true;
 }
@@ -418,6 +433,7 @@ static int scan_loop(struct scan *s)
 				break;
 			}
 			sp->io.res = 0;
+			sp->cached = false;
 			if (!read_from_cache(s, sp)) {
 				r = s->eng.ops->submit(&s->eng, &sp->io);
 				if (r < 0)
@@ -446,6 +462,7 @@ static void scan_quiesce(struct scan *s)
 {
 	for (unsigned tries = 0; s->inflight && tries < 1000; tries++) {
 		while (s->inflight && s->spans[s->head].io.done) {
+			span_unmap(&s->spans[s->head]);
 			s->head = (s->head + 1) % s->depth;
 			s->inflight--;
 		}
