@@ -79,11 +79,13 @@ struct scan {
 	/* planner */
 	uint64_t next;	   /* next chunk to classify */
 	uint64_t piece_at; /* byte offset inside chunk `next` of the next piece, big chunks */
-	uint64_t ds, de;   /* current data extent [ds, de) from SEEK_DATA/SEEK_HOLE */
-	bool extent_valid;
-
-	/* a byte range [hs, he) known to be a hole, for the coalescers' gap queries */
-	uint64_t hs, he;
+	/*
+	 * Bit c set: COW chunk c holds data, from SEEK_DATA/SEEK_HOLE before the scan
+	 * (clear: all hole).  Taken up front, so that no lseek waits on the inode lock
+	 * behind a punch; only this run's punches change the file after that, and they
+	 * only add holes, so a chunk seen as a hole stays one.
+	 */
+	uint8_t *data_map;
 
 	/* retirement */
 	struct span *spans;
@@ -119,53 +121,53 @@ static uint64_t bitmap_next_set(const uint8_t *bm, uint64_t from, uint64_t nbits
 	return nbits;
 }
 
+/*
+ * Fills s->data_map from the file's data extents.  Any error but ENXIO (no data
+ * from there on) marks the rest as data: a chunk is then read, never assumed a hole.
+ */
+static void map_data(struct scan *s)
+{
+	uint64_t nbits = s->info->geom.file_chunks, limit = nbits * s->cb, pos = 0;
+
+	while (pos < limit) {
+		off_t d = lseek(s->fd, (off_t)pos, SEEK_DATA), h;
+		uint64_t first, last;
+
+		if (d < 0 && errno == ENXIO)
+			return;
+		h = d < 0 ? -1 : lseek(s->fd, d, SEEK_HOLE);
+		if (d < 0 || h < 0) {
+			d = (off_t)pos;
+			h = (off_t)limit;
+		}
+		if ((uint64_t)d >= limit)
+			return;
+		if ((uint64_t)h > limit || h <= d)
+			h = (off_t)limit;
+		first = (uint64_t)d / s->cb;
+		last = ((uint64_t)h - 1) / s->cb; /* inclusive: a partly filled chunk holds data */
+		for (uint64_t c = first; c <= last; c++)
+			s->data_map[c >> 3] |= (uint8_t)(1u << (c & 7));
+		pos = (uint64_t)h;
+	}
+}
+
 /* True when chunk c lies wholly in a hole of the file. */
 static bool chunk_is_hole(struct scan *s, uint64_t c)
 {
-	uint64_t cs = c * s->cb, ce = cs + s->cb;
-
-	if (!s->extent_valid || cs >= s->de) {
-		off_t d = lseek(s->fd, (off_t)cs, SEEK_DATA);
-
-		if (d < 0) {
-			/* ENXIO: no data from cs on.  Any other error: assume data, read it. */
-			s->ds = errno == ENXIO ? UINT64_MAX : cs;
-			s->de = UINT64_MAX;
-		} else {
-			off_t h = lseek(s->fd, d, SEEK_HOLE);
-
-			s->ds = (uint64_t)d;
-			s->de = h < 0 ? UINT64_MAX : (uint64_t)h;
-		}
-		s->extent_valid = true;
-	}
-	return ce <= s->ds;
+	return !snapstore_bitmap_test(s->data_map, c);
 }
 
 /*
  * The coalescers' hole oracle: true when COW chunks [from, to) hold no data, so a
- * range may be grown across them.  Asked when the gap is reached (at retirement
- * for zero chunks), so it sees the file as it is then; nothing but this run's
- * punches changes the file, and those only add holes, so a hole seen stays one.
- * Any error answers "data".
+ * range may be grown across them (see data_map for why the map taken before the
+ * scan answers for the file as it is when the range is punched).
  */
 static bool gap_is_hole(void *opaque, uint64_t from, uint64_t to)
 {
 	struct scan *s = opaque;
-	uint64_t fb = from * s->cb, tb = to * s->cb;
-	off_t d;
 
-	if (fb >= s->hs && tb <= s->he)
-		return true;
-	d = lseek(s->fd, (off_t)fb, SEEK_DATA);
-	if (d < 0) {
-		if (errno != ENXIO)
-			return false;
-		d = (off_t)(s->info->geom.file_chunks * s->cb); /* no data from fb to the end */
-	}
-	s->hs = fb;
-	s->he = (uint64_t)d;
-	return tb <= s->he;
+	return bitmap_next_set(s->data_map, from, to) >= to;
 }
 
 static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
@@ -525,6 +527,7 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	struct reclaim_report rep = {0};
 	_cleanup_free_ void *bufs = NULL;
 	_cleanup_free_ struct span *spans = NULL;
+	_cleanup_free_ uint8_t *data_map = NULL;
 	_cleanup_close_ int cached_fd = -1;
 	struct scan s = {0};
 	struct stat st;
@@ -581,6 +584,11 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 			spans[i].io.buf = (char *)bufs + bufsz * i;
 	}
 	s.spans = spans;
+	data_map = calloc(1, (info->geom.file_chunks + 7) / 8 + 8);
+	if (!data_map)
+		return -ENOMEM;
+	s.data_map = data_map;
+	map_data(&s);
 	reclaim_coalescer_init(&s.zero_co, &info->geom, info->data_bitmap, s.zero_batch,
 			       PUNCH_BATCH);
 	reclaim_coalescer_init(&s.free_co, &info->geom, info->data_bitmap, s.free_batch,
