@@ -12,7 +12,9 @@
  *  - st_blocks drops by exactly those bytes where st_blocks counts data only
  *    (tmpfs); on file systems that also count extent-tree blocks (ext4) the
  *    exact check is the block map above;
- *  - a dry run first changes nothing.
+ *  - a dry run first changes nothing, and plans the same fallocate calls;
+ *  - ranges grown across holes (hole_bridges) occur among the default seeds, so the
+ *    checks above cover them.
  * Runs in /tmp and /dev/shm (or $COWPUNCH_TEST_DIR).  Seeds 1..N plus one from
  * the clock; COWPUNCH_SEED=S reruns one seed, COWPUNCH_SEEDS=N sets N (default 10).
  */
@@ -245,6 +247,9 @@ static uint64_t compare(const struct store *s, const struct state *a, const stru
 	return freed;
 }
 
+/* Gaps of holes that ranges were grown across, over all seeds: the property must cover them. */
+static uint64_t bridges_seen;
+
 static void one_seed(const char *dir, uint64_t seed)
 {
 	static const enum reclaim_engine_kind engines[] = {
@@ -257,7 +262,7 @@ static void one_seed(const char *dir, uint64_t seed)
 	struct reclaim_report rep;
 	struct state s0, s1, s2;
 	struct store s;
-	uint64_t freed;
+	uint64_t freed, dry_ranges, dry_bridges;
 	int fd, r;
 
 	build(dir, seed, &s);
@@ -285,6 +290,8 @@ static void one_seed(const char *dir, uint64_t seed)
 	compare(&s, &s0, &s1, false);
 	assert_int_equal(rep.zero_chunks, s.zero_chunks);
 	assert_int_equal(rep.reclaimed_bytes, 0);
+	dry_ranges = rep.punched_ranges;
+	dry_bridges = rep.hole_bridges;
 
 	opts.dry_run = false;
 	assert_int_equal(reclaim_run(fd, &info, &opts, &rep), 0);
@@ -298,6 +305,10 @@ static void one_seed(const char *dir, uint64_t seed)
 	assert_int_equal(rep.hole_chunks, s.hole_chunks);
 	assert_int_equal(rep.chunks_scanned, s.read_chunks);
 	assert_int_equal(rep.reclaimed_bytes, (uint64_t)(s1.allocated - s2.allocated));
+	/* The dry run planned the very same calls (ranges across holes included). */
+	assert_int_equal(rep.punched_ranges, dry_ranges);
+	assert_int_equal(rep.hole_bridges, dry_bridges);
+	bridges_seen += rep.hole_bridges;
 	if (rt_exact_blocks(dir))
 		assert_int_equal(s1.allocated - s2.allocated, freed);
 
@@ -324,6 +335,9 @@ static void test_property(void **state)
 			       seeds[i], dirs[d], seeds[i], dirs[d]);
 			one_seed(dirs[d], seeds[i]);
 		}
+	/* The default seeds (1..10 and more) grow ranges across holes somewhere. */
+	if (nseeds >= 10)
+		assert_true(bridges_seen > 0);
 }
 
 int main(void)
