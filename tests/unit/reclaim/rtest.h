@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "reclaim/reclaim.h"
+#include "reclaim/snapstore.h"
 #include "tests/unit/helpers/storegen.h"
 
 #define RT_BLOCK     4096u
@@ -132,6 +134,25 @@ static inline __attribute__((unused)) int rt_reopen(int fd, bool direct)
 	if (r < 0 && direct)
 		r = open(p, O_RDWR | O_CLOEXEC);
 	return r < 0 ? -errno : r;
+}
+
+/*
+ * Validates the store of fd and runs reclaim_run() on it.  Returns what
+ * reclaim_run() returns (-ENOTSUP: the engine asked for is unavailable here), or
+ * -EBADMSG when the store is refused.
+ */
+static inline __attribute__((unused)) int rt_reclaim(int fd, const struct reclaim_opts *opts,
+						     struct reclaim_report *rep)
+{
+	struct snapstore_info info;
+	struct snapstore_error err;
+	int r = snapstore_load(fd, &info, NULL, NULL, &err);
+
+	if (r < 0)
+		return r == -EBADMSG ? r : -EBADMSG;
+	r = reclaim_run(fd, &info, opts, rep);
+	snapstore_info_free(&info);
+	return r;
 }
 
 /* True when the kernel has cachestat(2) (Linux 6.5). */

@@ -112,8 +112,6 @@ static void run(enum reclaim_engine_kind kind, bool direct, bool dry_run)
 {
 	struct reclaim_opts opts = {.engine = kind, .dry_run = dry_run};
 	struct snapstore_geometry g = {.chunk_sectors = 8, .chunk_bytes = 4096, .epa = 256};
-	struct snapstore_info info;
-	struct snapstore_error err;
 	struct reclaim_report rep;
 	uint8_t sha0[32], sha1[32];
 	_cleanup_free_ uint8_t *map0 = NULL, *map1 = NULL;
@@ -128,9 +126,7 @@ static void run(enum reclaim_engine_kind kind, bool direct, bool dry_run)
 	assert_non_null(map0);
 	fd = rt_reopen(fd0, direct);
 	assert_true(fd >= 0);
-	assert_int_equal(snapstore_load(fd, &info, NULL, NULL, &err), 0);
-	r = reclaim_run(fd, &info, &opts, &rep);
-	snapstore_info_free(&info);
+	r = rt_reclaim(fd, &opts, &rep);
 	if (r == -ENOTSUP) {
 		close(fd);
 		close(fd0);

@@ -159,8 +159,6 @@ static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors
 {
 	struct reclaim_opts opts = {
 		.engine = kind, .dry_run = dry_run, .read_bytes = read_bytes, .queue_depth = 4};
-	struct snapstore_info info;
-	struct snapstore_error err;
 	struct reclaim_report rep;
 	struct snapshot before;
 	struct fixture f;
@@ -172,9 +170,7 @@ static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors
 		assert_int_equal(posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
 	fd = rt_reopen(f.fd, direct || cached);
 	assert_true(fd >= 0);
-	assert_int_equal(snapstore_load(fd, &info, NULL, NULL, &err), 0);
-	r = reclaim_run(fd, &info, &opts, &rep);
-	snapstore_info_free(&info);
+	r = rt_reclaim(fd, &opts, &rep);
 	if (r == -ENOTSUP) {
 		close(fd);
 		close(f.fd);
