@@ -79,9 +79,9 @@ typedef bool (*reclaim_hole_fn)(void *opaque, uint64_t from, uint64_t to);
 struct reclaim_coalescer {
 	const struct snapstore_geometry *geom;
 	const uint8_t *data_bitmap;
-	uint64_t start, end; /* pending chunk range [start, end); empty when start == end */
-	uint64_t last;	     /* last chunk added + 1, 0 before the first */
-	bool broken;	     /* a chunk with data came after end: the range cannot grow */
+	uint64_t start, end;	 /* pending chunk range [start, end); empty when start == end */
+	uint64_t last;		 /* last chunk added + 1, 0 before the first */
+	bool broken;		 /* a chunk with data came after end: the range cannot grow */
 	reclaim_hole_fn is_hole; /* NULL: only adjacent chunks merge */
 	void *hole_opaque;
 	uint64_t bridged; /* gaps of hole chunks a range was grown across */

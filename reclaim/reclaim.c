@@ -57,8 +57,8 @@ struct span {
 	struct reclaim_io io;
 	uint64_t first;
 	uint32_t n;
-	bool piece; /* io covers part of chunk `first` (chunk larger than a read) */
-	bool last;  /* ... and it is that chunk's last piece */
+	bool piece;  /* io covers part of chunk `first` (chunk larger than a read) */
+	bool last;   /* ... and it is that chunk's last piece */
 	bool cached; /* taken from the page cache (it was all there already) */
 	void *map;   /* when cached: the span mapped from the cache (else NULL: in io.buf) */
 	uint8_t want[SPAN_MAX_CHUNKS / 8]; /* chunks of the span to judge; others are ignored */

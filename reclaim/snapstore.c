@@ -499,7 +499,8 @@ static void area_drop(struct area_reader *ar, uint64_t area)
 	uint64_t bit = 1ull << (area % 64);
 
 	if (ar->uncached & bit) {
-		posix_fadvise(ar->bfd, (off_t)(snapstore_area_chunk(ar->g, area) * ar->g->chunk_bytes),
+		posix_fadvise(ar->bfd,
+			      (off_t)(snapstore_area_chunk(ar->g, area) * ar->g->chunk_bytes),
 			      (off_t)ar->g->chunk_bytes, POSIX_FADV_DONTNEED);
 		ar->uncached &= ~bit;
 	}

@@ -156,7 +156,8 @@ static void run(enum reclaim_engine_kind kind, bool direct, bool dry_run)
 		else if (map1[c] != map0[c])
 			fail_msg("chunk %llu changed allocation", (unsigned long long)c);
 	}
-	assert_int_equal(rep.reclaimed_bytes, dry_run ? 0 : rep.allocated_before - rep.allocated_after);
+	assert_int_equal(rep.reclaimed_bytes,
+			 dry_run ? 0 : rep.allocated_before - rep.allocated_after);
 	close(fd);
 	close(fd0);
 }

@@ -211,7 +211,8 @@ static void test_bridge_never_metadata(void **state)
 	expect_ranges(&co, (const uint64_t[][2]){{250, 258}, {259, 515}, {516, 517}}, 3);
 	/* No range of the batch holds a metadata chunk. */
 	for (size_t i = 0; i < co.n; i++)
-		for (uint64_t c = batch[i].off / 4096; c < (batch[i].off + batch[i].len) / 4096; c++)
+		for (uint64_t c = batch[i].off / 4096; c < (batch[i].off + batch[i].len) / 4096;
+		     c++)
 			assert_false(snapstore_is_metadata_chunk(&geom, c));
 }
 
@@ -253,12 +254,9 @@ static void test_bridge_break(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_adjacent_merge),
-		cmocka_unit_test(test_metadata_splits),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_batch_full),
-		cmocka_unit_test(test_bridge_holes),
-		cmocka_unit_test(test_bridge_never_metadata),
+		cmocka_unit_test(test_adjacent_merge), cmocka_unit_test(test_metadata_splits),
+		cmocka_unit_test(test_refusals),       cmocka_unit_test(test_batch_full),
+		cmocka_unit_test(test_bridge_holes),   cmocka_unit_test(test_bridge_never_metadata),
 		cmocka_unit_test(test_bridge_break),
 	};
 
