@@ -6,7 +6,10 @@
 #define COWPUNCH_AGENT_AGENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include "reclaim/reclaim.h"
 
 /* Exit codes: a contract scripts rely on (README, docs/operations.md). */
 enum {
@@ -31,8 +34,57 @@ void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Maps a -errno from a library to an exit code (EBUSY/EWOULDBLOCK -> 4, EBADMSG -> 3, else 1). */
 int agent_exit_code(int neg_errno);
 
+/*
+ * Opens the COW file at path for writing (O_DIRECT when the file system allows
+ * it), takes an exclusive flock and checks that no loop device is backed by it.
+ * Prints the reason when it refuses.  Returns EXIT_OK and writes *ret_fd (the
+ * lock lives as long as the fd), or the exit code: EXIT_BUSY when locked or
+ * attached, EXIT_RUNTIME otherwise.
+ */
+int agent_open_cow_exclusive(const char *path, int *ret_fd);
+
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
+int cmd_reclaim(int argc, char **argv);
+void cmd_reclaim_help(FILE *out);
+int cmd_create(int argc, char **argv);
+void cmd_create_help(FILE *out);
+int cmd_attach(int argc, char **argv);
+void cmd_attach_help(FILE *out);
+int cmd_detach(int argc, char **argv);
+void cmd_detach_help(FILE *out);
+int cmd_destroy(int argc, char **argv);
+void cmd_destroy_help(FILE *out);
+int cmd_list(int argc, char **argv);
+void cmd_list_help(FILE *out);
+int cmd_status(int argc, char **argv);
+void cmd_status_help(FILE *out);
+
+/* What `cowpunch reclaim` does to one COW file, whoever resolved the paths. */
+struct agent_reclaim_request {
+	const char *cow_path;  /* the COW file (or, before vmcmd_open_for_reclaim, the ID) */
+	const char *state_dir; /* --state-dir, NULL for the default */
+	bool fs_aware;	       /* also punch chunks free in the guest's ext2/3/4 */
+	const char *base_path; /* fs-aware: the base image under the COW */
+	uint64_t disk_size;    /* fs-aware: the VM's disk size in bytes */
+	bool dry_run, json;
+	int progress; /* -1 auto (stderr is a tty), 0 never, 1 always */
+	enum reclaim_engine_kind engine;
+	uint32_t read_bytes, queue_depth; /* 0: the engine's defaults */
+};
+
+/*
+ * Locks the COW, refuses when a loop device uses it, validates the store and runs
+ * zero reclaim, plus fs-aware reclaim when asked (reclaim/fsaware.h), printing
+ * the report (text or --json) and errors.  The caller (`reclaim COW`, or `reclaim
+ * ID` with the paths and the size from the VM record) has checked the arguments.
+ * Returns an exit code: 0, 1, 3 (invalid store), 4 (busy), 5 (fs-aware refused).
+ * ret_report (may be NULL) is filled on 0, e.g. to record it in the VM's record;
+ * ret_fs (may be NULL) is filled on 0 and 5 when req->fs_aware.
+ */
+struct fsaware_result;
+int agent_reclaim_cow(const struct agent_reclaim_request *req, struct reclaim_report *ret_report,
+		      struct fsaware_result *ret_fs);
 
 #endif

@@ -18,6 +18,15 @@ static const struct agent_command commands[] = {
 	/* Keep in the order a user meets them: inspect/reclaim, then the VM lifecycle. */
 	{"inspect", "validate a COW file's exception store and describe it", cmd_inspect,
 	 cmd_inspect_help},
+	{"reclaim", "punch the all-zero data chunks out of a COW file", cmd_reclaim,
+	 cmd_reclaim_help},
+	{"create", "create a VM's layered disk and attach it", cmd_create, cmd_create_help},
+	{"attach", "build a VM's devices from its record", cmd_attach, cmd_attach_help},
+	{"detach", "tear down a VM's devices (hibernate)", cmd_detach, cmd_detach_help},
+	{"destroy", "detach a VM and delete its COW and record", cmd_destroy, cmd_destroy_help},
+	{"list", "list the VMs in the state directory", cmd_list, cmd_list_help},
+	{"status", "show one VM: attached, sizes, COW use, last reclaim", cmd_status,
+	 cmd_status_help},
 	{"version", "print the version", cmd_version, cmd_version_help},
 };
 

@@ -26,6 +26,10 @@ enum reclaim_engine_kind {
 int reclaim_engine_parse(const char *name, enum reclaim_engine_kind *ret);
 const char *reclaim_engine_name(enum reclaim_engine_kind kind);
 
+#define RECLAIM_DEFAULT_READ_BYTES  (1u << 20)
+#define RECLAIM_DEFAULT_QUEUE_DEPTH 16u
+#define RECLAIM_DEFAULT_GAP_BYTES   (64u << 10)
+
 struct reclaim_opts {
 	enum reclaim_engine_kind engine;
 	bool dry_run;
@@ -35,6 +39,15 @@ struct reclaim_opts {
 	 * filesystem.  Only bits that are also listed data chunks are honoured.
 	 */
 	const uint8_t *free_bitmap;
+	/*
+	 * I/O tuning, 0 = default: bytes per read (rounded up to a power of two,
+	 * 4 KiB .. 4 MiB), reads in flight (at most 256), and the longest run of
+	 * chunks not to judge (metadata, unlisted, holes) that one read spans
+	 * rather than being split in two.
+	 */
+	uint32_t read_bytes;
+	uint32_t queue_depth;
+	uint32_t gap_bytes;
 	/* Optional progress callback, called at most a few times a second. */
 	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
 	void *progress_opaque;
@@ -52,6 +65,7 @@ struct reclaim_report {
 	uint64_t allocated_after;  /* st_blocks * 512 after */
 	uint64_t reclaimed_bytes;  /* allocated_before - allocated_after */
 	uint64_t bytes_read;
+	uint64_t cached_bytes; /* of bytes_read, copied from the page cache (already there) */
 	double seconds;
 	enum reclaim_engine_kind engine; /* the engine actually used (never AUTO) */
 	bool dry_run;

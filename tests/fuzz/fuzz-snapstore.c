@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "reclaim/snapstore.h"
+#include "tests/unit/helpers/fuzzreplay.h"
 
 /* Inputs above this are ignored: the interesting structure fits in a few chunks. */
 #define FUZZ_MAX_INPUT (2u << 20)
@@ -97,21 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* Replays each file named on the command line. */
 int main(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
-		FILE *f = fopen(argv[i], "rbe");
-		uint8_t *buf = malloc(FUZZ_MAX_INPUT + 1);
-		size_t n;
-
-		if (!f || !buf) {
-			fprintf(stderr, "fuzz-snapstore: %s: cannot read\n", argv[i]);
-			return 1;
-		}
-		n = fread(buf, 1, FUZZ_MAX_INPUT + 1, f);
-		fclose(f);
-		LLVMFuzzerTestOneInput(buf, n);
-		free(buf);
-	}
-	printf("fuzz-snapstore: %d input(s) replayed\n", argc - 1);
-	return 0;
+	return fuzz_replay_main(argc, argv, "fuzz-snapstore", FUZZ_MAX_INPUT,
+				LLVMFuzzerTestOneInput);
 }
 #endif

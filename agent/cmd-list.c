@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/vmcmd.h"
+#include "common/util.h"
+
+void cmd_list_help(FILE *out)
+{
+	fputs("Usage: cowpunch list [--json] [--state-dir DIR]\n"
+	      "\n"
+	      "Lists the VMs in the state directory: ID, attached or not, virtual size, what\n"
+	      "the COW file holds on the host (st_blocks), bytes given back by the last\n"
+	      "reclaim, and the base image.  A VM whose record is damaged is listed with its\n"
+	      "error and makes the exit status 3.  Takes no lock.\n"
+	      "\n"
+	      "Options:\n"
+	      "  --json           print a JSON array of the objects 'status --json' prints\n",
+	      out);
+	vmcmd_help_state_dir(out);
+	fputs("\n"
+	      "Exit status:\n"
+	      "  0  listed (also when there are no VMs)\n"
+	      "  1  runtime error (the state directory cannot be read)\n"
+	      "  2  usage error\n"
+	      "  3  at least one record is damaged\n"
+	      "\n"
+	      "Example:\n"
+	      "  cowpunch list --json | jq -r '.[] | select(.attached == false) | .id'\n",
+	      out);
+}
+
+static void list_print_row(json_object *o)
+{
+	char b1[32], b2[32], b3[32];
+	json_object *v, *rc;
+	const char *att = "?";
+
+	if (json_object_object_get_ex(o, "attached", &v) && v)
+		att = json_object_get_boolean(v) ? "yes" : "no";
+	util_format_bytes(
+		(uint64_t)json_object_get_int64(json_object_object_get(o, "virtual_size")), b1,
+		sizeof(b1));
+	v = json_object_object_get(o, "cow_allocated");
+	if (v)
+		util_format_bytes((uint64_t)json_object_get_int64(v), b2, sizeof(b2));
+	else
+		snprintf(b2, sizeof(b2), "-");
+	if (json_object_object_get_ex(o, "last_reclaim", &rc) && rc)
+		util_format_bytes((uint64_t)json_object_get_int64(
+					  json_object_object_get(rc, "reclaimed_bytes")),
+				  b3, sizeof(b3));
+	else
+		snprintf(b3, sizeof(b3), "-");
+	printf("%-20s %-8s %12s %12s %12s  %s\n",
+	       json_object_get_string(json_object_object_get(o, "id")), att, b1, b2, b3,
+	       json_object_get_string(json_object_object_get(o, "base")));
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"state-dir", required_argument, NULL, 'S'},
+		{0},
+	};
+	const char *state_opt = NULL, *state;
+	json_object *arr;
+	bool json = false;
+	char **ids = NULL;
+	int opt, n, rc = EXIT_OK;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			json = true;
+			break;
+		case 'S':
+			state_opt = optarg;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		agent_error("list: takes no arguments (see 'cowpunch list --help')");
+		return EXIT_USAGE;
+	}
+	state = vmstore_state_dir(state_opt);
+	n = vmstore_list(state, &ids);
+	if (n < 0) {
+		agent_error("%s: %s", state, strerror(-n));
+		return EXIT_RUNTIME;
+	}
+	arr = json_object_new_array();
+	if (!json)
+		printf("%-20s %-8s %12s %12s %12s  %s\n", "ID", "ATTACHED", "SIZE", "COW-ALLOC",
+		       "RECLAIMED", "BASE");
+	for (int i = 0; i < n; i++) {
+		struct vmcmd c;
+		json_object *o;
+		int r = vmcmd_open(state, ids[i], false, &c);
+
+		if (r != EXIT_OK) {
+			rc = r; /* the error is printed; go on with the others */
+			continue;
+		}
+		o = vmcmd_describe(&c);
+		vmcmd_close(&c);
+		if (!o)
+			continue;
+		if (json)
+			json_object_array_add(arr, o);
+		else {
+			list_print_row(o);
+			json_object_put(o);
+		}
+	}
+	if (json)
+		vmcmd_print_json(arr);
+	json_object_put(arr);
+	vmstore_list_free(ids, n);
+	return rc;
+}

@@ -1,0 +1,524 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * cowpunch reclaim: punch the all-zero data chunks out of a detached COW file.
+ * Composes the checks that make writing safe (lock, loop attachment, store
+ * validation) with the reclaim engine; see docs/reclaim.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/vmcmd.h"
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "dmops/loopscan.h"
+#include "reclaim/fsaware.h"
+#include "reclaim/reclaim.h"
+#include "reclaim/snapstore.h"
+
+void cmd_reclaim_help(FILE *out)
+{
+	fputs("Usage: cowpunch reclaim [OPTIONS] COW\n"
+	      "       cowpunch reclaim --fs-aware --base IMAGE --size BYTES [OPTIONS] COW\n"
+	      "       cowpunch reclaim [--fs-aware] [OPTIONS] [--state-dir DIR] ID\n"
+	      "\n"
+	      "Gives back the host disk space held by the all-zero data chunks of a\n"
+	      "dm-snapshot persistent COW file, without changing a byte that the snapshot\n"
+	      "shows its reader.  With --fs-aware, also the chunks the guest's ext2/3/4\n"
+	      "file system no longer uses (deleted files), in the same pass.\n"
+	      "\n"
+	      "The exception store is read and validated in full first; a store that breaks\n"
+	      "any rule is refused and nothing is written.  Then every data chunk the store\n"
+	      "lists is read (chunks that are already holes are skipped) and each chunk that\n"
+	      "reads as all zeros is punched out of the sparse file with\n"
+	      "fallocate(PUNCH_HOLE|KEEP_SIZE): it still reads as zeros, its exception stays,\n"
+	      "and the file keeps its size.  The header, the metadata areas and chunks the\n"
+	      "store does not list are never touched.  A crash at any point leaves a valid\n"
+	      "store.  Reads use O_DIRECT where the file system allows it, so the scan does\n"
+	      "not evict the page cache of running VMs.\n"
+	      "\n"
+	      "Fs-aware reclaim (--fs-aware) reads the disk the VM sees (the COW's chunks over\n"
+	      "the base IMAGE, zeros past it, BYTES long) in userspace with libext2fs, never\n"
+	      "mounting it, and reads only the superblock, group descriptors and block\n"
+	      "bitmaps of the ext2/3/4 file system that starts at byte 0 of that disk.  A\n"
+	      "data chunk whose whole origin range is free in the block bitmaps is punched\n"
+	      "without being read; the guest then reads zeros there, which it may, since it\n"
+	      "holds nothing.  This is only safe when the guest's file system was frozen\n"
+	      "(fsfreeze -f / FIFREEZE) or cleanly unmounted when the VM was hibernated; see\n"
+	      "docs/fsaware.md.  It is refused, with exit 5 and nothing written (no zero\n"
+	      "chunks punched either), when the journal needs recovery (mounted and not\n"
+	      "frozen), when the superblock or a group descriptor fails its checksum or\n"
+	      "libext2fs's checks, when there is no ext2/3/4 superblock at byte 0 (e.g. a\n"
+	      "partitioned disk), when the file system claims more blocks than BYTES, or when\n"
+	      "its block bitmaps cannot be read.  Chunks past the end of the file system and\n"
+	      "chunks holding any used block are never punched as free.  ext2 has no\n"
+	      "journal, so a mounted ext2 cannot be told from a clean one: use --fs-aware\n"
+	      "on ext2 only when the orchestrator knows it was frozen or unmounted.\n"
+	      "\n"
+	      "COW must not be in use: reclaim takes an exclusive flock(2) on it and refuses\n"
+	      "(exit 4) when another process holds a lock on it or when a loop device is\n"
+	      "backed by it (detach the VM's disk first).\n"
+	      "\n"
+	      "Given a VM ID (no '/', and STATE/ID/vm.json exists), reclaims that VM's COW\n"
+	      "file under the VM's lock, refuses (exit 4) while the VM is attached, and\n"
+	      "records the result, success or failure, in its record ('cowpunch status\n"
+	      "ID' shows it).  With --fs-aware, the base image and the disk size come from\n"
+	      "the record, and the base must still match its recorded identity (exit 3\n"
+	      "otherwise): reading the guest's file system over a different base would\n"
+	      "find the wrong blocks free.\n"
+	      "\n"
+	      "Options:\n"
+	      "      --state-dir DIR  state directory for an ID (default $COWPUNCH_STATE_DIR,\n"
+	      "                       else " VMSTORE_DEFAULT_DIR ")\n"
+	      "  -n, --dry-run        read and count, but punch nothing\n"
+	      "  -j, --json           print one JSON object instead of the summary\n"
+	      "  -e, --engine ENGINE  I/O engine: auto (default: io_uring, else libaio, else\n"
+	      "                       sync), uring (io_uring reads and IORING_OP_FALLOCATE\n"
+	      "                       punches), aio (libaio reads, fallocate(2)), sync (pread(2),\n"
+	      "                       fallocate(2)); a forced engine this system cannot run\n"
+	      "                       is an error\n"
+	      "  -p, --progress       show progress on stderr even when it is not a terminal\n"
+	      "      --no-progress    never show progress (default: shown on a terminal)\n"
+	      "      --read-size SIZE bytes per read, a power of two from 4k to 4M (default 1M)\n"
+	      "      --queue-depth N  reads in flight, 1 to 256 (default 16)\n"
+	      "  -f, --fs-aware       also punch chunks that are free in the guest's ext2/3/4\n"
+	      "                       file system (needs --base and --size with a COW)\n"
+	      "  -b, --base IMAGE     the read-only base image under the COW (fs-aware)\n"
+	      "  -s, --size BYTES     the VM's disk size, a multiple of 512 (fs-aware);\n"
+	      "                       suffixes k, M, G, T (powers of 1024)\n"
+	      "  -h, --help           show this help\n"
+	      "\n"
+	      "Output:\n"
+	      "  By default a short summary for people.  With --json, one object with the\n"
+	      "  keys: exceptions, chunk_bytes, chunks_scanned (listed data chunks read),\n"
+	      "  zero_chunks (found all zero: punched, or would be in a dry run), hole_chunks\n"
+	      "  (listed data chunks that were already holes, not read), fs_free_chunks\n"
+	      "  (punched, unread, because the guest file system does not use them; 0\n"
+	      "  without --fs-aware),\n"
+	      "  punched_ranges (fallocate calls, coalesced), allocated_before,\n"
+	      "  allocated_after, reclaimed_bytes (= allocated_before - allocated_after, from\n"
+	      "  st_blocks), bytes_read, seconds, engine (the engine used), dry_run; with\n"
+	      "  --fs-aware also fs_aware: an object with status (done or refused), reason\n"
+	      "  (why refused, else empty), fs_block_size, fs_blocks, free_blocks_seen (free\n"
+	      "  blocks in the block bitmaps), free_chunks (data chunks whose origin range is\n"
+	      "  free), bytes_read (what libext2fs read) and seconds (time of that scan).\n"
+	      "  When refused, only fs_aware is printed.\n"
+	      "\n"
+	      "Exit status:\n"
+	      "  0  success (also when nothing was found to reclaim)\n"
+	      "  1  runtime error: cannot open the file, I/O error, engine unavailable\n"
+	      "  2  usage error\n"
+	      "  3  invalid or damaged store: the error names the file offset and the rule\n"
+	      "     broken; nothing was written\n"
+	      "  4  busy: the file is locked by another process or backs a loop device\n"
+	      "  5  fs-aware reclaim refused as unsafe (see above): nothing was written\n"
+	      "\n"
+	      "Examples:\n"
+	      "  cowpunch reclaim /var/lib/vms/42/cow.img\n"
+	      "  cowpunch reclaim --dry-run --json cow.img | jq .zero_chunks\n"
+	      "  cowpunch reclaim --engine sync cow.img    # where io_uring is forbidden\n"
+	      "  cowpunch reclaim --fs-aware --base /var/lib/images/debian.ext4 \\\n"
+	      "          --size 10G --json cow.img | jq .fs_free_chunks\n",
+	      out);
+}
+
+static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
+{
+	enum { OPT_NO_PROGRESS = 256, OPT_READ_SIZE, OPT_QUEUE_DEPTH, OPT_STATE_DIR };
+	static const struct option longopts[] = {
+		{"dry-run", no_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'j'},
+		{"engine", required_argument, NULL, 'e'},
+		{"progress", no_argument, NULL, 'p'},
+		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		{"read-size", required_argument, NULL, OPT_READ_SIZE},
+		{"queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH},
+		{"fs-aware", no_argument, NULL, 'f'},
+		{"base", required_argument, NULL, 'b'},
+		{"size", required_argument, NULL, 's'},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"help", no_argument, NULL, 'h'},
+		{}};
+	uint64_t v;
+	int c;
+
+	*a = (struct agent_reclaim_request){.progress = -1, .engine = RECLAIM_ENGINE_AUTO};
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "nje:phfb:s:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			a->dry_run = true;
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 'e':
+			if (reclaim_engine_parse(optarg, &a->engine) < 0) {
+				agent_error(
+					"reclaim: unknown engine '%s' (auto, uring, aio or sync)",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'p':
+			a->progress = 1;
+			break;
+		case OPT_NO_PROGRESS:
+			a->progress = 0;
+			break;
+		case OPT_READ_SIZE:
+			if (util_parse_size(optarg, &v) < 0 || v < 4096 || v > (4u << 20) ||
+			    (v & (v - 1))) {
+				agent_error(
+					"reclaim: --read-size '%s': want a power of two, 4k to 4M",
+					optarg);
+				return -EINVAL;
+			}
+			a->read_bytes = (uint32_t)v;
+			break;
+		case OPT_QUEUE_DEPTH:
+			if (util_parse_size(optarg, &v) < 0 || v < 1 || v > 256) {
+				agent_error("reclaim: --queue-depth '%s': want 1 to 256", optarg);
+				return -EINVAL;
+			}
+			a->queue_depth = (uint32_t)v;
+			break;
+		case 'f':
+			a->fs_aware = true;
+			break;
+		case 'b':
+			a->base_path = optarg;
+			break;
+		case 's':
+			if (util_parse_size(optarg, &v) < 0 || v == 0 || v % 512) {
+				agent_error("reclaim: --size '%s': want the disk size in bytes, a "
+					    "non-zero multiple of 512",
+					    optarg);
+				return -EINVAL;
+			}
+			a->disk_size = v;
+			break;
+		case OPT_STATE_DIR:
+			a->state_dir = optarg;
+			break;
+		case 'h':
+			cmd_reclaim_help(stdout);
+			return 1;
+		default:
+			agent_error("reclaim: unknown or incomplete option '%s' (see 'cowpunch "
+				    "reclaim --help')",
+				    argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc - 1) {
+		agent_error("reclaim: %s (see 'cowpunch reclaim --help')",
+			    optind >= argc ? "missing COW file or VM ID"
+					   : "more than one COW file");
+		return -EINVAL;
+	}
+	if (!a->fs_aware && (a->base_path || a->disk_size)) {
+		agent_error("reclaim: --base and --size only go with --fs-aware");
+		return -EINVAL;
+	}
+	a->cow_path = argv[optind];
+	return 0;
+}
+
+static void show_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	char d[32], t[32];
+
+	fprintf(stderr, "\rcowpunch: scanning %3.0f%% (%s of %s)   ",
+		total ? 100.0 * (double)done / (double)total : 100.0,
+		util_format_bytes(done, d, sizeof(d)), util_format_bytes(total, t, sizeof(t)));
+	fflush(stderr);
+}
+
+static json_object *fsaware_json(const struct fsaware_result *f)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_string(fsaware_status_name(f->status)));
+	json_object_object_add(o, "reason", json_object_new_string(f->reason));
+	json_object_object_add(o, "fs_block_size", json_object_new_uint64(f->fs_block_size));
+	json_object_object_add(o, "fs_blocks", json_object_new_uint64(f->fs_blocks));
+	json_object_object_add(o, "free_blocks_seen", json_object_new_uint64(f->free_blocks_seen));
+	json_object_object_add(o, "free_chunks", json_object_new_uint64(f->fs_free_chunks));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(f->bytes_read));
+	json_object_object_add(o, "seconds", json_object_new_double(f->seconds));
+	return o;
+}
+
+static void put_json(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+						       JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+/* fs may be NULL: no fs-aware pass. */
+static void print_json(const struct reclaim_report *r, const struct fsaware_result *fs)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "exceptions", json_object_new_uint64(r->exceptions));
+	json_object_object_add(o, "chunk_bytes", json_object_new_uint64(r->chunk_bytes));
+	json_object_object_add(o, "chunks_scanned", json_object_new_uint64(r->chunks_scanned));
+	json_object_object_add(o, "zero_chunks", json_object_new_uint64(r->zero_chunks));
+	json_object_object_add(o, "hole_chunks", json_object_new_uint64(r->hole_chunks));
+	json_object_object_add(o, "fs_free_chunks", json_object_new_uint64(r->fs_free_chunks));
+	json_object_object_add(o, "punched_ranges", json_object_new_uint64(r->punched_ranges));
+	json_object_object_add(o, "allocated_before", json_object_new_uint64(r->allocated_before));
+	json_object_object_add(o, "allocated_after", json_object_new_uint64(r->allocated_after));
+	json_object_object_add(o, "reclaimed_bytes", json_object_new_uint64(r->reclaimed_bytes));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(r->bytes_read));
+	json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
+	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(r->engine)));
+	json_object_object_add(o, "dry_run", json_object_new_boolean(r->dry_run));
+	if (fs)
+		json_object_object_add(o, "fs_aware", fsaware_json(fs));
+	put_json(o);
+}
+
+static void print_human(const char *path, const struct reclaim_report *r,
+			const struct fsaware_result *fs)
+{
+	char a[32], b[32], c[32], d[32];
+	double rate = r->seconds > 0 ? (double)r->bytes_read / r->seconds : 0;
+
+	if (r->dry_run)
+		printf("%s: dry run, nothing written: %llu zero chunks (%s) would be punched in "
+		       "%llu ranges; %s allocated now\n",
+		       path, (unsigned long long)r->zero_chunks,
+		       util_format_bytes(r->zero_chunks * r->chunk_bytes, a, sizeof(a)),
+		       (unsigned long long)r->punched_ranges,
+		       util_format_bytes(r->allocated_before, b, sizeof(b)));
+	else
+		printf("%s: reclaimed %s of %s allocated (%s left), %llu zero chunks in %llu "
+		       "ranges\n",
+		       path, util_format_bytes(r->reclaimed_bytes, a, sizeof(a)),
+		       util_format_bytes(r->allocated_before, b, sizeof(b)),
+		       util_format_bytes(r->allocated_after, c, sizeof(c)),
+		       (unsigned long long)r->zero_chunks, (unsigned long long)r->punched_ranges);
+	if (fs)
+		printf("  fs-aware: %llu chunks (%s) free in the guest's file system%s: %llu of "
+		       "%llu blocks of %u bytes free, %s of metadata read\n",
+		       (unsigned long long)r->fs_free_chunks,
+		       util_format_bytes(r->fs_free_chunks * r->chunk_bytes, a, sizeof(a)),
+		       r->dry_run ? " (would be punched)" : " punched unread",
+		       (unsigned long long)fs->free_blocks_seen, (unsigned long long)fs->fs_blocks,
+		       fs->fs_block_size, util_format_bytes(fs->bytes_read, b, sizeof(b)));
+	printf("  %llu exceptions of %s chunks: %llu read, %llu already holes\n",
+	       (unsigned long long)r->exceptions, util_format_bytes(r->chunk_bytes, a, sizeof(a)),
+	       (unsigned long long)r->chunks_scanned, (unsigned long long)r->hole_chunks);
+	printf("  read %s in %.2f s (%s/s), engine %s\n",
+	       util_format_bytes(r->bytes_read, c, sizeof(c)), r->seconds,
+	       util_format_bytes((uint64_t)rate, d, sizeof(d)), reclaim_engine_name(r->engine));
+}
+
+int agent_open_cow_exclusive(const char *path, int *ret_fd)
+{
+	_cleanup_close_ int fd = -1;
+	char loop[64];
+	struct stat st;
+	int r;
+
+	/* O_DIRECT keeps the scan out of the page cache; some file systems refuse it. */
+	fd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT);
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		agent_error("%s: cannot open for writing: %s", path, strerror(-r));
+		return r == -EBUSY ? EXIT_BUSY : EXIT_RUNTIME;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		agent_error("%s: not a regular file", path);
+		return EXIT_RUNTIME;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		if (r == -EWOULDBLOCK) {
+			agent_error("%s: locked by another process (flock): busy, not touched",
+				    path);
+			return EXIT_BUSY;
+		}
+		agent_error("%s: cannot lock: %s", path, strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	/* After the lock, so nobody can attach it between our look and our writes
+	 * without also ignoring the lock. */
+	r = loopdev_find_backing(st.st_dev, st.st_ino, loop, sizeof(loop));
+	if (r > 0) {
+		agent_error("%s: attached as the backing file of %s: busy, not touched (detach "
+			    "it first)",
+			    path, loop);
+		return EXIT_BUSY;
+	}
+	if (r < 0) {
+		agent_error("%s: cannot tell whether a loop device uses it (/sys/block, "
+			    "/dev/loop*): %s; not touched",
+			    path, strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return EXIT_OK;
+}
+
+int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_report *ret_report,
+		      struct fsaware_result *ret_fs)
+{
+	struct snapstore_info info = {0};
+	struct snapstore_error err = {0};
+	struct fsaware_result fs;
+	struct reclaim_report rep;
+	struct reclaim_opts opts;
+	_cleanup_close_ int fd = -1, base_fd = -1;
+	int r;
+
+	r = agent_open_cow_exclusive(a->cow_path, &fd);
+	if (r != EXIT_OK)
+		return r;
+	if (a->fs_aware) {
+		/* The base is only read; a shared base is never opened for writing. */
+		base_fd = open(a->base_path, O_RDONLY | O_CLOEXEC);
+		if (base_fd < 0) {
+			agent_error("%s: cannot open the base image: %s", a->base_path,
+				    strerror(errno));
+			return EXIT_RUNTIME;
+		}
+	}
+
+	opts = (struct reclaim_opts){
+		.engine = a->engine,
+		.dry_run = a->dry_run,
+		.read_bytes = a->read_bytes,
+		.queue_depth = a->queue_depth,
+	};
+	if (a->progress == 1 || (a->progress == -1 && isatty(STDERR_FILENO)))
+		opts.progress = show_progress;
+
+	if (a->fs_aware) {
+		r = fsaware_reclaim(fd, base_fd, a->disk_size, &opts, &rep, &fs, &err);
+	} else {
+		r = snapstore_load(fd, &info, NULL, NULL, &err);
+		if (r >= 0)
+			r = reclaim_run(fd, &info, &opts, &rep);
+		snapstore_info_free(&info);
+	}
+	if (opts.progress)
+		fputs("\r\033[K", stderr);
+	if (r == -EBADMSG) {
+		agent_error("%s: invalid store at byte %llu: %s; nothing written", a->cow_path,
+			    (unsigned long long)err.offset, err.rule);
+		return EXIT_INVALID;
+	}
+	if (r == -ENOTSUP && a->engine != RECLAIM_ENGINE_AUTO) {
+		agent_error("%s: engine '%s' is not available on this system; nothing written "
+			    "(try --engine auto)",
+			    a->cow_path, reclaim_engine_name(a->engine));
+		return EXIT_RUNTIME;
+	}
+	if (r < 0) {
+		agent_error("%s: reclaim failed: %s (what was punched so far read as zeros "
+			    "before, or is free in the guest's file system; the store stays valid)",
+			    a->cow_path, strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	if (a->fs_aware && fs.status == FSAWARE_REFUSED) {
+		agent_error("%s: fs-aware reclaim refused as unsafe: %s; nothing written",
+			    a->cow_path, fs.reason);
+		if (a->json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "fs_aware", fsaware_json(&fs));
+			put_json(o);
+		}
+		if (ret_fs)
+			*ret_fs = fs;
+		return EXIT_UNSAFE;
+	}
+	if (a->json)
+		print_json(&rep, a->fs_aware ? &fs : NULL);
+	else
+		print_human(a->cow_path, &rep, a->fs_aware ? &fs : NULL);
+	if (ret_report)
+		*ret_report = rep;
+	if (ret_fs && a->fs_aware)
+		*ret_fs = fs;
+	return EXIT_OK;
+}
+
+/* reclaim ID: the record supplies the COW and, for --fs-aware, the base and size. */
+static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
+{
+	struct vmstore_identity now;
+	struct reclaim_report rep;
+	const char *bad;
+	int r;
+
+	if (a->base_path || a->disk_size) {
+		agent_error("reclaim: %s is a VM: its base and size come from its record; "
+			    "--base and --size go with a COW file",
+			    vm->id);
+		return EXIT_USAGE;
+	}
+	a->cow_path = vm->cow_path;
+	if (a->fs_aware) {
+		r = vmstore_identity_read(vm->rec.base_path, &now);
+		if (r < 0) {
+			agent_error("%s: cannot read the base image of VM %s: %s",
+				    vm->rec.base_path, vm->id, strerror(-r));
+			return vmcmd_record_reclaim(vm, EXIT_RUNTIME, NULL);
+		}
+		bad = vmstore_identity_mismatch(&vm->rec.base, &now);
+		if (bad) {
+			agent_error(
+				"%s: the base image of VM %s changed since it was created (%s); "
+				"fs-aware reclaim over it would misread the guest's file system; "
+				"nothing written",
+				vm->rec.base_path, vm->id, bad);
+			return vmcmd_record_reclaim(vm, EXIT_INVALID, NULL);
+		}
+		a->base_path = vm->rec.base_path;
+		a->disk_size = vm->rec.virt_bytes;
+	}
+	r = agent_reclaim_cow(a, &rep, NULL);
+	/* A refusal for a busy COW says nothing about the store: not recorded. */
+	if (r == EXIT_BUSY)
+		return r;
+	return vmcmd_record_reclaim(vm, r, r == EXIT_OK ? &rep : NULL);
+}
+
+int cmd_reclaim(int argc, char **argv)
+{
+	_cleanup_(vmcmd_close) struct vmcmd vm = {.lock_fd = -1};
+	struct agent_reclaim_request a;
+	bool is_vm;
+	int r;
+
+	r = parse_args(argc, argv, &a);
+	if (r != 0)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	r = vmcmd_open_for_reclaim(vmstore_state_dir(a.state_dir), a.cow_path, &vm, &is_vm);
+	if (r != EXIT_OK)
+		return r;
+	if (is_vm)
+		return reclaim_vm(&a, &vm);
+	if (a.fs_aware && (!a.base_path || !a.disk_size)) {
+		agent_error("reclaim: --fs-aware on a COW file needs --base IMAGE and --size BYTES "
+			    "(see 'cowpunch reclaim --help')");
+		return EXIT_USAGE;
+	}
+	return agent_reclaim_cow(&a, NULL, NULL);
+}

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/vmcmd.h"
+#include "common/util.h"
+
+void cmd_status_help(FILE *out)
+{
+	fputs("Usage: cowpunch status ID [--json] [--state-dir DIR]\n"
+	      "\n"
+	      "Shows VM ID: whether it is attached (and how many openers its overlay has),\n"
+	      "its virtual size and chunk size, what its COW file holds on the host (st_blocks),\n"
+	      "the snapshot's own accounting while attached (allocated and metadata bytes,\n"
+	      "valid/invalid/overflow), its base image, and the last reclaim.  Takes no lock.\n"
+	      "\n"
+	      "Options:\n"
+	      "  --json           print one JSON object\n",
+	      out);
+	vmcmd_help_state_dir(out);
+	fputs("\n"
+	      "Exit status:\n"
+	      "  0  shown\n"
+	      "  1  runtime error (no such VM)\n"
+	      "  2  usage error (bad ID)\n"
+	      "  3  the record is damaged\n"
+	      "\n"
+	      "Example:\n"
+	      "  cowpunch status vm1 --json | jq .cow_allocated\n",
+	      out);
+}
+
+static const char *status_bytes(json_object *o, const char *key, char *buf, size_t len)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return "-";
+	return util_format_bytes((uint64_t)json_object_get_int64(v), buf, len);
+}
+
+static const char *status_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return "-";
+	return json_object_get_string(v);
+}
+
+static void status_print_text(json_object *o)
+{
+	char b1[32], b2[32], b3[32];
+	json_object *att, *snap, *rc;
+
+	json_object_object_get_ex(o, "attached", &att);
+	printf("VM %s\n", status_str(o, "id"));
+	if (!att)
+		printf("  attached:      unknown (%s)\n", status_str(o, "dm_error"));
+	else if (json_object_get_boolean(att))
+		printf("  attached:      yes, %s (%s opener(s))\n", status_str(o, "device"),
+		       status_str(o, "open_count"));
+	else
+		printf("  attached:      no\n");
+	printf("  virtual size:  %s, chunk %s%s\n", status_bytes(o, "virtual_size", b1, 32),
+	       status_bytes(o, "chunk_size", b2, 32),
+	       json_object_get_boolean(json_object_object_get(o, "discard")) ? ", discard on" : "");
+	printf("  base:          %s\n", status_str(o, "base"));
+	printf("  cow:           %s\n", status_str(o, "cow"));
+	printf("  cow allocated: %s of %s (sparse)\n", status_bytes(o, "cow_allocated", b1, 32),
+	       status_bytes(o, "cow_size", b2, 32));
+	if (json_object_object_get_ex(o, "snapshot", &snap) && snap)
+		printf("  snapshot:      %s, %s used (%s metadata) of %s\n",
+		       status_str(snap, "state"), status_bytes(snap, "allocated_bytes", b1, 32),
+		       status_bytes(snap, "metadata_bytes", b2, 32),
+		       status_bytes(snap, "total_bytes", b3, 32));
+	printf("  created:       %s\n", status_str(o, "created"));
+	printf("  last attach:   %s\n", status_str(o, "attached_at"));
+	printf("  last detach:   %s\n", status_str(o, "detached_at"));
+	if (json_object_object_get_ex(o, "last_reclaim", &rc) && rc)
+		printf("  last reclaim:  %s, exit %s, %s given back (%s -> %s)\n",
+		       status_str(rc, "time"), status_str(rc, "exit_code"),
+		       status_bytes(rc, "reclaimed_bytes", b1, 32),
+		       status_bytes(rc, "allocated_before", b2, 32),
+		       status_bytes(rc, "allocated_after", b3, 32));
+	else
+		printf("  last reclaim:  never\n");
+}
+
+int cmd_status(int argc, char **argv)
+{
+	const char *state, *id;
+	bool json = false;
+	json_object *o;
+	struct vmcmd c;
+	int r;
+
+	r = vmcmd_parse_id_args(argc, argv, &json, &state, &id);
+	if (r != EXIT_OK)
+		return r;
+	r = vmcmd_open(state, id, false, &c);
+	if (r != EXIT_OK)
+		return r;
+	o = vmcmd_describe(&c);
+	vmcmd_close(&c);
+	if (!o) {
+		agent_error("out of memory");
+		return EXIT_RUNTIME;
+	}
+	if (json)
+		vmcmd_print_json(o);
+	else
+		status_print_text(o);
+	json_object_put(o);
+	return EXIT_OK;
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * VM records in the state directory, and the locks that order lifecycle
+ * commands.  Layout:
+ *
+ *   STATE/ID/vm.json   the record (written atomically: temp, fsync, rename, fsync dir)
+ *   STATE/ID/cow       the sparse COW file
+ *   STATE/ID/lock      flock()ed by attach, detach, reclaim and destroy
+ *
+ * The host-wide loop lock (/run/cowpunch.lock) serialises loop allocation and
+ * the find-or-attach of shared base loops.
+ */
+#ifndef COWPUNCH_AGENT_VMSTORE_H
+#define COWPUNCH_AGENT_VMSTORE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define VMSTORE_DEFAULT_DIR	"/var/lib/cowpunch"
+#define VMSTORE_ID_MAX		64
+#define VMSTORE_VERSION		1
+#define VMSTORE_FINGERPRINT_LEN 64 /* sha256 in hex */
+
+struct vmstore_identity {
+	uint64_t size;
+	uint64_t dev;
+	uint64_t ino;
+	int64_t mtime_ns;
+	char fingerprint[VMSTORE_FINGERPRINT_LEN + 1];
+};
+
+struct vmstore_reclaim {
+	bool present;
+	time_t time;
+	int exit_code;
+	uint64_t reclaimed_bytes;
+	uint64_t allocated_before;
+	uint64_t allocated_after;
+	double seconds;
+};
+
+struct vmstore_record {
+	char id[VMSTORE_ID_MAX + 1];
+	char base_path[PATH_MAX];
+	struct vmstore_identity base;
+	uint64_t virt_bytes;
+	uint64_t chunk_bytes;
+	uint64_t cow_bytes;
+	bool discard;
+	time_t created;
+	time_t attached; /* last successful attach, 0 = never */
+	time_t detached; /* last successful detach, 0 = never */
+	struct vmstore_reclaim last_reclaim;
+};
+
+/* The state directory: opt if given, else $COWPUNCH_STATE_DIR, else the default. */
+const char *vmstore_state_dir(const char *opt);
+
+/* True when id matches [A-Za-z0-9][A-Za-z0-9_.-]{0,63}. */
+bool vmstore_id_valid(const char *id);
+
+/* STATE/ID/NAME into a malloc()ed string; NULL on out of memory. */
+char *vmstore_path(const char *state, const char *id, const char *name);
+
+/*
+ * Reads the identity of the file at path: size, device/inode, mtime, and a
+ * sha256 over 16 blocks sampled across it (size included).  0 or -errno.
+ */
+int vmstore_identity_read(const char *path, struct vmstore_identity *ret);
+
+/*
+ * Compares an identity with the recorded one.  Returns NULL when they match,
+ * else the name of the first field that differs ("size", "mtime",
+ * "fingerprint").  Device/inode may change (restore from backup): not compared.
+ */
+const char *vmstore_identity_mismatch(const struct vmstore_identity *rec,
+				      const struct vmstore_identity *now);
+
+/*
+ * Parses a record (no I/O).  Returns 0 and fills *ret, or -EBADMSG with a
+ * reason in err (errlen bytes) when the JSON is damaged or a field is missing,
+ * of the wrong type or out of range.
+ */
+int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret, char *err,
+			 size_t errlen);
+
+/* Formats a record as pretty JSON, malloc()ed into *ret.  0 or -ENOMEM. */
+int vmstore_record_format(const struct vmstore_record *rec, char **ret);
+
+/* Loads STATE/ID/vm.json.  -ENOENT: no such VM; -EBADMSG: damaged (err says why). */
+int vmstore_record_load(const char *state, const char *id, struct vmstore_record *ret, char *err,
+			size_t errlen);
+
+/* Saves STATE/ID/vm.json atomically (creating STATE/ID if needed).  0 or -errno. */
+int vmstore_record_save(const char *state, const struct vmstore_record *rec);
+
+/*
+ * Writes path atomically: a temp file in the same directory, fsync, rename
+ * over path, fsync the directory.  A crash leaves the old or the new content,
+ * never a mix.  0 or -errno.
+ */
+int vmstore_write_atomic(const char *path, const void *buf, size_t len);
+
+/*
+ * Takes the VM's lock without waiting.  Returns the lock fd (close it to
+ * release), -EWOULDBLOCK when another command holds it, or -errno.
+ */
+int vmstore_lock_vm(const char *state, const char *id);
+
+/* Takes the host-wide loop lock, waiting for it.  Returns the fd or -errno. */
+int vmstore_lock_host(const char *state);
+
+/* IDs of the VMs in STATE (folders holding a vm.json), sorted.  Count or -errno. */
+int vmstore_list(const char *state, char ***ret_ids);
+void vmstore_list_free(char **ids, int n);
+
+/* time_t <-> "2026-11-27T10:41:09Z". */
+void vmstore_format_time(time_t t, char buf[32]);
+
+#endif

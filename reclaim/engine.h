@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Internal to reclaim/: the I/O backends behind reclaim_run(), as an ops table
+ * chosen at run time (after fio's ioengines.h).  An engine reads spans of the
+ * COW file asynchronously (or not) and punches byte ranges; the scanner in
+ * reclaim.c decides what to read and what to punch.
+ */
+#ifndef COWPUNCH_RECLAIM_ENGINE_H
+#define COWPUNCH_RECLAIM_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reclaim/reclaim.h"
+
+/* One read in flight.  The engine sets res and then done. */
+struct reclaim_io {
+	void *buf;    /* aligned for O_DIRECT */
+	uint64_t off; /* byte offset in the file */
+	uint32_t len;
+	int32_t res; /* bytes read, or -errno */
+	bool done;
+};
+
+/* A byte range to punch. */
+struct reclaim_range {
+	uint64_t off;
+	uint64_t len;
+};
+
+struct reclaim_engine {
+	const struct reclaim_engine_ops *ops;
+	int fd;
+	unsigned depth; /* most reads in flight at once */
+	void *priv;
+};
+
+struct reclaim_engine_ops {
+	enum reclaim_engine_kind kind;
+	/* Sets up e (fd and depth filled in).  -errno when the backend is unavailable. */
+	int (*init)(struct reclaim_engine *e);
+	/* Queues a read; it may complete at once (io->done set) or in a later reap. */
+	int (*submit)(struct reclaim_engine *e, struct reclaim_io *io);
+	/* Sends what is queued and waits until at least one more read is done. */
+	int (*reap)(struct reclaim_engine *e);
+	/*
+	 * Punches the n ranges (PUNCH_HOLE|KEEP_SIZE).  An asynchronous engine may
+	 * return before they are done; ranges may be reused at once.
+	 */
+	int (*punch)(struct reclaim_engine *e, const struct reclaim_range *r, size_t n);
+	/* Waits for every queued punch; returns the first punch error, if any. */
+	int (*drain)(struct reclaim_engine *e);
+	void (*exit)(struct reclaim_engine *e);
+};
+
+extern const struct reclaim_engine_ops reclaim_engine_uring;
+extern const struct reclaim_engine_ops reclaim_engine_aio;
+extern const struct reclaim_engine_ops reclaim_engine_sync;
+
+/* fallocate(2) PUNCH_HOLE|KEEP_SIZE over each range, in order.  0 or -errno. */
+int reclaim_punch_fallocate(int fd, const struct reclaim_range *r, size_t n);
+
+/*
+ * Coalesces zero chunks, fed in increasing COW order, into byte ranges, and
+ * collects them into a batch for the engine.  Refuses (-EINVAL) to take chunk 0,
+ * a metadata chunk, a chunk the store does not list as data, or a chunk not
+ * above the last one: the engine must never punch anything else, whatever the
+ * scanner's bugs.
+ */
+struct reclaim_coalescer {
+	const struct snapstore_geometry *geom;
+	const uint8_t *data_bitmap;
+	uint64_t start, end; /* pending chunk range [start, end); empty when start == end */
+	uint64_t last;	     /* last chunk added + 1, 0 before the first */
+	struct reclaim_range *batch;
+	size_t n, cap;
+};
+
+/* Points co at batch (cap entries, cap >= 1) and clears it. */
+void reclaim_coalescer_init(struct reclaim_coalescer *co, const struct snapstore_geometry *geom,
+			    const uint8_t *data_bitmap, struct reclaim_range *batch, size_t cap);
+
+/*
+ * Adds zero chunk c.  Returns 1 when the batch is full and must be taken
+ * (co->batch[0..co->n)) and reset with co->n = 0 before the next add, 0 when
+ * not, -EINVAL for a chunk that must never be punched.
+ */
+int reclaim_coalescer_add(struct reclaim_coalescer *co, uint64_t c);
+
+/* Closes the pending range into the batch.  Returns 1 when the batch holds ranges. */
+int reclaim_coalescer_flush(struct reclaim_coalescer *co);
+
+#endif

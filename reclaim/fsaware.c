@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * ext4-aware reclaim: libext2fs reads the guest filesystem through a read-only
+ * io_manager over the merged view; the block bitmaps say which origin chunks
+ * are free.  All filesystem parsing is e2fsprogs'.  See docs/fsaware.md.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <et/com_err.h>
+#include <ext2fs/ext2fs.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "reclaim/fsaware.h"
+
+/*
+ * The io_manager.  An io_manager's open() only gets a name; the view travels in
+ * a thread-local slot set around ext2fs_open2(), so no pointer is encoded in a string.
+ */
+struct view_io {
+	const struct mergedview *mv;
+	uint64_t bytes_read;
+};
+
+static _Thread_local struct view_io *view_io_pending;
+
+static struct struct_io_manager view_io_manager;
+
+static errcode_t view_open(const char *name, int flags, io_channel *channel)
+{
+	io_channel io;
+
+	if (!view_io_pending || !name)
+		return EXT2_ET_BAD_DEVICE_NAME;
+	/* Read-only by construction: a channel asked for writing is refused outright. */
+	if (flags & IO_FLAG_RW)
+		return EXT2_ET_RO_FILSYS;
+	io = calloc(1, sizeof(*io));
+	if (!io)
+		return EXT2_ET_NO_MEMORY;
+	io->name = strdup(name);
+	if (!io->name) {
+		free(io);
+		return EXT2_ET_NO_MEMORY;
+	}
+	io->magic = EXT2_ET_MAGIC_IO_CHANNEL;
+	io->manager = &view_io_manager;
+	io->block_size = 1024; /* what unix_io starts with; ext2fs_open2 sets the real size */
+	io->refcount = 1;
+	io->private_data = view_io_pending;
+	*channel = io;
+	return 0;
+}
+
+static errcode_t view_close(io_channel channel)
+{
+	if (channel->magic != EXT2_ET_MAGIC_IO_CHANNEL)
+		return EXT2_ET_MAGIC_IO_CHANNEL;
+	/* Channels are shared (fs->io, fs->image_io): the last close frees, as unix_io does. */
+	if (--channel->refcount > 0)
+		return 0;
+	free(channel->name);
+	free(channel);
+	return 0;
+}
+
+static errcode_t view_set_blksize(io_channel channel, int blksize)
+{
+	if (channel->magic != EXT2_ET_MAGIC_IO_CHANNEL)
+		return EXT2_ET_MAGIC_IO_CHANNEL;
+	if (blksize <= 0)
+		return EXT2_ET_INVALID_ARGUMENT;
+	channel->block_size = blksize;
+	return 0;
+}
+
+static errcode_t view_read_blk64(io_channel channel, unsigned long long block, int count,
+				 void *data)
+{
+	struct view_io *vio = channel->private_data;
+	uint64_t bs = (uint64_t)channel->block_size, size, off;
+	errcode_t err = 0;
+	ssize_t r;
+
+	if (channel->magic != EXT2_ET_MAGIC_IO_CHANNEL)
+		return EXT2_ET_MAGIC_IO_CHANNEL;
+	/* count < 0 means -count bytes (unix_io's convention), else count blocks. */
+	size = count < 0 ? (uint64_t)(-(int64_t)count) : (uint64_t)count * bs;
+	if (bs == 0 || block > UINT64_MAX / bs || size > SSIZE_MAX)
+		return EXT2_ET_BAD_BLOCK_NUM;
+	off = block * bs;
+	r = mergedview_pread(vio->mv, data, (size_t)size, off);
+	if (r < 0) {
+		err = (errcode_t)-r;
+		r = 0;
+	} else if ((uint64_t)r < size) {
+		err = EXT2_ET_SHORT_READ;
+	}
+	if (err) {
+		memset((char *)data + r, 0, (size_t)(size - (uint64_t)r));
+		if (channel->read_error)
+			err = channel->read_error(channel, (unsigned long)block, count, data,
+						  (size_t)size, (int)r, err);
+	}
+	vio->bytes_read += (uint64_t)r;
+	return err;
+}
+
+static errcode_t view_read_blk(io_channel channel, unsigned long block, int count, void *data)
+{
+	return view_read_blk64(channel, block, count, data);
+}
+
+static errcode_t view_write_blk64(io_channel channel, unsigned long long block, int count,
+				  const void *data)
+{
+	return EXT2_ET_RO_FILSYS;
+}
+
+static errcode_t view_write_blk(io_channel channel, unsigned long block, int count,
+				const void *data)
+{
+	return EXT2_ET_RO_FILSYS;
+}
+
+static errcode_t view_write_byte(io_channel channel, unsigned long offset, int count,
+				 const void *data)
+{
+	return EXT2_ET_RO_FILSYS;
+}
+
+static errcode_t view_discard(io_channel channel, unsigned long long block,
+			      unsigned long long count)
+{
+	return EXT2_ET_RO_FILSYS;
+}
+
+static errcode_t view_flush(io_channel channel)
+{
+	return 0;
+}
+
+static errcode_t view_set_option(io_channel channel, const char *option, const char *arg)
+{
+	return EXT2_ET_INVALID_ARGUMENT;
+}
+
+static errcode_t view_cache_readahead(io_channel channel, unsigned long long block,
+				      unsigned long long count)
+{
+	return 0;
+}
+
+static struct struct_io_manager view_io_manager = {
+	.magic = EXT2_ET_MAGIC_IO_MANAGER,
+	.name = "cowpunch merged view (read-only)",
+	.open = view_open,
+	.close = view_close,
+	.set_blksize = view_set_blksize,
+	.read_blk = view_read_blk,
+	.write_blk = view_write_blk,
+	.flush = view_flush,
+	.write_byte = view_write_byte,
+	.set_option = view_set_option,
+	.read_blk64 = view_read_blk64,
+	.write_blk64 = view_write_blk64,
+	.discard = view_discard,
+	.cache_readahead = view_cache_readahead,
+	.zeroout = view_discard,
+};
+
+const char *fsaware_status_name(enum fsaware_status status)
+{
+	return status == FSAWARE_DONE ? "done" : "refused";
+}
+
+static void refuse(struct fsaware_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void refuse(struct fsaware_result *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->status = FSAWARE_REFUSED;
+	va_start(ap, fmt);
+	vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
+	va_end(ap);
+}
+
+static void refuse_open(struct fsaware_result *res, errcode_t err)
+{
+	switch (err) {
+	case EXT2_ET_BAD_MAGIC:
+		refuse(res,
+		       "not an ext2/3/4 filesystem at offset 0 of the disk (bad superblock magic)");
+		break;
+	case EXT2_ET_SB_CSUM_INVALID:
+		refuse(res, "superblock checksum does not match (metadata_csum)");
+		break;
+	default:
+		refuse(res, "libext2fs cannot open the filesystem: %s", error_message(err));
+		break;
+	}
+}
+
+/*
+ * A group descriptor table larger than this is refused before libext2fs reads it:
+ * a forged superblock could otherwise make it allocate and read gigabytes.  Real
+ * file systems stay far below (a 16 TiB ext4 with 4 KiB blocks has an 8 MiB table).
+ */
+#define FSAWARE_MAX_DESC_BYTES (64ull << 20)
+
+/*
+ * The rules that need the superblock only (opened with EXT2_FLAG_SUPER_ONLY, so
+ * nothing it claims has been acted on yet).  Returns true if safe to go on.
+ */
+static bool check_super(ext2_filsys fs, uint64_t disk_size, struct fsaware_result *res)
+{
+	uint64_t blocks = ext2fs_blocks_count(fs->super);
+
+	if (ext2fs_has_feature_journal_needs_recovery(fs->super)) {
+		refuse(res,
+		       "the journal needs recovery (INCOMPAT_RECOVER set): the filesystem was "
+		       "mounted and neither frozen nor cleanly unmounted when the snapshot was "
+		       "taken, so its on-disk bitmaps cannot be trusted");
+		return false;
+	}
+	if (ext2fs_has_feature_metadata_csum(fs->super) &&
+	    !ext2fs_superblock_csum_verify(fs, fs->super)) {
+		refuse(res, "superblock checksum does not match (metadata_csum)");
+		return false;
+	}
+	if (blocks > disk_size / fs->blocksize) {
+		refuse(res,
+		       "the filesystem claims %" PRIu64 " blocks of %u bytes, more than the "
+		       "%" PRIu64 "-byte disk holds",
+		       blocks, fs->blocksize, disk_size);
+		return false;
+	}
+	if ((uint64_t)fs->desc_blocks * fs->blocksize > FSAWARE_MAX_DESC_BYTES) {
+		refuse(res,
+		       "the group descriptor table would take %" PRIu64 " bytes (more than %llu)",
+		       (uint64_t)fs->desc_blocks * fs->blocksize, FSAWARE_MAX_DESC_BYTES);
+		return false;
+	}
+	return true;
+}
+
+/* The rules on the group descriptors, once libext2fs has read them.  Returns true if safe. */
+static bool check_desc(ext2_filsys fs, struct fsaware_result *res)
+{
+	errcode_t err;
+
+	if (ext2fs_has_group_desc_csum(fs)) {
+		for (dgrp_t g = 0; g < fs->group_desc_count; g++) {
+			if (!ext2fs_group_desc_csum_verify(fs, g)) {
+				refuse(res, "group descriptor %" PRIu32 " checksum does not match",
+				       (uint32_t)g);
+				return false;
+			}
+		}
+	}
+	err = ext2fs_check_desc(fs);
+	if (err) {
+		refuse(res, "group descriptors fail libext2fs's checks: %s", error_message(err));
+		return false;
+	}
+	return true;
+}
+
+/* ext2fs_open2() read-only on the view in vio. */
+static errcode_t open_view(struct view_io *vio, int flags, ext2_filsys *ret)
+{
+	errcode_t err;
+
+	view_io_pending = vio;
+	err = ext2fs_open2("cowpunch-merged-view", NULL, flags, 0, 0, &view_io_manager, ret);
+	view_io_pending = NULL;
+	return err;
+}
+
+/* Free blocks in [first, end) of the bitmap, by runs. */
+static uint64_t count_free(ext2fs_block_bitmap bm, blk64_t first, blk64_t end)
+{
+	uint64_t n = 0;
+	blk64_t b = first;
+
+	while (b < end) {
+		blk64_t zero, set;
+
+		if (ext2fs_find_first_zero_block_bitmap2(bm, b, end - 1, &zero))
+			break;
+		if (ext2fs_find_first_set_block_bitmap2(bm, zero, end - 1, &set)) {
+			n += end - zero;
+			break;
+		}
+		n += set - zero;
+		b = set;
+	}
+	return n;
+}
+
+int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **ret_free_bitmap,
+		 struct fsaware_result *ret)
+{
+	struct fsaware_result res = {.status = FSAWARE_DONE};
+	struct view_io vio = {.mv = mv};
+	_cleanup_free_ uint8_t *bitmap = NULL;
+	const struct snapstore_exception *v;
+	uint64_t chunk = mergedview_chunk_bytes(mv);
+	ext2_filsys fs = NULL;
+	blk64_t first, end;
+	errcode_t err;
+	double t0 = util_now();
+	size_t n;
+
+	initialize_ext2_error_table();
+
+	/* Superblock first: nothing it claims is acted on before it passes. */
+	err = open_view(&vio, EXT2_FLAG_64BITS | EXT2_FLAG_SUPER_ONLY, &fs);
+	if (err) {
+		refuse_open(&res, err);
+		goto out;
+	}
+	res.fs_block_size = fs->blocksize;
+	res.fs_blocks = ext2fs_blocks_count(fs->super);
+	if (!check_super(fs, mergedview_disk_size(mv), &res))
+		goto out;
+	ext2fs_free(fs);
+	fs = NULL;
+	err = open_view(&vio, EXT2_FLAG_64BITS, &fs);
+	if (err) {
+		refuse_open(&res, err);
+		goto out;
+	}
+	if (!check_desc(fs, &res))
+		goto out;
+	err = ext2fs_read_block_bitmap(fs);
+	if (err) {
+		refuse(&res, "cannot read the block bitmaps: %s", error_message(err));
+		goto out;
+	}
+
+	first = fs->super->s_first_data_block;
+	end = ext2fs_blocks_count(fs->super);
+	res.free_blocks_seen = count_free(fs->block_map, first, end);
+
+	bitmap = calloc(1, file_chunks / 8 + 1);
+	if (!bitmap) {
+		ext2fs_free(fs);
+		return -ENOMEM;
+	}
+	n = mergedview_exceptions(mv, &v);
+	for (size_t i = 0; i < n; i++) {
+		/* No overflow: old_chunk * chunk < disk size, checked by mergedview_open(). */
+		uint64_t start = v[i].old_chunk * chunk;
+		blk64_t b0 = start / fs->blocksize, b1 = (start + chunk - 1) / fs->blocksize, hit;
+
+		if (v[i].new_chunk >= file_chunks)
+			continue;
+		/* Outside the bitmap (boot block of a 1 KiB-block fs, past the end): never free. */
+		if (b0 < first || b1 >= end)
+			continue;
+		if (ext2fs_find_first_set_block_bitmap2(fs->block_map, b0, b1, &hit) != ENOENT)
+			continue;
+		bitmap[v[i].new_chunk >> 3] |= (uint8_t)(1u << (v[i].new_chunk & 7));
+		res.fs_free_chunks++;
+	}
+
+out:
+	if (fs)
+		ext2fs_free(fs); /* not ext2fs_close(): nothing is ever flushed */
+	res.bytes_read = vio.bytes_read;
+	res.seconds = util_now() - t0;
+	*ret_free_bitmap = res.status == FSAWARE_DONE ? TAKE_PTR(bitmap) : NULL;
+	*ret = res;
+	return 0;
+}
+
+int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct reclaim_opts *opts,
+		    struct reclaim_report *ret_report, struct fsaware_result *ret_fs,
+		    struct snapstore_error *err)
+{
+	struct mergedview_list list = {0};
+	struct snapstore_info info = {0};
+	struct mergedview *mv = NULL;
+	struct fsaware_result res;
+	struct reclaim_opts o = *opts;
+	_cleanup_free_ uint8_t *free_bm = NULL;
+	double t0;
+	int r;
+
+	r = snapstore_load(cow_fd, &info, mergedview_list_add, &list, err);
+	if (r < 0)
+		goto out;
+	t0 = util_now();
+	r = mergedview_open(cow_fd, base_fd, disk_size, info.geom.chunk_bytes, &list, &mv);
+	if (r == -EBADMSG) {
+		err->offset = 0;
+		snprintf(err->rule, sizeof(err->rule),
+			 "the store has an exception past the end of the %" PRIu64
+			 "-byte disk (wrong --size, or not this VM's store)",
+			 disk_size);
+	}
+	if (r < 0)
+		goto out;
+	r = fsaware_scan(mv, info.geom.file_chunks, &free_bm, &res);
+	if (r < 0)
+		goto out;
+	res.seconds = util_now() - t0; /* the view's sort counts too */
+	if (res.status == FSAWARE_DONE) {
+		o.free_bitmap = free_bm;
+		r = reclaim_run(cow_fd, &info, &o, ret_report);
+		if (r < 0)
+			goto out;
+	}
+	*ret_fs = res;
+	r = 0;
+out:
+	mergedview_free(mv);
+	mergedview_list_free(&list);
+	snapstore_info_free(&info);
+	return r;
+}

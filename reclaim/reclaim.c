@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The scanner: walks the listed data chunks in COW order, skips what is already
+ * a hole, reads the rest in large spans through an engine, tests each chunk for
+ * zeros and punches coalesced runs of zero chunks.  See docs/reclaim.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "reclaim/engine.h"
+#include "reclaim/reclaim.h"
+
+#define IO_ALIGN    4096u
+#define PUNCH_BATCH 256u
+/* A span never holds more chunks than this (4 MiB of 4 KiB chunks). */
+#define SPAN_MAX_CHUNKS 1024u
+
+/* cachestat(2), Linux 6.5; Debian 12's headers predate it.  Same number on every arch. */
+#define RECLAIM_NR_CACHESTAT 451
+struct reclaim_cachestat_range {
+	uint64_t off, len;
+};
+struct reclaim_cachestat {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+static const struct {
+	const char *name;
+	enum reclaim_engine_kind kind;
+} engine_names[] = {
+	{"auto", RECLAIM_ENGINE_AUTO},
+	{"uring", RECLAIM_ENGINE_URING},
+	{"aio", RECLAIM_ENGINE_AIO},
+	{"sync", RECLAIM_ENGINE_SYNC},
+};
+
+int reclaim_engine_parse(const char *name, enum reclaim_engine_kind *ret)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(engine_names); i++)
+		if (name && !strcmp(name, engine_names[i].name)) {
+			*ret = engine_names[i].kind;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *reclaim_engine_name(enum reclaim_engine_kind kind)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(engine_names); i++)
+		if (engine_names[i].kind == kind)
+			return engine_names[i].name;
+	return "unknown";
+}
+
+/* A read of the scan: whole chunks [first, first + n), or a piece of one big chunk. */
+struct span {
+	struct reclaim_io io;
+	uint64_t first;
+	uint32_t n;
+	bool piece; /* io covers part of chunk `first` (chunk larger than a read) */
+	bool last;  /* ... and it is that chunk's last piece */
+	uint8_t want[SPAN_MAX_CHUNKS / 8]; /* chunks of the span to judge; others are ignored */
+};
+
+struct scan {
+	int fd;
+	const struct snapstore_info *info;
+	const struct reclaim_opts *opts;
+	struct reclaim_report *rep;
+	struct reclaim_engine eng;
+	bool direct;   /* fd has O_DIRECT */
+	int cached_fd; /* buffered fd on the same file for spans already in the page cache, or -1 */
+	long page_size;
+	uint64_t cb; /* chunk bytes */
+	uint64_t read_bytes, gap_bytes;
+
+	/* planner */
+	uint64_t next;	   /* next chunk to classify */
+	uint64_t piece_at; /* byte offset inside chunk `next` of the next piece, big chunks */
+	uint64_t ds, de;   /* current data extent [ds, de) from SEEK_DATA/SEEK_HOLE */
+	bool extent_valid;
+
+	/* retirement */
+	struct span *spans;
+	unsigned depth, head, inflight;
+	bool big_zero; /* all pieces so far of the current big chunk were zero */
+
+	struct reclaim_coalescer zero_co, free_co;
+	struct reclaim_range zero_batch[PUNCH_BATCH], free_batch[PUNCH_BATCH];
+
+	uint64_t total_bytes, done_bytes;
+	double last_progress;
+};
+
+static uint64_t bitmap_next_set(const uint8_t *bm, uint64_t from, uint64_t nbits)
+{
+	uint64_t i = from;
+
+	while (i < nbits) {
+		if ((i & 63) == 0 && i + 64 <= nbits) {
+			uint64_t w;
+
+			memcpy(&w, bm + (i >> 3), sizeof(w));
+			if (!w) {
+				i += 64;
+				continue;
+			}
+			return i + (uint64_t)__builtin_ctzll(w);
+		}
+		if (snapstore_bitmap_test(bm, i))
+			return i;
+		i++;
+	}
+	return nbits;
+}
+
+/* True when chunk c lies wholly in a hole of the file. */
+static bool chunk_is_hole(struct scan *s, uint64_t c)
+{
+	uint64_t cs = c * s->cb, ce = cs + s->cb;
+
+	if (!s->extent_valid || cs >= s->de) {
+		off_t d = lseek(s->fd, (off_t)cs, SEEK_DATA);
+
+		if (d < 0) {
+			/* ENXIO: no data from cs on.  Any other error: assume data, read it. */
+			s->ds = errno == ENXIO ? UINT64_MAX : cs;
+			s->de = UINT64_MAX;
+		} else {
+			off_t h = lseek(s->fd, d, SEEK_HOLE);
+
+			s->ds = (uint64_t)d;
+			s->de = h < 0 ? UINT64_MAX : (uint64_t)h;
+		}
+		s->extent_valid = true;
+	}
+	return ce <= s->ds;
+}
+
+static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
+{
+	int r = 0;
+
+	s->rep->punched_ranges += co->n;
+	if (!s->opts->dry_run)
+		r = s->eng.ops->punch(&s->eng, co->batch, co->n);
+	co->n = 0;
+	return r;
+}
+
+static int coalesce(struct scan *s, struct reclaim_coalescer *co, uint64_t c)
+{
+	int r = reclaim_coalescer_add(co, c);
+
+	return r > 0 ? punch_batch(s, co) : r;
+}
+
+static void progress(struct scan *s, bool force)
+{
+	double now;
+
+	if (!s->opts->progress)
+		return;
+	now = util_now();
+	if (!force && now - s->last_progress < 0.25)
+		return;
+	s->last_progress = now;
+	s->opts->progress(s->opts->progress_opaque, s->done_bytes, s->total_bytes);
+}
+
+/*
+ * Fills sp with the next read, classifying chunks on the way (holes counted,
+ * fs-free chunks sent to their punches).  Returns 1 with a read, 0 at the end,
+ * or -errno.
+ */
+static int plan_next(struct scan *s, struct span *sp)
+{
+	const struct snapstore_geometry *g = &s->info->geom;
+	uint64_t nbits = g->file_chunks;
+	const uint8_t *freebm = s->opts->free_bitmap;
+
+	sp->n = 0;
+	sp->piece = false;
+	for (;;) {
+		uint64_t c = bitmap_next_set(s->info->data_bitmap, s->next, nbits);
+		int r;
+
+		if (c >= nbits)
+			break;
+		if (s->piece_at == 0 && chunk_is_hole(s, c)) {
+			s->rep->hole_chunks++;
+			s->done_bytes += s->cb;
+			s->next = c + 1;
+			continue;
+		}
+		if (s->piece_at == 0 && freebm && snapstore_bitmap_test(freebm, c)) {
+			s->rep->fs_free_chunks++;
+			s->done_bytes += s->cb;
+			s->next = c + 1;
+			r = coalesce(s, &s->free_co, c);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (s->cb > s->read_bytes) {
+			/* A chunk larger than one read: read it in pieces, in order. */
+			if (sp->n)
+				break;
+			sp->first = c;
+			sp->n = 1;
+			sp->piece = true;
+			sp->io.off = c * s->cb + s->piece_at;
+			sp->io.len = (uint32_t)s->read_bytes;
+			s->piece_at += s->read_bytes;
+			sp->last = s->piece_at == s->cb;
+			if (sp->last) {
+				s->piece_at = 0;
+				s->next = c + 1;
+			} else {
+				s->next = c;
+			}
+			return 1;
+		}
+		if (sp->n) {
+			uint64_t end = sp->first + sp->n;
+
+			/*
+			 * Read across a short gap (a metadata chunk, an unlisted or hole
+			 * chunk) rather than split the read: one large request costs less
+			 * than two.  The gap's bytes are read and ignored.
+			 */
+			if ((c + 1 - sp->first) * s->cb > s->read_bytes ||
+			    (c - end) * s->cb > s->gap_bytes)
+				break;
+		} else {
+			sp->first = c;
+			memset(sp->want, 0, sizeof(sp->want));
+		}
+		sp->n = (uint32_t)(c + 1 - sp->first);
+		sp->want[(c - sp->first) >> 3] |= (uint8_t)(1u << ((c - sp->first) & 7));
+		s->next = c + 1;
+	}
+	if (!sp->n)
+		return 0;
+	sp->io.off = sp->first * s->cb;
+	sp->io.len = (uint32_t)(sp->n * s->cb);
+	return 1;
+}
+
+/*
+ * Finishes a read the engine left short or refused.  EINVAL under O_DIRECT means
+ * the file system wants another alignment: drop O_DIRECT for the rest of the run
+ * (later reads are then buffered and their pages dropped after use).
+ */
+static int finish_read(struct scan *s, struct reclaim_io *io)
+{
+	uint32_t got = io->res > 0 ? (uint32_t)io->res : 0;
+	ssize_t n;
+
+	if (io->res < 0 && io->res != -EINVAL)
+		return io->res;
+	if (io->res == -EINVAL) {
+		int fl = fcntl(s->fd, F_GETFL);
+
+		if (!s->direct || fl < 0 || fcntl(s->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+			return -EINVAL;
+		s->direct = false;
+	}
+	n = util_pread_full(s->fd, (char *)io->buf + got, io->len - got, io->off + got);
+	if (n == -EINVAL && s->direct) {
+		int fl = fcntl(s->fd, F_GETFL);
+
+		if (fl < 0 || fcntl(s->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+			return -EINVAL;
+		s->direct = false;
+		n = util_pread_full(s->fd, (char *)io->buf + got, io->len - got, io->off + got);
+	}
+	if (n < 0)
+		return (int)n;
+	/* The store was validated against the file size: a short file now is an I/O error. */
+	if ((uint64_t)n != io->len - got)
+		return -EIO;
+	return 0;
+}
+
+static int judge_chunk(struct scan *s, uint64_t c, bool zero)
+{
+	s->rep->chunks_scanned++;
+	s->done_bytes += s->cb;
+	if (!zero)
+		return 0;
+	s->rep->zero_chunks++;
+	return coalesce(s, &s->zero_co, c);
+}
+
+/* Retires a completed read: judges its chunks in order. */
+static int retire(struct scan *s, struct span *sp)
+{
+	const char *buf = sp->io.buf;
+	int r;
+
+	if (sp->io.res != (int32_t)sp->io.len) {
+		r = finish_read(s, &sp->io);
+		if (r < 0)
+			return r;
+	}
+	s->rep->bytes_read += sp->io.len;
+	/*
+	 * Drop the span from the page cache before anything in it is punched: after
+	 * buffered reads so the scan leaves no trace in the host's cache, and after
+	 * copies from the cache so no page of this detached COW file lingers over a
+	 * range being punched.  Clean pages of this file only.
+	 */
+	posix_fadvise(s->fd, (off_t)sp->io.off, (off_t)sp->io.len, POSIX_FADV_DONTNEED);
+	if (sp->piece) {
+		s->big_zero = s->big_zero && util_is_zero(buf, sp->io.len);
+		if (!sp->last)
+			return 0;
+		r = judge_chunk(s, sp->first, s->big_zero);
+		s->big_zero = true;
+	} else {
+		r = 0;
+		for (uint32_t i = 0; i < sp->n && r >= 0; i++)
+			if (sp->want[i >> 3] & (1u << (i & 7)))
+				r = judge_chunk(s, sp->first + i,
+						util_is_zero(buf + (uint64_t)i * s->cb, s->cb));
+	}
+	return r;
+}
+
+/*
+ * A span whose pages are all in the page cache already (the file was just
+ * written or read) is copied from there: no device I/O, and nothing is
+ * evicted since nothing new is cached.  cachestat(2) tells without touching
+ * the pages; on kernels without it (ENOSYS) every span goes to the engine.
+ * Returns true when sp was read here.
+ */
+static bool read_from_cache(struct scan *s, struct span *sp)
+{
+	struct reclaim_cachestat_range range = {sp->io.off, sp->io.len};
+	struct reclaim_cachestat cs;
+	ssize_t n;
+
+	if (s->cached_fd < 0)
+		return false;
+	if (syscall(RECLAIM_NR_CACHESTAT, s->cached_fd, &range, &cs, 0) < 0) {
+		if (errno == ENOSYS || errno == EPERM || errno == EOPNOTSUPP)
+			s->cached_fd = -1; /* never mind: s->cached_fd is closed by reclaim_run */
+		return false;
+	}
+	if (cs.nr_cache * (uint64_t)s->page_size < sp->io.len)
+		return false;
+	n = util_pread_full(s->cached_fd, sp->io.buf, sp->io.len, sp->io.off);
+	if (n != (ssize_t)sp->io.len)
+		return false;
+	sp->io.res = (int32_t)n;
+	sp->io.done = true;
+	s->rep->cached_bytes += sp->io.len;
+	return true;
+}
+
+static int scan_loop(struct scan *s)
+{
+	bool planned_all = false;
+	int r;
+
+	for (;;) {
+		while (!planned_all && s->inflight < s->depth) {
+			struct span *sp = &s->spans[(s->head + s->inflight) % s->depth];
+
+			r = plan_next(s, sp);
+			if (r < 0)
+				return r;
+			if (r == 0) {
+				planned_all = true;
+				break;
+			}
+			sp->io.res = 0;
+			if (!read_from_cache(s, sp)) {
+				r = s->eng.ops->submit(&s->eng, &sp->io);
+				if (r < 0)
+					return r;
+			}
+			s->inflight++;
+		}
+		if (!s->inflight)
+			return 0;
+		while (!s->spans[s->head].io.done) {
+			r = s->eng.ops->reap(&s->eng);
+			if (r < 0)
+				return r;
+		}
+		s->inflight--;
+		r = retire(s, &s->spans[s->head]);
+		s->head = (s->head + 1) % s->depth;
+		if (r < 0)
+			return r;
+		progress(s, false);
+	}
+}
+
+/* Waits for every read still in flight, so no buffer is freed under the kernel. */
+static void scan_quiesce(struct scan *s)
+{
+	for (unsigned tries = 0; s->inflight && tries < 1000; tries++) {
+		while (s->inflight && s->spans[s->head].io.done) {
+			s->head = (s->head + 1) % s->depth;
+			s->inflight--;
+		}
+		if (s->inflight && s->eng.ops->reap(&s->eng) < 0)
+			break;
+	}
+}
+
+static const struct reclaim_engine_ops *engine_ops(enum reclaim_engine_kind kind)
+{
+	switch (kind) {
+	case RECLAIM_ENGINE_URING:
+		return &reclaim_engine_uring;
+	case RECLAIM_ENGINE_AIO:
+		return &reclaim_engine_aio;
+	case RECLAIM_ENGINE_SYNC:
+		return &reclaim_engine_sync;
+	default:
+		return NULL;
+	}
+}
+
+/* Starts the engine asked for, or under AUTO the first that works. */
+static int engine_start(struct reclaim_engine *e, enum reclaim_engine_kind kind)
+{
+	static const enum reclaim_engine_kind order[] = {RECLAIM_ENGINE_URING, RECLAIM_ENGINE_AIO,
+							 RECLAIM_ENGINE_SYNC};
+	int r = -ENOTSUP;
+
+	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+		if (kind != RECLAIM_ENGINE_AUTO && kind != order[i])
+			continue;
+		e->ops = engine_ops(order[i]);
+		e->priv = NULL;
+		r = e->ops->init(e);
+		if (r >= 0)
+			return 0;
+		if (r == -ENOMEM && kind == RECLAIM_ENGINE_AUTO && order[i] != RECLAIM_ENGINE_URING)
+			return r; /* out of memory for real, not io_uring's memlock limit */
+	}
+	e->ops = NULL;
+	/* A forced engine that cannot start is "not supported here", whatever the cause. */
+	return kind == RECLAIM_ENGINE_AUTO ? r : -ENOTSUP;
+}
+
+static uint64_t pow2_clamp(uint64_t v, uint64_t def, uint64_t lo, uint64_t hi)
+{
+	uint64_t p = lo;
+
+	if (!v)
+		v = def;
+	while (p < v && p < hi)
+		p <<= 1;
+	return p;
+}
+
+int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_opts *opts,
+		struct reclaim_report *ret)
+{
+	struct reclaim_report rep = {0};
+	_cleanup_free_ void *bufs = NULL;
+	_cleanup_free_ struct span *spans = NULL;
+	_cleanup_close_ int cached_fd = -1;
+	struct scan s = {0};
+	struct stat st;
+	double t0 = util_now();
+	int fl, r, r2;
+
+	if (fd < 0 || !info || !info->data_bitmap || !opts || !ret)
+		return -EINVAL;
+	/*
+	 * Write back anything dirty first, so that st_blocks already counts the blocks
+	 * delayed allocation would add (O_DIRECT reads flush them anyway) and
+	 * reclaimed_bytes measures the punches alone.
+	 */
+	if (fdatasync(fd) < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+
+	rep.exceptions = info->exceptions;
+	rep.chunk_bytes = info->geom.chunk_bytes;
+	rep.allocated_before = (uint64_t)st.st_blocks * 512;
+	rep.dry_run = opts->dry_run;
+
+	s.fd = fd;
+	s.info = info;
+	s.opts = opts;
+	s.rep = &rep;
+	s.direct = fl & O_DIRECT;
+	s.cb = info->geom.chunk_bytes;
+	s.read_bytes = pow2_clamp(opts->read_bytes, RECLAIM_DEFAULT_READ_BYTES, IO_ALIGN,
+				  (uint64_t)SPAN_MAX_CHUNKS * IO_ALIGN);
+	s.gap_bytes = opts->gap_bytes ? opts->gap_bytes : RECLAIM_DEFAULT_GAP_BYTES;
+	s.depth = opts->queue_depth ? opts->queue_depth : RECLAIM_DEFAULT_QUEUE_DEPTH;
+	if (s.depth > 256)
+		s.depth = 256;
+	s.big_zero = true;
+	s.total_bytes = 0;
+	for (uint64_t c = bitmap_next_set(info->data_bitmap, 0, info->geom.file_chunks);
+	     c < info->geom.file_chunks;
+	     c = bitmap_next_set(info->data_bitmap, c + 1, info->geom.file_chunks))
+		s.total_bytes += s.cb;
+
+	/* Reads are never larger than a chunk span or a piece: one buffer per slot. */
+	{
+		uint64_t bufsz = s.cb > s.read_bytes ? s.read_bytes : (s.read_bytes / s.cb) * s.cb;
+
+		if (posix_memalign(&bufs, IO_ALIGN, bufsz * s.depth))
+			return -ENOMEM;
+		spans = calloc(s.depth, sizeof(*spans));
+		if (!spans)
+			return -ENOMEM;
+		for (unsigned i = 0; i < s.depth; i++)
+			spans[i].io.buf = (char *)bufs + bufsz * i;
+	}
+	s.spans = spans;
+	reclaim_coalescer_init(&s.zero_co, &info->geom, info->data_bitmap, s.zero_batch,
+			       PUNCH_BATCH);
+	reclaim_coalescer_init(&s.free_co, &info->geom, info->data_bitmap, s.free_batch,
+			       PUNCH_BATCH);
+
+	s.cached_fd = -1;
+	s.page_size = sysconf(_SC_PAGESIZE);
+	if (s.direct) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		cached_fd = open(path, O_RDONLY | O_CLOEXEC);
+		s.cached_fd = cached_fd;
+	}
+
+	s.eng.fd = fd;
+	s.eng.depth = s.depth;
+	r = engine_start(&s.eng, opts->engine);
+	if (r < 0)
+		return r;
+	rep.engine = s.eng.ops->kind;
+
+	r = scan_loop(&s);
+	if (r >= 0 && reclaim_coalescer_flush(&s.zero_co))
+		r = punch_batch(&s, &s.zero_co);
+	if (r >= 0 && reclaim_coalescer_flush(&s.free_co))
+		r = punch_batch(&s, &s.free_co);
+	scan_quiesce(&s);
+	r2 = s.eng.ops->drain(&s.eng);
+	if (r >= 0)
+		r = r2;
+	s.eng.ops->exit(&s.eng);
+	if (r < 0)
+		return r;
+	progress(&s, true);
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	rep.allocated_after = (uint64_t)st.st_blocks * 512;
+	rep.reclaimed_bytes = rep.allocated_before > rep.allocated_after
+				      ? rep.allocated_before - rep.allocated_after
+				      : 0;
+	rep.seconds = util_now() - t0;
+	*ret = rep;
+	return 0;
+}

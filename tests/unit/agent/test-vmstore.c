@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* VM records: IDs, JSON round trip, damaged records refused, atomic writes, locks, identity. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "agent/vmstore.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/cowpunch-vmstore-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static struct vmstore_record sample(void)
+{
+	struct vmstore_record r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "vm-1.a_b");
+	snprintf(r.base_path, sizeof(r.base_path), "/srv/images/base \"q\".ext4");
+	r.base.size = 16 << 20;
+	r.base.dev = 2049;
+	r.base.ino = 123456789;
+	r.base.mtime_ns = 1764240000123456789LL;
+	memset(r.base.fingerprint, 'a', VMSTORE_FINGERPRINT_LEN);
+	r.virt_bytes = 32 << 20;
+	r.chunk_bytes = 4096;
+	r.cow_bytes = (1 + 8192 + 33) * 4096ULL;
+	r.discard = true;
+	r.created = 1764240000;
+	r.attached = 1764240100;
+	r.last_reclaim.present = true;
+	r.last_reclaim.time = 1764240200;
+	r.last_reclaim.reclaimed_bytes = 4190208;
+	r.last_reclaim.allocated_before = 8876032;
+	r.last_reclaim.allocated_after = 4685824;
+	r.last_reclaim.seconds = 0.25;
+	return r;
+}
+
+static void test_ids(void **state)
+{
+	char id64[65], id65[66];
+
+	memset(id64, 'x', 64);
+	id64[64] = '\0';
+	memset(id65, 'x', 65);
+	id65[65] = '\0';
+	assert_true(vmstore_id_valid("a"));
+	assert_true(vmstore_id_valid("vm-1.a_b"));
+	assert_true(vmstore_id_valid("0"));
+	assert_true(vmstore_id_valid(id64));
+	assert_false(vmstore_id_valid(id65));
+	assert_false(vmstore_id_valid(""));
+	assert_false(vmstore_id_valid(NULL));
+	assert_false(vmstore_id_valid("-a"));
+	assert_false(vmstore_id_valid(".a"));
+	assert_false(vmstore_id_valid("_a"));
+	assert_false(vmstore_id_valid("a/b"));
+	assert_false(vmstore_id_valid(".."));
+	assert_false(vmstore_id_valid("a b"));
+	assert_false(vmstore_id_valid("a\n"));
+	assert_false(vmstore_id_valid("é"));
+}
+
+static void test_round_trip(void **state)
+{
+	struct vmstore_record r = sample(), back;
+	char *json = NULL, err[256] = "";
+
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	assert_int_equal(vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)), 0);
+	assert_string_equal(back.id, r.id);
+	assert_string_equal(back.base_path, r.base_path);
+	assert_int_equal(back.base.size, r.base.size);
+	assert_int_equal(back.base.dev, r.base.dev);
+	assert_int_equal(back.base.ino, r.base.ino);
+	assert_int_equal(back.base.mtime_ns, r.base.mtime_ns);
+	assert_string_equal(back.base.fingerprint, r.base.fingerprint);
+	assert_int_equal(back.virt_bytes, r.virt_bytes);
+	assert_int_equal(back.chunk_bytes, r.chunk_bytes);
+	assert_int_equal(back.cow_bytes, r.cow_bytes);
+	assert_true(back.discard);
+	assert_int_equal(back.created, r.created);
+	assert_int_equal(back.attached, r.attached);
+	assert_int_equal(back.detached, 0);
+	assert_true(back.last_reclaim.present);
+	assert_int_equal(back.last_reclaim.time, r.last_reclaim.time);
+	assert_int_equal(back.last_reclaim.reclaimed_bytes, 4190208);
+	assert_int_equal(back.last_reclaim.allocated_after, 4685824);
+	free(json);
+}
+
+/* Every truncation of a good record is refused (the JSON is incomplete), never misread. */
+static void test_truncated_records(void **state)
+{
+	struct vmstore_record r = sample(), back;
+	char *json = NULL, err[256];
+	size_t len;
+
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	len = strlen(json);
+	for (size_t n = 0; n < len - 1; n++) {
+		err[0] = '\0';
+		assert_int_equal(vmstore_record_parse(json, n, &back, err, sizeof(err)), -EBADMSG);
+		assert_true(err[0] != '\0');
+	}
+	/* The trailing newline is optional; trailing data is not. */
+	assert_int_equal(vmstore_record_parse(json, len - 1, &back, err, sizeof(err)), 0);
+	free(json);
+}
+
+/* Every single-byte corruption either parses to a valid record or is refused: no crash. */
+static void test_corrupted_bytes(void **state)
+{
+	struct vmstore_record r = sample(), back;
+	char *json = NULL, err[256];
+	size_t len;
+	unsigned refused = 0;
+
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	len = strlen(json);
+	for (size_t i = 0; i < len; i++) {
+		char saved = json[i];
+		int rc;
+
+		json[i] = '\x01';
+		rc = vmstore_record_parse(json, len, &back, err, sizeof(err));
+		assert_true(rc == 0 || rc == -EBADMSG);
+		refused += rc == -EBADMSG;
+		json[i] = saved;
+	}
+	assert_true(refused > len / 2);
+	free(json);
+}
+
+static void expect_bad(const char *json, const char *want_in_err)
+{
+	struct vmstore_record back;
+	char err[256] = "";
+
+	assert_int_equal(vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)),
+			 -EBADMSG);
+	if (!strstr(err, want_in_err))
+		fail_msg("error '%s' does not name '%s'", err, want_in_err);
+}
+
+/* json with the first `from` replaced by `to` must be refused, naming `field`. */
+static void expect_replaced(const char *json, const char *from, const char *to, const char *field)
+{
+	const char *p = strstr(json, from);
+	char *bad = NULL;
+
+	if (!p)
+		fail_msg("'%s' not in the record", from);
+	assert_true(asprintf(&bad, "%.*s%s%s", (int)(p - json), json, to, p + strlen(from)) > 0);
+	expect_bad(bad, field);
+	free(bad);
+}
+
+static void test_bad_fields(void **state)
+{
+	struct vmstore_record r = sample();
+	char *json = NULL;
+
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	expect_bad("", "not valid JSON");
+	expect_bad("[]", "not a JSON object");
+	expect_bad("{}", "version");
+	expect_bad("{\"version\": 2}", "version 2");
+	expect_bad("{\"version\": 1, \"id\": \"../x\"}", "id");
+	/* One field at a time: wrong type, out of range. */
+	expect_replaced(json, "\"virtual_size\": 33554432", "\"virtual_size\": \"x\"",
+			"virtual_size");
+	expect_replaced(json, "\"virtual_size\": 33554432", "\"virtual_size\": 1000",
+			"virtual_size");
+	expect_replaced(json, "\"chunk_size\": 4096", "\"chunk_size\": 4095", "chunk_size");
+	expect_replaced(json, "\"chunk_size\": 4096", "\"chunk_size\": -4096", "chunk_size");
+	expect_replaced(json, "\"sha256_sampled\": \"a", "\"sha256_sampled\": \"Z",
+			"sha256_sampled");
+	expect_replaced(json, "\"created\": \"2", "\"created\": \"x", "created");
+	expect_replaced(json, "\"discard\": true", "\"discard\": 1", "discard");
+	expect_replaced(json, "\"path\": \"/", "\"path\": \"", "path");
+	expect_replaced(json, "\"options\"", "\"opts\"", "options");
+	{
+		char *trail = NULL;
+
+		assert_true(asprintf(&trail, "%s}", json) > 0);
+		expect_bad(trail, "trailing");
+		free(trail);
+	}
+	free(json);
+}
+
+static void test_atomic_write(void **state)
+{
+	char path[128], buf[64];
+	struct dirent *de;
+	DIR *d;
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/file", dir);
+	assert_int_equal(vmstore_write_atomic(path, "first version\n", 14), 0);
+	assert_int_equal(vmstore_write_atomic(path, "second\n", 7), 0);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	assert_int_equal(n, 7);
+	assert_memory_equal(buf, "second\n", 7);
+	/* No temp file left behind. */
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			assert_string_equal(de->d_name, "file");
+	closedir(d);
+	snprintf(path, sizeof(path), "%s/missing/file", dir);
+	assert_int_equal(vmstore_write_atomic(path, "x", 1), -ENOENT);
+}
+
+static void test_save_load_list(void **state)
+{
+	struct vmstore_record r = sample(), back;
+	char err[256], path[128], **ids = NULL;
+	int n, fd;
+
+	assert_int_equal(vmstore_record_load(dir, r.id, &back, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vmstore_record_save(dir, &r), 0);
+	snprintf(r.id, sizeof(r.id), "another");
+	assert_int_equal(vmstore_record_save(dir, &r), 0);
+	assert_int_equal(vmstore_record_load(dir, "vm-1.a_b", &back, err, sizeof(err)), 0);
+	assert_string_equal(back.id, "vm-1.a_b");
+	/* A damaged record on disk is refused with a reason. */
+	snprintf(path, sizeof(path), "%s/another/vm.json", dir);
+	assert_int_equal(truncate(path, 40), 0);
+	assert_int_equal(vmstore_record_load(dir, "another", &back, err, sizeof(err)), -EBADMSG);
+	/* A folder without vm.json is not a VM. */
+	snprintf(path, sizeof(path), "%s/notavm", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/.hidden", dir);
+	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	close(fd);
+	n = vmstore_list(dir, &ids);
+	assert_int_equal(n, 2);
+	assert_string_equal(ids[0], "another");
+	assert_string_equal(ids[1], "vm-1.a_b");
+	vmstore_list_free(ids, n);
+	snprintf(path, sizeof(path), "%s/none", dir);
+	assert_int_equal(vmstore_list(path, &ids), 0);
+}
+
+static void test_locks(void **state)
+{
+	struct vmstore_record r = sample();
+	int a, b;
+
+	assert_int_equal(vmstore_record_save(dir, &r), 0);
+	a = vmstore_lock_vm(dir, r.id);
+	assert_true(a >= 0);
+	/* flock() locks belong to the open file: a second open conflicts, even in one process. */
+	assert_int_equal(vmstore_lock_vm(dir, r.id), -EWOULDBLOCK);
+	close(a);
+	b = vmstore_lock_vm(dir, r.id);
+	assert_true(b >= 0);
+	close(b);
+	a = vmstore_lock_host(dir);
+	assert_true(a >= 0);
+	close(a);
+}
+
+static void test_identity(void **state)
+{
+	struct vmstore_identity a, b;
+	char path[128], copy[128];
+	unsigned char block[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/base", dir);
+	snprintf(copy, sizeof(copy), "%s/copy", dir);
+	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	for (int i = 0; i < 256; i++) {
+		memset(block, i, sizeof(block));
+		assert_int_equal(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+	}
+	close(fd);
+	assert_int_equal(vmstore_identity_read(path, &a), 0);
+	assert_int_equal(a.size, 1 << 20);
+	assert_int_equal(strlen(a.fingerprint), 64);
+	assert_int_equal(vmstore_identity_read(path, &b), 0);
+	assert_null(vmstore_identity_mismatch(&a, &b));
+	/* Same content elsewhere: same fingerprint (dev/ino are not compared). */
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "cp --preserve=timestamps '%s' '%s'", path, copy);
+		assert_int_equal(system(cmd), 0);
+	}
+	assert_int_equal(vmstore_identity_read(copy, &b), 0);
+	assert_string_equal(a.fingerprint, b.fingerprint);
+	assert_null(vmstore_identity_mismatch(&a, &b));
+	/* One byte changed in the first block, mtime forced back: the fingerprint differs. */
+	b.mtime_ns = a.mtime_ns;
+	fd = open(copy, O_RDWR | O_CLOEXEC);
+	assert_int_equal(pwrite(fd, "X", 1, 100), 1);
+	close(fd);
+	assert_int_equal(vmstore_identity_read(copy, &b), 0);
+	b.mtime_ns = a.mtime_ns;
+	assert_string_equal(vmstore_identity_mismatch(&a, &b), "fingerprint");
+	b = a;
+	b.size++;
+	assert_string_equal(vmstore_identity_mismatch(&a, &b), "size");
+	b = a;
+	b.mtime_ns++;
+	assert_string_equal(vmstore_identity_mismatch(&a, &b), "mtime");
+	assert_int_equal(vmstore_identity_read("/nonexistent/x", &b), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_truncated_records),
+		cmocka_unit_test(test_corrupted_bytes),
+		cmocka_unit_test(test_bad_fields),
+		cmocka_unit_test_setup_teardown(test_atomic_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_load_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_locks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "tests/unit/helpers/fsimg.h"
+
+int fsimg_sh(const char *fmt, ...)
+{
+	_cleanup_free_ char *cmd = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&cmd, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -1;
+	r = system(cmd);
+	if (r == -1 || !WIFEXITED(r))
+		return -1;
+	return WEXITSTATUS(r);
+}
+
+bool fsimg_tools_present(void)
+{
+	return fsimg_sh(
+		       "{ command -v mkfs.ext4 && command -v debugfs && command -v e2fsck; } >/dev/null") ==
+	       0;
+}
+
+int fsimg_random_file(const char *path, uint64_t len, uint64_t seed)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	uint64_t buf[8192], x = seed * 0x9e3779b97f4a7c15ULL + 1;
+
+	if (fd < 0)
+		return -errno;
+	for (uint64_t done = 0; done < len;) {
+		size_t n = len - done < sizeof(buf) ? (size_t)(len - done) : sizeof(buf);
+		ssize_t w;
+
+		for (size_t i = 0; i < ARRAY_SIZE(buf); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[i] = x;
+		}
+		w = util_pwrite_full(fd, buf, n, done);
+		if (w < 0)
+			return (int)w;
+		done += n;
+	}
+	return 0;
+}
+
+int fsimg_tmpdir(char *buf, size_t len)
+{
+	const char *base = getenv("TMPDIR");
+
+	if (!base || !*base)
+		base = "/var/tmp";
+	if ((size_t)snprintf(buf, len, "%s/cowpunch-test.XXXXXX", base) >= len)
+		return -ENAMETOOLONG;
+	if (!mkdtemp(buf))
+		return -errno;
+	return 0;
+}
+
+void fsimg_rmtree(const char *dir)
+{
+	if (dir && strstr(dir, "cowpunch-test."))
+		fsimg_sh("rm -rf '%s'", dir);
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Test-only helpers to build ext2/3/4 images on the host without mounting them
+ * (mkfs.ext4 -d, debugfs -w) and to run shell commands.
+ */
+#ifndef COWPUNCH_TESTS_HELPERS_FSIMG_H
+#define COWPUNCH_TESTS_HELPERS_FSIMG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Runs `sh -c` on the formatted command (the caller redirects output); returns the exit status or -1. */
+int fsimg_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* True when mkfs.ext4, debugfs and e2fsck are on PATH. */
+bool fsimg_tools_present(void);
+
+/* Writes len pseudo-random bytes (xorshift seeded with seed) to a new file at path. Returns 0 or -errno. */
+int fsimg_random_file(const char *path, uint64_t len, uint64_t seed);
+
+/* Creates a fresh temporary directory (mkdtemp under $TMPDIR or /var/tmp) into buf. Returns 0 or -errno. */
+int fsimg_tmpdir(char *buf, size_t len);
+
+/* rm -rf of a directory made by fsimg_tmpdir. */
+void fsimg_rmtree(const char *dir);
+
+#endif

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Helpers shared by the reclaim tests (included, not linked): temporary files,
+ * the allocation map of a file, raw SHA-256 of a file.
+ */
+#ifndef COWPUNCH_TESTS_RTEST_H
+#define COWPUNCH_TESTS_RTEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "tests/unit/helpers/storegen.h"
+
+#define RT_BLOCK     4096u
+#define TMPFS_MAGIC_ 0x01021994
+
+/* Opens a new unlinked-on-close temporary file in dir; returns fd or -errno. */
+static inline __attribute__((unused)) int rt_tmpfile(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/cowpunch-test-XXXXXX", dir);
+		fd = mkstemp(path);
+		if (fd >= 0)
+			unlink(path);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Returns NULL when dir can hold the tests: a file system with blocks of at most
+ * 4 KiB that punches holes and reports them; else a reason to skip.
+ */
+static inline __attribute__((unused)) const char *rt_dir_unusable(const char *dir)
+{
+	static char why[256];
+	struct statfs sf;
+	int fd;
+
+	if (statfs(dir, &sf) < 0) {
+		snprintf(why, sizeof(why), "%s: %s", dir, strerror(errno));
+		return why;
+	}
+	if (sf.f_bsize > RT_BLOCK) {
+		snprintf(why, sizeof(why), "%s: block size %ld > 4096, chunks would not punch", dir,
+			 (long)sf.f_bsize);
+		return why;
+	}
+	fd = rt_tmpfile(dir);
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "%s: cannot create files: %s", dir, strerror(-fd));
+		return why;
+	}
+	if (ftruncate(fd, 2 * RT_BLOCK) < 0 ||
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, RT_BLOCK) < 0) {
+		snprintf(why, sizeof(why), "%s: no PUNCH_HOLE: %s", dir, strerror(errno));
+		close(fd);
+		return why;
+	}
+	close(fd);
+	return NULL;
+}
+
+/* True when st_blocks of files in dir counts data blocks only (no extent-tree blocks). */
+static inline __attribute__((unused)) bool rt_exact_blocks(const char *dir)
+{
+	struct statfs sf;
+
+	return statfs(dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC_;
+}
+
+/*
+ * Allocation map of fd at 4 KiB granularity from SEEK_DATA/SEEK_HOLE: byte i is 1
+ * when block i holds data.  Caller frees.
+ */
+static inline __attribute__((unused)) uint8_t *rt_alloc_map(int fd, uint64_t size)
+{
+	uint64_t nb = (size + RT_BLOCK - 1) / RT_BLOCK;
+	uint8_t *m = calloc(nb ? nb : 1, 1);
+	off_t d = 0, h;
+
+	if (!m)
+		return NULL;
+	while ((d = lseek(fd, d, SEEK_DATA)) >= 0 && (uint64_t)d < size) {
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			break;
+		for (uint64_t b = (uint64_t)d / RT_BLOCK; b * RT_BLOCK < (uint64_t)h && b < nb; b++)
+			m[b] = 1;
+		d = h;
+	}
+	return m;
+}
+
+/* SHA-256 of the raw bytes of fd. */
+static inline __attribute__((unused)) int rt_file_sha(int fd, uint8_t out[32])
+{
+	static char buf[1 << 16];
+	struct storegen_sha256 s;
+	uint64_t off = 0;
+	ssize_t n;
+
+	storegen_sha256_init(&s);
+	while ((n = pread(fd, buf, sizeof(buf), (off_t)off)) > 0) {
+		storegen_sha256_update(&s, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	if (n < 0)
+		return -errno;
+	storegen_sha256_final(&s, out);
+	return 0;
+}
+
+/* Reopens fd (same file) with O_DIRECT when the file system allows it; else a plain dup. */
+static inline __attribute__((unused)) int rt_reopen(int fd, bool direct)
+{
+	char p[64];
+	int r;
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	r = open(p, O_RDWR | O_CLOEXEC | (direct ? O_DIRECT : 0));
+	if (r < 0 && direct)
+		r = open(p, O_RDWR | O_CLOEXEC);
+	return r < 0 ? -errno : r;
+}
+
+/* True when the kernel has cachestat(2) (Linux 6.5). */
+static inline __attribute__((unused)) bool rt_has_cachestat(void)
+{
+	uint64_t range[2] = {0, 4096}, cs[5];
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	long r = syscall(451, fd, range, cs, 0);
+
+	close(fd);
+	return r == 0;
+}
+
+#endif

@@ -1,0 +1,95 @@
+# The newcomer's demo (make demo): three VMs on one base image, each writes files, deletes
+# some and zero-fills its free space (the usual way to hand space back); then hibernation
+# (detach), reclaim of every VM, what each gave back, and re-attach with every file checked.
+# Runs in the test bed (sourced by busybox ash after lib.sh) or natively (tests/vm/demo.sh
+# --native).  Output lines start with "demo:" so the host can show them live.
+say() { echo "demo: $*"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+export COWPUNCH_STATE_DIR=$WORK/state
+vms="web db cache"
+base=$WORK/debian-mini.ext4
+mnt=$TMPWORK/mnt
+mkdir -p "$mnt"
+
+say "[1/6] a 16 MiB ext4 base image (stands in for a root file system), shared read-only"
+make_base_image "$base" 16 ext4
+base_sha=$(sha256 "$base")
+
+say "[2/6] three VMs on it, 32 MiB disks each: cowpunch create ID --base IMAGE --size 32M"
+for vm in $vms; do
+	dev=$(cowpunch create "$vm" --base "$base" --size 32M)
+	say "      $vm -> $dev"
+done
+say "      base loop devices in use: $(losetup -j "$base" -O NAME -n | wc -l) (one, shared)"
+
+say "[3/6] each guest: grow its fs, write files, delete some, zero-fill the free space"
+n=0
+for vm in $vms; do
+	n=$((n + 1))
+	dev=/dev/mapper/overlay-$vm
+	/usr/sbin/resize2fs "$dev" >/dev/null 2>&1 || fail "$vm: resize2fs"
+	mount -t ext4 "$dev" "$mnt"
+	mkdir -p "$mnt/data"
+	dd if=/dev/urandom of="$mnt/data/app.bin" bs=1M count=$((n + 1)) status=none
+	dd if=/dev/urandom of="$mnt/data/config" bs=4K count=3 status=none
+	echo "hello from $vm" >"$mnt/data/motd"
+	dd if=/dev/urandom of="$mnt/data/cache.tmp" bs=1M count=4 status=none
+	dd if=/dev/urandom of="$mnt/data/old.log" bs=1M count=3 status=none
+	sync
+	rm "$mnt/data/cache.tmp" "$mnt/data/old.log"
+	# The guest's own way to hand space back: fill free space with zeros, delete the filler.
+	dd if=/dev/zero of="$mnt/zerofill" bs=1M status=none 2>/dev/null || true
+	sync
+	rm "$mnt/zerofill"
+	(cd "$mnt" && find . -type f ! -name zerofill | sort | xargs sha256sum) >"$TMPWORK/$vm.sums"
+	umount "$mnt"
+	say "      $vm: kept $(wc -l <"$TMPWORK/$vm.sums") files, deleted 7 MiB, zero-filled; COW holds $(mib $(($(blocks "$COWPUNCH_STATE_DIR/$vm/cow") * 512)))"
+done
+cowpunch list | sed 's/^/demo:      /'
+
+say "[4/6] hibernate: cowpunch detach ID (the VM is stopped; its COW file stays)"
+for vm in $vms; do cowpunch detach "$vm"; done
+say "      dm devices left: $(dmsetup ls | grep -c -e '-web' -e '-db' -e '-cache' || true), loop devices left: $(losetup -a | wc -l)"
+
+say "[5/6] reclaim: cowpunch reclaim ID (offline, punches the all-zero chunks out of the COW file)"
+total=0
+for vm in $vms; do
+	cowpunch reclaim --json "$vm" >"$TMPWORK/$vm.reclaim.json"
+	b=$(json_get "$TMPWORK/$vm.reclaim.json" .allocated_before)
+	a=$(json_get "$TMPWORK/$vm.reclaim.json" .allocated_after)
+	g=$(json_get "$TMPWORK/$vm.reclaim.json" .reclaimed_bytes)
+	assert_eq "$a" $(($(blocks "$COWPUNCH_STATE_DIR/$vm/cow") * 512)) "$vm: COW st_blocks after reclaim" >/dev/null
+	echo "$vm $b $a $g" >>"$TMPWORK/figures"
+	total=$((total + g))
+	say "      $vm: $(mib "$b") -> $(mib "$a"), gave back $(mib "$g")"
+done
+say "      total given back: $(mib $total)"
+
+say "[6/6] wake up: cowpunch attach ID, e2fsck -fn, every file's sha256"
+for vm in $vms; do
+	dev=$(cowpunch attach "$vm")
+	/usr/sbin/e2fsck -fn "$dev" >"$TMPWORK/$vm.fsck" 2>&1 || { cat "$TMPWORK/$vm.fsck"; fail "$vm: e2fsck found damage"; }
+	mount -t ext4 -o ro "$dev" "$mnt"
+	ok=$(cd "$mnt" && sha256sum -c "$TMPWORK/$vm.sums" 2>/dev/null | grep -c ': OK$' || true)
+	all=$(wc -l <"$TMPWORK/$vm.sums")
+	umount "$mnt"
+	cowpunch detach "$vm"
+	echo "$vm $ok $all" >>"$TMPWORK/intact"
+	say "      $vm: e2fsck clean, $ok/$all files intact"
+	assert_eq "$all" "$ok" "$vm: files intact" >/dev/null
+done
+assert_eq "$base_sha" "$(sha256 "$base")" "base image unchanged" >/dev/null
+
+say ""
+say "=================================================================="
+say " cowpunch demo: 3 VMs on one base image, kernel $(uname -r)"
+say "------------------------------------------------------------------"
+say "$(printf ' %-6s %12s %12s %12s  %s' VM 'COW before' 'COW after' 'given back' 'files intact')"
+while read -r vm b a g; do
+	set -- $(grep "^$vm " "$TMPWORK/intact")
+	say "$(printf ' %-6s %12s %12s %12s  %s/%s' "$vm" "$(mib "$b")" "$(mib "$a")" "$(mib "$g")" "$2" "$3")"
+done <"$TMPWORK/figures"
+say "$(printf ' %-6s %12s %12s %12s' total '' '' "$(mib $total)")"
+say " e2fsck clean on every VM; base image unchanged (sha256 ${base_sha%"${base_sha#????????????}"}...)"
+say "=================================================================="
+for vm in $vms; do cowpunch destroy "$vm"; done

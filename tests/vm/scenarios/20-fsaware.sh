@@ -1,0 +1,90 @@
+# Fs-aware reclaim (docs/fsaware.md) on what a real kernel wrote.  The base is an ext4 image
+# (4 KiB blocks); the guest mounts the overlay, writes a 2 MiB file, a 12 MiB file and a 1 MiB
+# file, deletes the 12 MiB one, then the snapshot is taken in three ways:
+#   freeze:  fsfreeze -f, the COW copied (what a hibernated VM leaves), thaw, umount;
+#   umount:  a clean unmount, the disk detached;
+#   mounted: the COW copied while mounted and not frozen (journal needs recovery).
+# `cowpunch reclaim --fs-aware` must drop st_blocks by >= 95% of the deleted file for the first
+# two, after which the overlay re-attached is e2fsck -fn clean and every remaining file has its
+# sha256; the mounted copy must be refused with exit 5 and left byte for byte as it was.
+need_cowpunch reclaim
+cowpunch reclaim --help | grep -q -- '--fs-aware' || skip "cowpunch reclaim has no --fs-aware"
+
+base=$WORK/base.img mnt=$TMPWORK/mnt
+make_base_image "$base" 32 ext4
+sectors=$((40 * 2048)) # the disk: 32 MiB of ext4, then an unused zero tail
+size=$((40 << 20))
+big=$((12 << 20))
+mkdir -p "$mnt"
+
+guest_writes() {
+	dev=$(layered_create "$1" "$base" "$2" "$sectors" 8)
+	mount -t ext4 "$dev" "$mnt"
+	dd if=/dev/urandom of="$mnt/keep1" bs=64K count=32 status=none
+	dd if=/dev/urandom of="$mnt/big" bs=1M count=12 status=none
+	sync
+	dd if=/dev/urandom of="$mnt/keep2" bs=64K count=16 status=none
+	rm "$mnt/big"
+	sync
+	k1=$(sha256 "$mnt/keep1") k2=$(sha256 "$mnt/keep2") ka=$(sha256 "$mnt/a")
+}
+
+# check_reclaimed ID SNAP: fs-aware reclaim of the detached store SNAP, then re-attach and check.
+check_reclaimed() {
+	before=$(blocks "$2")
+	cowpunch reclaim --fs-aware --base "$base" --size $size --json "$2" >"$OUT/$1.json" ||
+		fail "$1: reclaim --fs-aware exited $?"
+	cat "$OUT/$1.json"
+	after=$(blocks "$2")
+	drop=$(((before - after) * 512))
+	log "$1: st_blocks $before -> $after ($drop bytes), deleted file $big bytes"
+	[ "$drop" -ge $((big * 95 / 100)) ] || fail "$1: st_blocks dropped by $drop < 95% of $big"
+	assert_eq done "$(json_get "$OUT/$1.json" .fs_aware.status)" "$1: fs_aware.status"
+	assert_eq "$drop" "$(json_get "$OUT/$1.json" .reclaimed_bytes)" "$1: reclaimed_bytes"
+	dev=$(layered_create "$1-r" "$base" "$2" "$sectors" 8)
+	e2fsck -fn "$dev" || fail "$1: e2fsck -fn after reclaim"
+	mount -t ext4 -o ro "$dev" "$mnt"
+	assert_eq "$k1" "$(sha256 "$mnt/keep1")" "$1: sha256 of keep1"
+	assert_eq "$k2" "$(sha256 "$mnt/keep2")" "$1: sha256 of keep2"
+	assert_eq "$ka" "$(sha256 "$mnt/a")" "$1: sha256 of the base's file a"
+	umount "$mnt"
+	layered_remove "$1-r" "$base" "$2"
+}
+
+# 1. Frozen: the copy taken under FIFREEZE is the hibernated VM's store.
+cow=$WORK/cow-freeze
+truncate -s 48M "$cow"
+guest_writes fz "$cow"
+fsfreeze -f "$mnt"
+dd if="$cow" of="$WORK/snap-freeze" bs=1M conv=sparse status=none
+sync
+fsfreeze -u "$mnt"
+umount "$mnt"
+layered_remove fz "$base" "$cow"
+check_reclaimed freeze "$WORK/snap-freeze"
+
+# 2. Cleanly unmounted, then detached.
+cow=$WORK/cow-umount
+truncate -s 48M "$cow"
+guest_writes um "$cow"
+umount "$mnt"
+layered_remove um "$base" "$cow"
+check_reclaimed umount "$cow"
+
+# 3. Mounted and not frozen: refused, nothing written.
+cow=$WORK/cow-mounted
+truncate -s 48M "$cow"
+guest_writes mo "$cow"
+dd if="$cow" of="$WORK/snap-mounted" bs=1M conv=sparse status=none
+sync # written back now: the extent blocks ext4 adds at writeback count in st_blocks
+umount "$mnt"
+layered_remove mo "$base" "$cow"
+snap=$WORK/snap-mounted
+b=$(blocks "$snap") h=$(sha256 "$snap")
+rc=0
+cowpunch reclaim --fs-aware --base "$base" --size $size --json "$snap" >"$OUT/mounted.json" || rc=$?
+cat "$OUT/mounted.json"
+assert_eq 5 "$rc" "exit status of reclaim --fs-aware on a mounted, unfrozen copy"
+assert_eq refused "$(json_get "$OUT/mounted.json" .fs_aware.status)" "mounted: fs_aware.status"
+assert_eq "$b" "$(blocks "$snap")" "mounted: st_blocks unchanged"
+assert_eq "$h" "$(sha256 "$snap")" "mounted: bytes unchanged"
