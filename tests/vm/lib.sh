@@ -201,10 +201,11 @@ json_get() { /usr/bin/jq -r "$2" "$1"; }
 # cowpunch_has SUBCOMMAND: true when build/cowpunch knows SUBCOMMAND.
 cowpunch_has() { cowpunch "$1" --help >/dev/null 2>&1; }
 
-# need_cowpunch SUBCOMMAND...: skips the scenario when a subcommand is not built yet (issue 2).
+# need_cowpunch SUBCOMMAND...: fails the scenario when the build lacks a subcommand.  Every
+# subcommand the scenarios use exists, so a missing one is a broken build, never a skip.
 need_cowpunch() {
 	for _c in "$@"; do
-		cowpunch_has "$_c" || skip "cowpunch $_c is not implemented in this build"
+		cowpunch_has "$_c" || fail "cowpunch $_c is missing from this build"
 	done
 }
 
@@ -214,19 +215,17 @@ area_entry() {
 	od -A n -t u8 -j $(($3 * $2 + $4 * 16)) -N 16 "$1" | awk '{ print $1, $2 }'
 }
 
-# pending_cowpunch SUBCOMMAND: true when SUBCOMMAND is missing; remembers it for finish.
-# A scenario runs its dmsetup parts always and its cowpunch parts only when built:
+# pending_cowpunch SUBCOMMAND: false when SUBCOMMAND is built (the usual case), so the
+# scenario runs its cowpunch checks:
 #   if ! pending_cowpunch inspect; then ...checks with cowpunch inspect...; fi
-#   finish
+# A missing subcommand fails the scenario: the scenarios were written while the subcommands
+# were being built, and a skip would now hide a broken build.
 pending_cowpunch() {
-	cowpunch_has "$1" && return 1
-	case " ${_pending:-} " in *" $1 "*) ;; *) _pending="${_pending:-} $1" ;; esac
-	log "cowpunch $1 is not built yet: its checks are left out"
-	return 0
+	cowpunch_has "$1" || fail "cowpunch $1 is missing from this build"
+	return 1
 }
 
-# finish: end of a scenario using pending_cowpunch: skip when parts were left out, else pass.
+# finish: end of a scenario.
 finish() {
-	[ -z "${_pending:-}" ] || skip "dm parts passed; not built yet:${_pending}"
 	log "all checks passed"
 }
