@@ -198,6 +198,18 @@ snap_exceptions() {
 # json_get JSON_FILE JQ_PATH: one value from a JSON file (jq -r).
 json_get() { /usr/bin/jq -r "$2" "$1"; }
 
+# vm_exceptions ID: exceptions the kernel holds for the attached VM ID, from the snapshot status
+# `cowpunch status --json` reports (libdm's dm_get_status_snapshot): (allocated_bytes -
+# metadata_bytes) / chunk_size.  Fails unless the snapshot is valid.  Compare with snap_exceptions,
+# which reads `dmsetup status` independently.
+vm_exceptions() {
+	cowpunch status --json "$1" >"$TMPWORK/status-$1.json" || fail "cowpunch status $1 exited $?"
+	[ "$(json_get "$TMPWORK/status-$1.json" .snapshot.state)" = valid ] ||
+		fail "VM $1: snapshot not valid: $(cat "$TMPWORK/status-$1.json")"
+	/usr/bin/jq -r '(.snapshot.allocated_bytes - .snapshot.metadata_bytes) / .chunk_size' \
+		"$TMPWORK/status-$1.json"
+}
+
 # cowpunch_has SUBCOMMAND: true when build/cowpunch knows SUBCOMMAND.
 cowpunch_has() { cowpunch "$1" --help >/dev/null 2>&1; }
 
