@@ -121,6 +121,7 @@ bench: all
 # The README's test command.  Installs what is missing, then runs everything.
 test:
 	@scripts/deps.sh all
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory clitest
@@ -132,7 +133,7 @@ format:
 	clang-format -i $(FORMAT_SRCS)
 
 format-check:
-	@clang-format --dry-run --Werror $(FORMAT_SRCS)
+	@clang-format --dry-run --Werror $(FORMAT_SRCS) && echo "format-check: $(words $(FORMAT_SRCS)) files clean"
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -195,16 +195,66 @@ snap_exceptions() {
 	snap_status "$1" | awk -v c="$2" '{ print ($1 - $3) / c }'
 }
 
+# fsaware_writes DEV MNT: the fs-aware scenarios' guest: mounts the ext4 on DEV at MNT, writes
+# keep1 (2 MiB), big (12 MiB, synced), keep2 (1 MiB), deletes big and syncs; leaves it mounted.
+# Sets k1, k2 and ka: sha256 of keep1, keep2 and the base image's file a.
+fsaware_writes() {
+	mount -t ext4 "$1" "$2"
+	dd if=/dev/urandom of="$2/keep1" bs=64K count=32 status=none
+	dd if=/dev/urandom of="$2/big" bs=1M count=12 status=none
+	sync
+	dd if=/dev/urandom of="$2/keep2" bs=64K count=16 status=none
+	rm "$2/big"
+	sync
+	k1=$(sha256 "$2/keep1") k2=$(sha256 "$2/keep2") ka=$(sha256 "$2/a")
+}
+
+# fsaware_dropped NAME FILE BLOCKS_BEFORE JSON BYTES: after reclaim --fs-aware of FILE (its JSON
+# output in JSON): fs_aware.status done, st_blocks dropped by >= 95% of BYTES (the deleted
+# file), reclaimed_bytes = the drop.  Sets drop (bytes).
+fsaware_dropped() {
+	drop=$((($3 - $(blocks "$2")) * 512))
+	log "$1: st_blocks $3 -> $(blocks "$2") ($drop bytes), deleted file $5 bytes"
+	[ "$drop" -ge $(($5 * 95 / 100)) ] || fail "$1: st_blocks dropped by $drop < 95% of $5"
+	assert_eq done "$(json_get "$4" .fs_aware.status)" "$1: fs_aware.status"
+	assert_eq "$drop" "$(json_get "$4" .reclaimed_bytes)" "$1: reclaimed_bytes"
+}
+
+# fsaware_intact NAME DEV MNT: after the reclaim, DEV (the re-attached overlay) is e2fsck -fn
+# clean and keep1, keep2 and a have the sha256 fsaware_writes saw; big stays deleted.
+fsaware_intact() {
+	e2fsck -fn "$2" || fail "$1: e2fsck -fn after reclaim"
+	mount -t ext4 -o ro "$2" "$3"
+	assert_eq "$k1" "$(sha256 "$3/keep1")" "$1: sha256 of keep1"
+	assert_eq "$k2" "$(sha256 "$3/keep2")" "$1: sha256 of keep2"
+	assert_eq "$ka" "$(sha256 "$3/a")" "$1: sha256 of the base's file a"
+	[ ! -e "$3/big" ] || fail "$1: the deleted file came back"
+	umount "$3"
+}
+
 # json_get JSON_FILE JQ_PATH: one value from a JSON file (jq -r).
 json_get() { /usr/bin/jq -r "$2" "$1"; }
+
+# vm_exceptions ID: exceptions the kernel holds for the attached VM ID, from the snapshot status
+# `cowpunch status --json` reports (libdm's dm_get_status_snapshot): (allocated_bytes -
+# metadata_bytes) / chunk_size.  Fails unless the snapshot is valid.  Compare with snap_exceptions,
+# which reads `dmsetup status` independently.
+vm_exceptions() {
+	cowpunch status --json "$1" >"$TMPWORK/status-$1.json" || fail "cowpunch status $1 exited $?"
+	[ "$(json_get "$TMPWORK/status-$1.json" .snapshot.state)" = valid ] ||
+		fail "VM $1: snapshot not valid: $(cat "$TMPWORK/status-$1.json")"
+	/usr/bin/jq -r '(.snapshot.allocated_bytes - .snapshot.metadata_bytes) / .chunk_size' \
+		"$TMPWORK/status-$1.json"
+}
 
 # cowpunch_has SUBCOMMAND: true when build/cowpunch knows SUBCOMMAND.
 cowpunch_has() { cowpunch "$1" --help >/dev/null 2>&1; }
 
-# need_cowpunch SUBCOMMAND...: skips the scenario when a subcommand is not built yet (issue 2).
+# need_cowpunch SUBCOMMAND...: fails the scenario when the build lacks a subcommand.  Every
+# subcommand the scenarios use exists, so a missing one is a broken build, never a skip.
 need_cowpunch() {
 	for _c in "$@"; do
-		cowpunch_has "$_c" || skip "cowpunch $_c is not implemented in this build"
+		cowpunch_has "$_c" || fail "cowpunch $_c is missing from this build"
 	done
 }
 
@@ -214,19 +264,17 @@ area_entry() {
 	od -A n -t u8 -j $(($3 * $2 + $4 * 16)) -N 16 "$1" | awk '{ print $1, $2 }'
 }
 
-# pending_cowpunch SUBCOMMAND: true when SUBCOMMAND is missing; remembers it for finish.
-# A scenario runs its dmsetup parts always and its cowpunch parts only when built:
+# pending_cowpunch SUBCOMMAND: false when SUBCOMMAND is built (the usual case), so the
+# scenario runs its cowpunch checks:
 #   if ! pending_cowpunch inspect; then ...checks with cowpunch inspect...; fi
-#   finish
+# A missing subcommand fails the scenario: the scenarios were written while the subcommands
+# were being built, and a skip would now hide a broken build.
 pending_cowpunch() {
-	cowpunch_has "$1" && return 1
-	case " ${_pending:-} " in *" $1 "*) ;; *) _pending="${_pending:-} $1" ;; esac
-	log "cowpunch $1 is not built yet: its checks are left out"
-	return 0
+	cowpunch_has "$1" || fail "cowpunch $1 is missing from this build"
+	return 1
 }
 
-# finish: end of a scenario using pending_cowpunch: skip when parts were left out, else pass.
+# finish: end of a scenario.
 finish() {
-	[ -z "${_pending:-}" ] || skip "dm parts passed; not built yet:${_pending}"
 	log "all checks passed"
 }

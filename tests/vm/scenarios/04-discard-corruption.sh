@@ -6,6 +6,10 @@
 #      every exception after them on re-attach, and `cowpunch inspect` must report the store as
 #      damaged (exit 3), and `cowpunch reclaim` must refuse it without writing a byte.
 # The scenario fails if the kernel no longer corrupts: then dm-facts.md needs updating.
+# The disks are made by `cowpunch create --discard` (4 KiB chunks, discard_zeroes_cow): the risk
+# that option's warning names, shown on the table cowpunch really builds.
+need_cowpunch create attach detach inspect reclaim
+export COWPUNCH_STATE_DIR=$WORK/state
 C=4096
 chunk_sha() { dd if="$1" bs=$C skip="$2" count=1 status=none | sha256sum | cut -d' ' -f1; }
 zero_sha=$(dd if=/dev/zero bs=1024 count=1 status=none | sha256sum | cut -d' ' -f1)
@@ -13,9 +17,9 @@ base=$WORK/base.img
 make_base_image "$base" 4
 
 # --- A: data damage ----------------------------------------------------------------------
-cow=$WORK/cow-a
-truncate -s 8M "$cow"
-dev=$(layered_create da "$base" "$cow" 8192 8 discard_zeroes_cow)
+cow=$COWPUNCH_STATE_DIR/da/cow
+dev=$(cowpunch create da --base "$base" --size 4M --discard)
+dmsetup table overlay-da | grep -q " P 8 1 discard_zeroes_cow$" || fail "overlay-da: no discard_zeroes_cow"
 # dm devices have no /sys/block/NAME: find the queue by major:minor.
 mm=$(dmsetup info -c --noheadings -o major,minor overlay-da | tr -d ' ')
 log "discard_granularity $(cat "/sys/dev/block/$mm/queue/discard_granularity" 2>/dev/null || echo ?)"
@@ -23,7 +27,7 @@ for c in 101 100 500; do write_chunk "$dev" $c $C; done # COW chunks 2, 3, 4
 dd if="$dev" of="$TMPWORK/before" bs=$C count=1024 status=none
 /usr/sbin/blkdiscard -f -o $((100 * C + 3072)) -l 2048 "$dev"
 dd if="$dev" of="$TMPWORK/after" bs=$C count=1024 status=none
-layered_remove da "$base" "$cow"
+cowpunch detach da
 changed=$(cmp -l "$TMPWORK/before" "$TMPWORK/after" | awk '{ print int(($1 - 1) / 4096) }' | uniq -c |
 	awk '{ printf "origin chunk %s: %s bytes; ", $2, $1 }')
 log "bytes changed by the discard of origin bytes $((100 * C + 3072))..+2048: $changed"
@@ -46,16 +50,15 @@ log "A: reproduced: an unaligned discard in origin chunk 100 zeroed 1 KiB of ori
 # 356 chunks written in order: origin 0..255 -> COW 2..257 (area 0 full), metadata area 1 at
 # COW chunk 258, origin 256..355 -> COW 259..358 (100 entries in area 1).  A discard of the last
 # 2 KiB-1 KiB of origin chunk 255 (COW 257) spills into the first KiB of area 1: entries 0..63.
-cow=$WORK/cow-b
-truncate -s 8M "$cow"
-dev=$(layered_create db "$base" "$cow" 8192 8 discard_zeroes_cow)
+cow=$COWPUNCH_STATE_DIR/db/cow
+dev=$(cowpunch create db --base "$base" --size 4M --discard)
 dd if=/dev/urandom of="$dev" bs=$C count=356 oflag=direct conv=notrunc status=none
 sync
 want=$(sha256 "$dev")
 assert_eq 356 "$(snap_exceptions "$dev" 8)" "exceptions before the discard"
 /usr/sbin/blkdiscard -f -o $((255 * C + 3072)) -l 2048 "$dev"
 expect=$(dd if="$dev" bs=$C count=1024 status=none | sha256sum | cut -d' ' -f1) # what the VM saw
-layered_remove db "$base" "$cow"
+cowpunch detach db
 assert_eq "255 257" "$(area_entry "$cow" $C 1 255)" "area 0, last entry (origin -> COW)"
 assert_eq "0 0" "$(area_entry "$cow" $C 258 0)" "area 1, entry 0 after the discard (zeroed)"
 assert_eq "0 0" "$(area_entry "$cow" $C 258 63)" "area 1, entry 63 after the discard (zeroed)"
@@ -75,18 +78,19 @@ fi
 if ! pending_cowpunch reclaim; then
 	blk=$(blocks "$cow")
 	assert_rc 3 cowpunch reclaim "$cow"
+	assert_rc 3 cowpunch reclaim db
 	assert_eq "$blk" "$(blocks "$cow")" "st_blocks after the refused reclaim"
 	cmp "$cow" "$TMPWORK/cow-b.orig" || fail "reclaim changed a refused store"
 fi
 # What the kernel makes of it: area 1 ends at its first entry, its 100 exceptions are lost and
 # origin chunks 256..355 read the base again, not what the VM wrote.
-dev=$(layered_create db "$base" "$cow" 8192 8)
+dev=$(cowpunch attach db)
 assert_eq 256 "$(snap_exceptions "$dev" 8)" "exceptions the kernel loads from the damaged store"
 got=$(sha256 "$dev")
 assert_ne "$expect" "$got" "overlay after re-attach (writes lost)"
 assert_eq "$(dd if="$base" bs=$C skip=256 count=100 status=none | sha256sum | cut -d' ' -f1)" \
 	"$(dd if="$dev" bs=$C skip=256 count=100 status=none | sha256sum | cut -d' ' -f1)" \
 	"origin chunks 256..355 after re-attach (base data: the written data is lost)"
-layered_remove db "$base" "$cow"
+cowpunch detach db
 [ "$want" != "$expect" ] || fail "the discard changed nothing visible"
 finish

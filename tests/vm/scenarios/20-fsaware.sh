@@ -19,14 +19,7 @@ mkdir -p "$mnt"
 
 guest_writes() {
 	dev=$(layered_create "$1" "$base" "$2" "$sectors" 8)
-	mount -t ext4 "$dev" "$mnt"
-	dd if=/dev/urandom of="$mnt/keep1" bs=64K count=32 status=none
-	dd if=/dev/urandom of="$mnt/big" bs=1M count=12 status=none
-	sync
-	dd if=/dev/urandom of="$mnt/keep2" bs=64K count=16 status=none
-	rm "$mnt/big"
-	sync
-	k1=$(sha256 "$mnt/keep1") k2=$(sha256 "$mnt/keep2") ka=$(sha256 "$mnt/a")
+	fsaware_writes "$dev" "$mnt"
 }
 
 # check_reclaimed ID SNAP: fs-aware reclaim of the detached store SNAP, then re-attach and check.
@@ -35,19 +28,9 @@ check_reclaimed() {
 	cowpunch reclaim --fs-aware --base "$base" --size $size --json "$2" >"$OUT/$1.json" ||
 		fail "$1: reclaim --fs-aware exited $?"
 	cat "$OUT/$1.json"
-	after=$(blocks "$2")
-	drop=$(((before - after) * 512))
-	log "$1: st_blocks $before -> $after ($drop bytes), deleted file $big bytes"
-	[ "$drop" -ge $((big * 95 / 100)) ] || fail "$1: st_blocks dropped by $drop < 95% of $big"
-	assert_eq done "$(json_get "$OUT/$1.json" .fs_aware.status)" "$1: fs_aware.status"
-	assert_eq "$drop" "$(json_get "$OUT/$1.json" .reclaimed_bytes)" "$1: reclaimed_bytes"
+	fsaware_dropped "$1" "$2" "$before" "$OUT/$1.json" $big
 	dev=$(layered_create "$1-r" "$base" "$2" "$sectors" 8)
-	e2fsck -fn "$dev" || fail "$1: e2fsck -fn after reclaim"
-	mount -t ext4 -o ro "$dev" "$mnt"
-	assert_eq "$k1" "$(sha256 "$mnt/keep1")" "$1: sha256 of keep1"
-	assert_eq "$k2" "$(sha256 "$mnt/keep2")" "$1: sha256 of keep2"
-	assert_eq "$ka" "$(sha256 "$mnt/a")" "$1: sha256 of the base's file a"
-	umount "$mnt"
+	fsaware_intact "$1" "$dev" "$mnt"
 	layered_remove "$1-r" "$base" "$2"
 }
 
