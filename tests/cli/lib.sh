@@ -1,7 +1,7 @@
 # Shared helpers for tests/cli/test-*.sh (sourced, not run).  After sourcing: $dir is a fresh
 # temporary directory removed at exit (add more clean-up to the `cleanup_hooks` array).
 # fail MSG counts a failure; expect_rc RC CMD... runs CMD with stdout in $dir/out and stderr in
-# $dir/err; jq_is FILTER VALUE checks the JSON in $dir/out; finish NAME exits 0 or 1.
+# $dir/err; require TOOL... fails when a tool is missing; jq_is FILTER VALUE checks the JSON in $dir/out; finish NAME exits 0 or 1.
 : "${COWPUNCH:?}" "${BUILD_DIR:?}"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cowpunch-cli.XXXXXX")
@@ -17,6 +17,18 @@ fails=0
 fail() {
 	echo "FAIL: $*"
 	fails=$((fails + 1))
+}
+
+# require TOOL...: every tool must be there (scripts/deps.sh installs them; make builds the
+# test tools).  A missing one fails the test: a skip would hide a broken set-up in CI.
+require() {
+	local t
+	for t in "$@"; do
+		[ -x "$t" ] || command -v "$t" >/dev/null || {
+			echo "FAIL: $t is missing (run 'make' and scripts/deps.sh test)"
+			exit 1
+		}
+	done
 }
 
 expect_rc() {

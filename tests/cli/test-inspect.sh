@@ -3,33 +3,8 @@
 set -u
 : "${COWPUNCH:?}" "${BUILD_DIR:?}"
 MKSTORE=$BUILD_DIR/tests/tools/mkstore
-[ -x "$MKSTORE" ] || { echo "skip: $MKSTORE not built"; exit 77; }
-command -v jq >/dev/null || { echo "skip: jq missing (scripts/deps.sh test installs it)"; exit 77; }
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/cowpunch-inspect.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-fails=0
-
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
-
-# expect_rc RC CMD...: runs CMD, stdout to $dir/out, stderr to $dir/err.
-expect_rc() {
-	local want=$1
-	shift
-	"$@" >"$dir/out" 2>"$dir/err"
-	local rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want; stderr: $(cat "$dir/err")"
-}
-
-# jq_is FILTER VALUE: the JSON in $dir/out has FILTER == VALUE.
-jq_is() {
-	local got
-	got=$(jq -r "$1" "$dir/out" 2>/dev/null)
-	[ "$got" = "$2" ] || fail "$1 = '$got', want '$2' (output: $(tr -d '\n' <"$dir/out"))"
-}
+. "$(dirname "$0")/lib.sh"
+require "$MKSTORE" jq
 
 # --- usage
 expect_rc 2 "$COWPUNCH" inspect
@@ -122,8 +97,4 @@ check_refusal discard $((4096 + 1024)) "damaged" add=1,100 punch=$((4096 + 512))
 check_refusal noarea $((258 * 4096)) "next area is missing" add=0,256,2 size=$((258 * 4096))
 check_refusal header-rest 100 "header chunk" add=1,2 byte=100,1
 
-if [ "$fails" -ne 0 ]; then
-	echo "test-inspect: $fails failure(s)"
-	exit 1
-fi
-echo "test-inspect: ok"
+finish test-inspect

@@ -5,7 +5,7 @@
 # and that refusals leave the COW byte for byte as it was.
 set -u
 for t in mkfs.ext4 debugfs e2fsck jq sha256sum; do
-	command -v $t >/dev/null || { echo "skip: $t not installed"; exit 77; }
+	command -v $t >/dev/null || { echo "FAIL: $t is missing (scripts/deps.sh test installs it)"; exit 1; }
 done
 tool=$BUILD_DIR/tests/tools/fsimgstore
 [ -x "$tool" ] || { echo "fail: $tool not built"; exit 1; }

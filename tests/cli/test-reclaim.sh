@@ -4,11 +4,8 @@
 set -u
 : "${BUILD_DIR:?}"
 MKSTORE=$BUILD_DIR/tests/tools/mkstore
-[ -x "$MKSTORE" ] || { echo "skip: $MKSTORE not built"; exit 77; }
-command -v jq >/dev/null || { echo "skip: jq missing (scripts/deps.sh test installs it)"; exit 77; }
-command -v flock >/dev/null || { echo "skip: flock(1) missing (util-linux)"; exit 77; }
-
 . "$(dirname "$0")/lib.sh"
+require "$MKSTORE" jq flock
 loopdev=
 cleanup_hooks+=('[ -n "$loopdev" ] && losetup -d "$loopdev"')
 

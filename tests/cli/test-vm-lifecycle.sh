@@ -6,10 +6,8 @@
 set -u
 : "${COWPUNCH:?}" "${BUILD_DIR:?}"
 MKSTORE=$BUILD_DIR/tests/tools/mkstore
-[ -x "$MKSTORE" ] || { echo "skip: $MKSTORE not built"; exit 77; }
-command -v jq >/dev/null || { echo "skip: jq missing (scripts/deps.sh test installs it)"; exit 77; }
-
 . "$(dirname "$0")/lib.sh"
+require "$MKSTORE" jq
 export COWPUNCH_STATE_DIR=$dir/state
 dm_loaded() { grep -qw device-mapper /proc/devices; }
 
