@@ -233,9 +233,14 @@ int vmcmd_attach(struct vmcmd *c, struct vmdisk_attached *ret)
 		return EXIT_RUNTIME;
 	}
 	if (flock(cow_fd, LOCK_EX | LOCK_NB) < 0) {
+		/* Read errno before printing: stdio may change it. */
+		if (errno != EWOULDBLOCK) {
+			agent_error("%s: cannot lock: %s", c->cow_path, strerror(errno));
+			return EXIT_RUNTIME;
+		}
 		agent_error("%s: locked by another process (a reclaim?): busy, not attached",
 			    c->cow_path);
-		return errno == EWOULDBLOCK ? EXIT_BUSY : EXIT_RUNTIME;
+		return EXIT_BUSY;
 	}
 	host = vmstore_lock_host(c->state);
 	if (host < 0) {
