@@ -246,6 +246,14 @@ static void show_progress(void *opaque, uint64_t done, uint64_t total)
 	fflush(stderr);
 }
 
+static void show_punch_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	fprintf(stderr, "\rcowpunch: punching %3.0f%% (%llu of %llu chunks)   ",
+		total ? 100.0 * (double)done / (double)total : 100.0, (unsigned long long)done,
+		(unsigned long long)total);
+	fflush(stderr);
+}
+
 static json_object *fsaware_json(const struct fsaware_result *f)
 {
 	json_object *o = json_object_new_object();
@@ -296,8 +304,7 @@ static void print_json(const struct reclaim_report *r, const struct fsaware_resu
 static void print_human(const char *path, const struct reclaim_report *r,
 			const struct fsaware_result *fs)
 {
-	char a[32], b[32], c[32], d[32];
-	double rate = r->seconds > 0 ? (double)r->bytes_read / r->seconds : 0;
+	char a[32], b[32], c[32];
 
 	if (r->dry_run)
 		printf("%s: dry run, nothing written: %llu zero chunks (%s) would be punched in "
@@ -324,9 +331,9 @@ static void print_human(const char *path, const struct reclaim_report *r,
 	printf("  %llu exceptions of %s chunks: %llu read, %llu already holes\n",
 	       (unsigned long long)r->exceptions, util_format_bytes(r->chunk_bytes, a, sizeof(a)),
 	       (unsigned long long)r->chunks_scanned, (unsigned long long)r->hole_chunks);
-	printf("  read %s in %.2f s (%s/s), engine %s\n",
+	printf("  read %s; %.2f s in all, engine %s\n",
 	       util_format_bytes(r->bytes_read, c, sizeof(c)), r->seconds,
-	       util_format_bytes((uint64_t)rate, d, sizeof(d)), reclaim_engine_name(r->engine));
+	       reclaim_engine_name(r->engine));
 }
 
 int agent_open_cow_exclusive(const char *path, int *ret_fd)
@@ -408,8 +415,10 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 		.read_bytes = a->read_bytes,
 		.queue_depth = a->queue_depth,
 	};
-	if (a->progress == 1 || (a->progress == -1 && isatty(STDERR_FILENO)))
+	if (a->progress == 1 || (a->progress == -1 && isatty(STDERR_FILENO))) {
 		opts.progress = show_progress;
+		opts.punch_progress = show_punch_progress;
+	}
 
 	if (a->fs_aware) {
 		r = fsaware_reclaim(fd, base_fd, a->disk_size, &opts, &rep, &fs, &err);

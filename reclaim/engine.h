@@ -45,6 +45,11 @@ struct reclaim_engine_ops {
 	/* Sends what is queued and waits until at least one more read is done. */
 	int (*reap)(struct reclaim_engine *e);
 	/*
+	 * Optional (NULL: nothing to do): between reads, takes what has completed
+	 * without waiting, so that queued punches keep going.  0 or a punch error.
+	 */
+	int (*poll)(struct reclaim_engine *e);
+	/*
 	 * Punches the n ranges (PUNCH_HOLE|KEEP_SIZE).  An asynchronous engine may
 	 * return before they are done; ranges may be reused at once.
 	 */

@@ -95,6 +95,22 @@ struct scan {
 	struct reclaim_coalescer zero_co, free_co;
 	struct reclaim_range zero_batch[PUNCH_BATCH], free_batch[PUNCH_BATCH];
 
+	/*
+	 * Punches and reads from the device do not mix: an ext4 punch waits for every
+	 * direct read in flight on the inode (inode_dio_wait), and reads wait for
+	 * the punch's inode lock, so each punch would stall the scan for a read's
+	 * latency and the reads would reach the device one small group at a time.
+	 * While the scan is served from the page cache, what it finds is punched at
+	 * once, alongside; from the first read sent to the device on (defer), each
+	 * chunk to punch is marked in `later` instead and punched after the last
+	 * read, in COW order through later_co (one bit per chunk of the file).
+	 */
+	bool defer;
+	uint8_t *later;
+	uint64_t later_n; /* chunks marked */
+	struct reclaim_coalescer later_co;
+	struct reclaim_range later_batch[PUNCH_BATCH];
+
 	uint64_t total_bytes, done_bytes;
 	double last_progress;
 };
@@ -183,7 +199,15 @@ static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
 
 static int coalesce(struct scan *s, struct reclaim_coalescer *co, uint64_t c)
 {
-	int r = reclaim_coalescer_add(co, c);
+	int r;
+
+	if (s->defer) {
+		if (!snapstore_bitmap_test(s->later, c))
+			s->later_n++;
+		s->later[c >> 3] |= (uint8_t)(1u << (c & 7));
+		return 0;
+	}
+	r = reclaim_coalescer_add(co, c);
 
 	return r > 0 ? punch_batch(s, co) : r;
 }
@@ -343,6 +367,7 @@ static void span_unmap(struct span *sp)
 static int retire(struct scan *s, struct span *sp)
 {
 	const char *buf = sp->map ? sp->map : sp->io.buf;
+	uint8_t zero[SPAN_MAX_CHUNKS / 8];
 	int r;
 
 	if (sp->io.res != (int32_t)sp->io.len) {
@@ -361,20 +386,28 @@ static int retire(struct scan *s, struct span *sp)
 		posix_fadvise(s->fd, (off_t)sp->io.off, (off_t)sp->io.len, POSIX_FADV_DONTNEED);
 	if (sp->piece) {
 		s->big_zero = s->big_zero && util_is_zero(buf, sp->io.len);
-		if (!sp->last) {
-			span_unmap(sp);
+		span_unmap(sp);
+		if (!sp->last)
 			return 0;
-		}
 		r = judge_chunk(s, sp->first, s->big_zero);
 		s->big_zero = true;
-	} else {
-		r = 0;
-		for (uint32_t i = 0; i < sp->n && r >= 0; i++)
-			if (sp->want[i >> 3] & (1u << (i & 7)))
-				r = judge_chunk(s, sp->first + i,
-						util_is_zero(buf + (uint64_t)i * s->cb, s->cb));
+		return r;
 	}
+	/*
+	 * Judge every chunk first and unmap the span before any of its chunks is
+	 * punched: a punch of pages still mapped here would have to unmap them from
+	 * this process itself, with a TLB flush across CPUs.
+	 */
+	memset(zero, 0, sizeof(zero));
+	for (uint32_t i = 0; i < sp->n; i++)
+		if ((sp->want[i >> 3] & (1u << (i & 7))) &&
+		    util_is_zero(buf + (uint64_t)i * s->cb, s->cb))
+			zero[i >> 3] |= (uint8_t)(1u << (i & 7));
 	span_unmap(sp);
+	r = 0;
+	for (uint32_t i = 0; i < sp->n && r >= 0; i++)
+		if (sp->want[i >> 3] & (1u << (i & 7)))
+			r = judge_chunk(s, sp->first + i, zero[i >> 3] & (1u << (i & 7)));
 	return r;
 }
 
@@ -437,6 +470,7 @@ static int scan_loop(struct scan *s)
 			sp->io.res = 0;
 			sp->cached = false;
 			if (!read_from_cache(s, sp)) {
+				s->defer = true;
 				r = s->eng.ops->submit(&s->eng, &sp->io);
 				if (r < 0)
 					return r;
@@ -453,10 +487,38 @@ static int scan_loop(struct scan *s)
 		s->inflight--;
 		r = retire(s, &s->spans[s->head]);
 		s->head = (s->head + 1) % s->depth;
+		if (r >= 0 && s->eng.ops->poll)
+			r = s->eng.ops->poll(&s->eng);
 		if (r < 0)
 			return r;
 		progress(s, false);
 	}
+}
+
+/* After the last read: punches what was put off (see struct scan), in COW order. */
+static int punch_later(struct scan *s)
+{
+	uint64_t nbits = s->info->geom.file_chunks, done = 0;
+	double last = 0;
+	int r;
+
+	for (uint64_t c = bitmap_next_set(s->later, 0, nbits); c < nbits;
+	     c = bitmap_next_set(s->later, c + 1, nbits)) {
+		r = reclaim_coalescer_add(&s->later_co, c);
+		if (r > 0) {
+			r = punch_batch(s, &s->later_co);
+			if (s->opts->punch_progress && util_now() - last >= 0.25) {
+				last = util_now();
+				s->opts->punch_progress(s->opts->progress_opaque, done, s->later_n);
+			}
+		}
+		if (r < 0)
+			return r;
+		done++;
+	}
+	if (s->opts->punch_progress && s->later_n)
+		s->opts->punch_progress(s->opts->progress_opaque, done, s->later_n);
+	return reclaim_coalescer_flush(&s->later_co) ? punch_batch(s, &s->later_co) : 0;
 }
 
 /* Waits for every read still in flight, so no buffer is freed under the kernel. */
@@ -527,7 +589,7 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	struct reclaim_report rep = {0};
 	_cleanup_free_ void *bufs = NULL;
 	_cleanup_free_ struct span *spans = NULL;
-	_cleanup_free_ uint8_t *data_map = NULL;
+	_cleanup_free_ uint8_t *data_map = NULL, *later = NULL;
 	_cleanup_close_ int cached_fd = -1;
 	struct scan s = {0};
 	struct stat st;
@@ -588,13 +650,20 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	if (!data_map)
 		return -ENOMEM;
 	s.data_map = data_map;
+	later = calloc(1, (info->geom.file_chunks + 7) / 8 + 8);
+	if (!later)
+		return -ENOMEM;
+	s.later = later;
 	map_data(&s);
 	reclaim_coalescer_init(&s.zero_co, &info->geom, info->data_bitmap, s.zero_batch,
 			       PUNCH_BATCH);
 	reclaim_coalescer_init(&s.free_co, &info->geom, info->data_bitmap, s.free_batch,
 			       PUNCH_BATCH);
+	reclaim_coalescer_init(&s.later_co, &info->geom, info->data_bitmap, s.later_batch,
+			       PUNCH_BATCH);
 	reclaim_coalescer_set_holes(&s.zero_co, gap_is_hole, &s);
 	reclaim_coalescer_set_holes(&s.free_co, gap_is_hole, &s);
+	reclaim_coalescer_set_holes(&s.later_co, gap_is_hole, &s);
 
 	s.cached_fd = -1;
 	s.page_size = sysconf(_SC_PAGESIZE);
@@ -614,23 +683,26 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	rep.engine = s.eng.ops->kind;
 
 	r = scan_loop(&s);
+	if (r >= 0)
+		progress(&s, true);
 	if (r >= 0 && reclaim_coalescer_flush(&s.zero_co))
 		r = punch_batch(&s, &s.zero_co);
 	if (r >= 0 && reclaim_coalescer_flush(&s.free_co))
 		r = punch_batch(&s, &s.free_co);
 	scan_quiesce(&s);
+	if (r >= 0)
+		r = punch_later(&s);
 	r2 = s.eng.ops->drain(&s.eng);
 	if (r >= 0)
 		r = r2;
 	s.eng.ops->exit(&s.eng);
 	if (r < 0)
 		return r;
-	progress(&s, true);
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	rep.allocated_after = (uint64_t)st.st_blocks * 512;
-	rep.hole_bridges = s.zero_co.bridged + s.free_co.bridged;
+	rep.hole_bridges = s.zero_co.bridged + s.free_co.bridged + s.later_co.bridged;
 	rep.reclaimed_bytes = rep.allocated_before > rep.allocated_after
 				      ? rep.allocated_before - rep.allocated_after
 				      : 0;

@@ -48,8 +48,13 @@ struct reclaim_opts {
 	uint32_t read_bytes;
 	uint32_t queue_depth;
 	uint32_t gap_bytes;
-	/* Optional progress callback, called at most a few times a second. */
+	/*
+	 * Optional progress callbacks, called at most a few times a second: the
+	 * scan (bytes of listed data chunks judged so far), then the punches put
+	 * off until after the scan (chunks handed to the engine so far).
+	 */
 	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
+	void (*punch_progress)(void *opaque, uint64_t done_chunks, uint64_t total_chunks);
 	void *progress_opaque;
 };
 

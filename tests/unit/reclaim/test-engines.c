@@ -6,11 +6,13 @@
  * (default /tmp).
  */
 #include <errno.h>
+#include <linux/fs.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/ioctl.h>
 
 #include "common/cleanup.h"
 #include "reclaim/reclaim.h"
@@ -214,6 +216,75 @@ static void test_uring(void **state)
 	run_case(RECLAIM_ENGINE_URING, 8, 700, 0, false, false);
 }
 
+/*
+ * More ranges than the io_uring engine queues (4096) and many linked chains of
+ * punches (256 each): read from the device (every punch put off to the end,
+ * queued all at once) and from the page cache (punched while the scan goes on).
+ */
+static void test_uring_many_ranges(void **state)
+{
+	run_case(RECLAIM_ENGINE_URING, 8, 25000, 0, true, false);
+	run_case_cache(RECLAIM_ENGINE_URING, 8, 25000, 0, false, true, false);
+}
+
+/*
+ * A punch the file system refuses (EPERM: the inode was made append-only after
+ * it was opened) fails the run with that error, whichever engine punches and
+ * whether the punches go alongside the scan (cached) or after it (direct), and
+ * nothing changes: no byte, no block.  Needs CAP_LINUX_IMMUTABLE (root).
+ */
+static void test_punch_error(void **state)
+{
+	static const enum reclaim_engine_kind kinds[] = {RECLAIM_ENGINE_URING, RECLAIM_ENGINE_AIO,
+							 RECLAIM_ENGINE_SYNC};
+
+	for (size_t i = 0; i < ARRAY_SIZE(kinds) * 2; i++) {
+		struct reclaim_opts opts = {.engine = kinds[i / 2], .queue_depth = 4};
+		bool direct = i % 2;
+		struct reclaim_report rep;
+		struct snapshot before, after;
+		struct fixture f;
+		int fd, r, flags, appendonly;
+
+		build(&f, 8, 3000);
+		take(&f, &before);
+		if (direct)
+			assert_int_equal(posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		fd = rt_reopen(f.fd, direct);
+		assert_true(fd >= 0);
+		if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0) {
+			close(fd);
+			close(f.fd);
+			free(before.map);
+			skip();
+		}
+		appendonly = flags | FS_APPEND_FL;
+		if (ioctl(fd, FS_IOC_SETFLAGS, &appendonly) < 0) {
+			close(fd);
+			close(f.fd);
+			free(before.map);
+			skip();
+		}
+		r = rt_reclaim(fd, &opts, &rep);
+		assert_int_equal(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+		if (r == -ENOTSUP && kinds[i / 2] != RECLAIM_ENGINE_SYNC) {
+			close(fd);
+			close(f.fd);
+			free(before.map);
+			continue;
+		}
+		assert_int_equal(r, -EPERM);
+		take(&f, &after);
+		assert_memory_equal(before.sha, after.sha, 32);
+		assert_memory_equal(before.map, after.map, f.file_size / RT_BLOCK);
+		assert_int_equal(before.allocated, after.allocated);
+		free(after.map);
+		free(before.map);
+		close(fd);
+		close(f.fd);
+	}
+}
+
 static void test_aio(void **state)
 {
 	run_case(RECLAIM_ENGINE_AIO, 8, 700, 0, true, false);
@@ -310,10 +381,16 @@ static void test_engine_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_engine_names), cmocka_unit_test(test_uring),
-		cmocka_unit_test(test_aio),	     cmocka_unit_test(test_sync),
-		cmocka_unit_test(test_dry_run),	     cmocka_unit_test(test_chunk_larger_than_read),
-		cmocka_unit_test(test_small_reads),  cmocka_unit_test(test_free_bitmap),
+		cmocka_unit_test(test_engine_names),
+		cmocka_unit_test(test_uring),
+		cmocka_unit_test(test_uring_many_ranges),
+		cmocka_unit_test(test_punch_error),
+		cmocka_unit_test(test_aio),
+		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_dry_run),
+		cmocka_unit_test(test_chunk_larger_than_read),
+		cmocka_unit_test(test_small_reads),
+		cmocka_unit_test(test_free_bitmap),
 	};
 	const char *why;
 
