@@ -27,6 +27,14 @@
  * BEFORE that are holes in AFTER, split into listed data chunks (data_chunk_bytes)
  * and everything else (other_bytes: header, metadata areas, unlisted chunks), so
  * that tools that punch blindly can be compared with cowpunch.
+ *
+ *   benchcow -R BEFORE AFTER
+ *
+ * prints the byte ranges that turned from data in BEFORE into holes in AFTER,
+ * one "OFFSET LENGTH" line each, a range running on across blocks that were
+ * holes in both (as cowpunch grows a punch across chunks that already are
+ * holes): the punches that turned BEFORE into AFTER, for tests/tools/punchlist
+ * to replay alone on another copy (the benchmark's punch floor).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -210,12 +218,41 @@ static int diff_maps(const char *before, const char *after)
 	return 0;
 }
 
+static int diff_ranges(const char *before, const char *after)
+{
+	struct datamap a = {.de = 0}, b = {.de = 0};
+	uint64_t size, start = 0, end = 0; /* open range [start, end) when end > start */
+
+	a.fd = open(before, O_RDONLY | O_CLOEXEC);
+	b.fd = open(after, O_RDONLY | O_CLOEXEC);
+	if (a.fd < 0 || b.fd < 0)
+		return -errno;
+	size = (uint64_t)lseek(a.fd, 0, SEEK_END);
+	for (uint64_t off = 0; off <= size; off += 4096) {
+		bool in_a = off < size && is_data(&a, (off_t)off);
+		bool in_b = off < size && is_data(&b, (off_t)off);
+
+		if (in_a && !in_b) {
+			if (end == start)
+				start = off;
+			end = off + 4096;
+		} else if ((in_b || off >= size) && end > start) {
+			printf("%" PRIu64 " %" PRIu64 "\n", start, end - start);
+			start = end = 0;
+		}
+	}
+	close(a.fd);
+	close(b.fd);
+	return fflush(stdout) ? -errno : 0;
+}
+
 static void usage(void)
 {
 	fputs("usage: benchcow [-c CHUNK_SECTORS] [-s SEED] [-r RUNS%] [-z SCATTERED%] "
 	      "[-H HOLES%] [-p PARTIAL%] FILE SIZE\n"
 	      "       benchcow -C SRC DST\n"
-	      "       benchcow -D BEFORE AFTER\n",
+	      "       benchcow -D BEFORE AFTER\n"
+	      "       benchcow -R BEFORE AFTER\n",
 	      stderr);
 	exit(2);
 }
@@ -228,7 +265,7 @@ int main(int argc, char **argv)
 	struct storegen *sg;
 	int fd, r, opt;
 
-	while ((opt = getopt(argc, argv, "C:D:c:s:r:z:H:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "C:D:R:c:s:r:z:H:p:")) != -1) {
 		switch (opt) {
 		case 'D':
 			if (argc - optind != 1)
@@ -236,6 +273,14 @@ int main(int argc, char **argv)
 			r = diff_maps(optarg, argv[optind]);
 			if (r < 0 && r != -EBADMSG)
 				fprintf(stderr, "benchcow: compare %s with %s: %s\n", optarg,
+					argv[optind], strerror(-r));
+			return r < 0;
+		case 'R':
+			if (argc - optind != 1)
+				usage();
+			r = diff_ranges(optarg, argv[optind]);
+			if (r < 0)
+				fprintf(stderr, "benchcow: ranges from %s to %s: %s\n", optarg,
 					argv[optind], strerror(-r));
 			return r < 0;
 		case 'C':
