@@ -100,14 +100,16 @@ struct scan {
 	 * direct read in flight on the inode (inode_dio_wait), and reads wait for
 	 * the punch's inode lock, so each punch would stall the scan for a read's
 	 * latency and the reads would reach the device one small group at a time.
-	 * While the scan is served from the page cache, what it finds is punched at
-	 * once, alongside; from the first read sent to the device on (defer), each
-	 * chunk to punch is marked in `later` instead and punched after the last
-	 * read, in COW order through later_co (one bit per chunk of the file).
+	 * While no read is out to the device (the scan is served from the page
+	 * cache), what it finds is punched at once, alongside; while one is
+	 * (device_inflight), each chunk to punch is marked in `later` instead and
+	 * punched after the last read, in COW order through later_co (one bit per
+	 * chunk of the file).
 	 */
-	bool defer;
+	unsigned device_inflight; /* spans sent to the engine, not yet retired */
 	uint8_t *later;
-	uint64_t later_n; /* chunks marked */
+	uint64_t later_tail; /* last chunk marked + 1, 0 when a chunk with data came after it */
+	uint64_t later_n;    /* chunks marked */
 	struct reclaim_coalescer later_co;
 	struct reclaim_range later_batch[PUNCH_BATCH];
 
@@ -197,14 +199,35 @@ static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
 	return r;
 }
 
+/* True when chunk c would extend the range pending in co (adjacent, or across holes only). */
+static bool extends(struct scan *s, const struct reclaim_coalescer *co, uint64_t c)
+{
+	return co->start < co->end && !co->broken && c >= co->end &&
+	       (c == co->end || gap_is_hole(s, co->end, c));
+}
+
+/*
+ * Sends chunk c to be punched now (co) or after the scan (later): later while a
+ * read is out to the device.  A run of chunks is not split between the two: a
+ * chunk that extends the range pending in co stays with it, and one that
+ * extends the last run marked for later (nothing judged not zero since, only
+ * holes between) joins that.
+ */
 static int coalesce(struct scan *s, struct reclaim_coalescer *co, uint64_t c)
 {
+	bool later = s->device_inflight > 0;
 	int r;
 
-	if (s->defer) {
+	if (later && extends(s, co, c))
+		later = false;
+	else if (!later && s->later_tail && c >= s->later_tail &&
+		 (c == s->later_tail || gap_is_hole(s, s->later_tail, c)))
+		later = true;
+	if (later) {
 		if (!snapstore_bitmap_test(s->later, c))
 			s->later_n++;
 		s->later[c >> 3] |= (uint8_t)(1u << (c & 7));
+		s->later_tail = c + 1;
 		return 0;
 	}
 	r = reclaim_coalescer_add(co, c);
@@ -349,6 +372,8 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
 	s->done_bytes += s->cb;
 	if (!zero) {
 		reclaim_coalescer_break(&s->zero_co);
+		if (c >= s->later_tail)
+			s->later_tail = 0;
 		return 0;
 	}
 	s->rep->zero_chunks++;
@@ -470,7 +495,7 @@ static int scan_loop(struct scan *s)
 			sp->io.res = 0;
 			sp->cached = false;
 			if (!read_from_cache(s, sp)) {
-				s->defer = true;
+				s->device_inflight++;
 				r = s->eng.ops->submit(&s->eng, &sp->io);
 				if (r < 0)
 					return r;
@@ -485,6 +510,8 @@ static int scan_loop(struct scan *s)
 				return r;
 		}
 		s->inflight--;
+		if (!s->spans[s->head].cached)
+			s->device_inflight--;
 		r = retire(s, &s->spans[s->head]);
 		s->head = (s->head + 1) % s->depth;
 		if (r >= 0 && s->eng.ops->poll)

@@ -156,6 +156,9 @@ static void check_after(const struct fixture *f, const struct snapshot *before,
  * the engine really reads (a cached span is copied from the cache instead);
  * cached: O_DIRECT fd but the file left in the cache (the cachestat path).
  */
+/* With cached: drop the middle third of the file from the cache first (partly cached). */
+static bool part_drop;
+
 static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint64_t n,
 			   uint32_t read_bytes, bool direct, bool cached, bool dry_run)
 {
@@ -170,6 +173,10 @@ static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors
 	take(&f, &before);
 	if (direct)
 		assert_int_equal(posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	if (cached && part_drop)
+		assert_int_equal(posix_fadvise(f.fd, (off_t)(f.file_size / 3 / 4096 * 4096),
+					       (off_t)(f.file_size / 3), POSIX_FADV_DONTNEED),
+				 0);
 	fd = rt_reopen(f.fd, direct || cached);
 	assert_true(fd >= 0);
 	r = rt_reclaim(fd, &opts, &rep);
@@ -196,8 +203,12 @@ static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors
 	/* Dropped from the cache: the engine read everything (cachestat needs Linux 6.5). */
 	if (direct)
 		assert_int_equal(rep.cached_bytes, 0);
-	if (cached && rt_has_cachestat())
+	if (cached && !part_drop && rt_has_cachestat())
 		assert_int_equal(rep.cached_bytes, rep.bytes_read);
+	if (cached && part_drop && rt_has_cachestat()) {
+		assert_true(rep.cached_bytes > 0);
+		assert_true(rep.cached_bytes < rep.bytes_read);
+	}
 	check_after(&f, &before, &rep, !dry_run);
 	free(before.map);
 	close(fd);
@@ -283,6 +294,20 @@ static void test_punch_error(void **state)
 		close(fd);
 		close(f.fd);
 	}
+}
+
+/*
+ * Partly cached: the spans taken from the cache are punched alongside the
+ * scan, those read from the device after it, and no run of zero chunks is
+ * split between the two (punched_ranges stays the fewest possible).
+ */
+static void test_partly_cached(void **state)
+{
+	part_drop = true;
+	run_case_cache(RECLAIM_ENGINE_URING, 8, 6000, 0, false, true, false);
+	run_case_cache(RECLAIM_ENGINE_URING, 8, 6000, 16384, false, true, false);
+	run_case_cache(RECLAIM_ENGINE_AIO, 8, 6000, 0, false, true, false);
+	part_drop = false;
 }
 
 static void test_aio(void **state)
@@ -385,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_uring),
 		cmocka_unit_test(test_uring_many_ranges),
 		cmocka_unit_test(test_punch_error),
+		cmocka_unit_test(test_partly_cached),
 		cmocka_unit_test(test_aio),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_dry_run),
