@@ -31,6 +31,18 @@ struct agent_command {
 /* Prints "cowpunch: " + message + "\n" to stderr.  The one place errors are printed. */
 void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * --json: a command sets agent_json when it is asked for JSON and prints its
+ * object with agent_print_json().  When such a command fails without having
+ * printed one, main() prints {"error": the last agent_error() message,
+ * "exit_code": N} on stdout, so that a machine reading stdout always gets one
+ * JSON object.
+ */
+extern bool agent_json;
+struct json_object;
+/* Prints o on stdout (json-c's JSON_C_TO_STRING_* flags) and drops it. */
+void agent_print_json(struct json_object *o, int flags);
+
 /* Maps a -errno from a library to an exit code (EBUSY/EWOULDBLOCK -> 4, EBADMSG -> 3, else 1). */
 int agent_exit_code(int neg_errno);
 

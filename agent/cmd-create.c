@@ -133,7 +133,7 @@ int cmd_create(int argc, char **argv)
 			discard = true;
 			break;
 		case 'j':
-			json = true;
+			json = agent_json = true;
 			break;
 		case 'S':
 			state_opt = optarg;

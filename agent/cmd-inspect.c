@@ -64,9 +64,7 @@ void cmd_inspect_help(FILE *out)
 
 static void print_json(json_object *o)
 {
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
+	agent_print_json(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 static void add_u64(json_object *o, const char *key, uint64_t v)
@@ -95,7 +93,7 @@ int cmd_inspect(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
-			json = true;
+			json = agent_json = true;
 			break;
 		case 'h':
 			cmd_inspect_help(stdout);

@@ -76,7 +76,7 @@ int cmd_list(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
-			json = true;
+			json = agent_json = true;
 			break;
 		case 'S':
 			state_opt = optarg;

@@ -161,7 +161,7 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 			a->dry_run = true;
 			break;
 		case 'j':
-			a->json = true;
+			a->json = agent_json = true;
 			break;
 		case 'e':
 			if (reclaim_engine_parse(optarg, &a->engine) < 0) {
@@ -271,9 +271,7 @@ static json_object *fsaware_json(const struct fsaware_result *f)
 
 static void put_json(json_object *o)
 {
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
+	agent_print_json(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 /* fs may be NULL: no fs-aware pass. */

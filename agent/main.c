@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "agent/agent.h"
 #include "common/cleanup.h"
 
@@ -30,15 +32,42 @@ static const struct agent_command commands[] = {
 	{"version", "print the version", cmd_version, cmd_version_help},
 };
 
+bool agent_json;
+static bool json_printed;
+static char last_error[1024];
+
 void agent_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("cowpunch: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "cowpunch: %s\n", last_error);
+}
+
+void agent_print_json(struct json_object *o, int flags)
+{
+	puts(json_object_to_json_string_ext(o, flags));
+	fflush(stdout);
+	json_printed = true;
+	json_object_put(o);
+}
+
+/* A failed --json command that printed nothing on stdout: says why there, as JSON. */
+static int json_failure(int rc)
+{
+	json_object *o;
+
+	if (rc == EXIT_OK || !agent_json || json_printed)
+		return rc;
+	o = json_object_new_object();
+	json_object_object_add(o, "error",
+			       json_object_new_string(last_error[0] ? last_error : "failed"));
+	json_object_object_add(o, "exit_code", json_object_new_int(rc));
+	agent_print_json(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+				    JSON_C_TO_STRING_NOSLASHESCAPE);
+	return rc;
 }
 
 int agent_exit_code(int neg_errno)
@@ -76,7 +105,11 @@ static void usage(FILE *out)
 	      "  2  usage error\n"
 	      "  3  invalid or damaged store, or base image mismatch: nothing was written\n"
 	      "  4  busy: the COW file is attached, open or locked\n"
-	      "  5  fs-aware reclaim refused as unsafe: nothing was written\n",
+	      "  5  fs-aware reclaim refused as unsafe: nothing was written\n"
+	      "\n"
+	      "With --json, a command that fails without printing its JSON object prints\n"
+	      "{\"error\": MESSAGE, \"exit_code\": N} on standard output instead; the\n"
+	      "message also goes to standard error, as without --json.\n",
 	      out);
 }
 
@@ -125,7 +158,7 @@ int main(int argc, char **argv)
 				return EXIT_OK;
 			}
 		}
-		return commands[i].run(argc - 1, argv + 1);
+		return json_failure(commands[i].run(argc - 1, argv + 1));
 	}
 	agent_error("unknown command '%s' (see 'cowpunch --help')", argv[1]);
 	return EXIT_USAGE;

@@ -41,7 +41,7 @@ int vmcmd_parse_id_args(int argc, char **argv, bool *ret_json, const char **ret_
 		if (opt == 'S')
 			state_opt = optarg;
 		else if (opt == 'j' && ret_json)
-			json = true;
+			json = agent_json = true;
 		else {
 			if (opt == 'j')
 				agent_error("%s: no --json here", argv[0]);
@@ -62,8 +62,9 @@ int vmcmd_parse_id_args(int argc, char **argv, bool *ret_json, const char **ret_
 
 void vmcmd_print_json(json_object *o)
 {
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
+	/* The caller keeps its reference. */
+	agent_print_json(json_object_get(o), JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						     JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 int vmcmd_check_id(const char *id)

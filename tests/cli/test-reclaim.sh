@@ -26,6 +26,10 @@ for word in SYNOPSIS Usage: Options: 'Exit status' Examples: --dry-run --engine 
 done
 expect_rc 1 "$COWPUNCH" reclaim "$dir/does-not-exist"
 grep -q "does-not-exist" "$dir/err" || fail "missing-file error does not name the file"
+# With --json a failure is one JSON object on stdout too: the error and the exit code.
+expect_rc 1 "$COWPUNCH" reclaim --json "$dir/does-not-exist"
+jq_is .exit_code 1
+jq_is '.error | contains("does-not-exist")' true
 
 # --- a store: 4 KiB chunks, epa 256.  In COW order: 100 data, 50 written zeros, 20 holes,
 # 30 data, 200 written zeros (crosses metadata area 1 at chunk 258).  Chunks 2..401 + area.
@@ -85,6 +89,8 @@ rc=$?
 grep -q "$dir/locked" "$dir/err" || fail "locked: stderr does not name the file"
 grep -qi "lock" "$dir/err" || fail "locked: stderr does not say it is locked"
 [ "$(state "$dir/locked")" = "$s" ] || fail "locked: file changed"
+flock "$dir/locked" "$COWPUNCH" reclaim --json "$dir/locked" >"$dir/out" 2>"$dir/err"
+jq_is .exit_code 4
 
 # --- invalid store: exit 3, names file, byte offset and rule, nothing written
 "$MKSTORE" "$dir/bad" add=1,5,1 entry=0,8,77,3 || fail "mkstore bad"
@@ -93,6 +99,8 @@ expect_rc 3 "$COWPUNCH" reclaim --json "$dir/bad"
 grep -q "$dir/bad" "$dir/err" || fail "bad: stderr does not name the file"
 grep -q "byte $((4096 + 8 * 16))" "$dir/err" || fail "bad: stderr lacks the offset: $(cat "$dir/err")"
 grep -qi "discard\|terminator" "$dir/err" || fail "bad: stderr lacks the rule: $(cat "$dir/err")"
+jq_is .exit_code 3
+jq_is ".error | contains(\"byte $((4096 + 8 * 16))\")" true
 [ "$(state "$dir/bad")" = "$s" ] || fail "bad: file changed"
 
 # --- attached to a loop device: exit 4 naming the device (needs root and loop support)
