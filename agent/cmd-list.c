@@ -15,7 +15,8 @@ void cmd_list_help(FILE *out)
 	      "Lists the VMs in the state directory: ID, attached or not, virtual size, what\n"
 	      "the COW file holds on the host (st_blocks), bytes given back by the last\n"
 	      "reclaim, and the base image.  A VM whose record is damaged is listed with its\n"
-	      "error and makes the exit status 3.  Takes no lock.\n"
+	      "error and makes the exit status 3.  With no VMs, the text is the one line\n"
+	      "'no VMs in DIR' (with --json, []).  Takes no lock.\n"
 	      "\n"
 	      "Options:\n"
 	      "  --json           print a JSON array of the objects 'status --json' prints\n",
@@ -96,7 +97,9 @@ int cmd_list(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	arr = json_object_new_array();
-	if (!json)
+	if (!json && n == 0)
+		printf("no VMs in %s\n", state);
+	else if (!json)
 		printf("%-20s %-8s %12s %12s %12s  %s\n", "ID", "ATTACHED", "SIZE", "COW-ALLOC",
 		       "RECLAIMED", "BASE");
 	for (int i = 0; i < n; i++) {

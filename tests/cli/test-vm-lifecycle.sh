@@ -39,6 +39,7 @@ expect_rc 1 "$COWPUNCH" create vm1 --base "$dir/nonexistent" --size 8M
 expect_rc 0 "$COWPUNCH" list --json
 jq_is 'length' 0
 expect_rc 0 "$COWPUNCH" list --state-dir "$dir/nowhere"
+grep -q "^no VMs in $dir/nowhere\$" "$dir/out" || fail "empty list does not say so: $(cat "$dir/out")"
 expect_rc 1 "$COWPUNCH" status vm1
 
 # A record as create writes it, by hand (attach is not possible without device-mapper).
