@@ -30,7 +30,11 @@ all_kernels=(6.1 6.12)
 guest_tools=(/usr/sbin/dmsetup /usr/sbin/losetup /usr/sbin/blkdiscard /usr/sbin/blockdev
 	/usr/sbin/fsfreeze /usr/sbin/fstrim /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs
 	/usr/sbin/dumpe2fs /usr/sbin/filefrag /usr/bin/fallocate /usr/bin/sha256sum /usr/bin/truncate /usr/bin/stat
-	/usr/bin/dd /usr/bin/cmp /usr/bin/od /usr/bin/jq /usr/bin/xz /usr/bin/flock /usr/sbin/resize2fs)
+	/usr/bin/dd /usr/bin/cmp /usr/bin/od /usr/bin/jq /usr/bin/xz /usr/bin/flock /usr/sbin/resize2fs
+	/lib/systemd/systemd-udevd /bin/udevadm)
+# The device-mapper udev rules (from dmsetup), for the scenarios that run udevd.
+guest_udev_rules=(/lib/udev/rules.d/55-dm.rules /lib/udev/rules.d/60-persistent-storage-dm.rules
+	/lib/udev/rules.d/95-dm-notify.rules)
 # Modules every scenario may need; --show-depends adds what they depend on.
 guest_modules=(virtio_pci virtio_blk loop dm-mod dm-bufio dm-snapshot dm-zero ext4 crc32c_generic)
 
@@ -245,7 +249,7 @@ build_userland() {
 	hash=$(
 		{
 			sha256sum "$build/cowpunch" "$busybox_bin" "$here/init" "$here/lib.sh" "$0" \
-				"${guest_tools[@]}" /etc/mke2fs.conf
+				"${guest_tools[@]}" "${guest_udev_rules[@]}" /etc/mke2fs.conf
 			for n in "${scen_names[@]}"; do sha256sum "${scen_file[$n]}"; done
 		} | sha256sum | cut -c1-16
 	)
@@ -260,6 +264,10 @@ build_userland() {
 	ln -s busybox "$stage/bin/sh"
 	for f in "${guest_tools[@]}"; do copy_with_libs "$stage" "$f"; done
 	ln -sf mke2fs "$stage/usr/sbin/mkfs.ext4"
+	# The udev rules call /sbin/dmsetup.
+	ln -sf /usr/sbin/dmsetup "$stage/sbin/dmsetup"
+	mkdir -p "$stage/lib/udev/rules.d"
+	cp "${guest_udev_rules[@]}" "$stage/lib/udev/rules.d/"
 	copy_with_libs "$stage" "$build/cowpunch"
 	mv "$stage$build/cowpunch" "$stage/usr/bin/cowpunch"
 	cp /etc/mke2fs.conf "$stage/etc/"
