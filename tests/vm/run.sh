@@ -31,12 +31,13 @@ guest_tools=(/usr/sbin/dmsetup /usr/sbin/losetup /usr/sbin/blkdiscard /usr/sbin/
 	/usr/sbin/fsfreeze /usr/sbin/fstrim /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs
 	/usr/sbin/dumpe2fs /usr/sbin/filefrag /usr/bin/fallocate /usr/bin/sha256sum /usr/bin/truncate /usr/bin/stat
 	/usr/bin/dd /usr/bin/cmp /usr/bin/od /usr/bin/jq /usr/bin/xz /usr/bin/flock /usr/sbin/resize2fs
-	/lib/systemd/systemd-udevd /bin/udevadm)
+	/lib/systemd/systemd-udevd /bin/udevadm /usr/sbin/mkfs.xfs /usr/sbin/mkfs.btrfs)
 # The device-mapper udev rules (from dmsetup), for the scenarios that run udevd.
 guest_udev_rules=(/lib/udev/rules.d/55-dm.rules /lib/udev/rules.d/60-persistent-storage-dm.rules
 	/lib/udev/rules.d/95-dm-notify.rules)
 # Modules every scenario may need; --show-depends adds what they depend on.
-guest_modules=(virtio_pci virtio_blk loop dm-mod dm-bufio dm-snapshot dm-zero ext4 crc32c_generic)
+guest_modules=(virtio_pci virtio_blk loop dm-mod dm-bufio dm-snapshot dm-zero ext4 crc32c_generic
+	xfs btrfs)
 
 die() {
 	echo "vmtest: $*" >&2
