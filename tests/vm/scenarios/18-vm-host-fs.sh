@@ -3,8 +3,8 @@
 # COW file) is there, write 4 MiB of random data and 4 MiB that is then zeroed, detach,
 # reclaim by ID, attach: exactly the 1024 zeroed chunks are punched, st_blocks drops by the
 # 4 MiB, so does the file system's used space (df), and the disk reads the same (sha256 of
-# the whole device).  tmpfs has no O_DIRECT
-# on 6.1, so there the scan and the loop device fall back to buffered I/O.
+# the whole device).  Whether the file system takes O_DIRECT is logged (tmpfs on 6.1 does
+# not: the scan and the loop device fall back to buffered I/O).
 need_cowpunch create detach attach destroy reclaim
 base=$WORK/base.img
 make_base_image "$base" 8
@@ -24,6 +24,12 @@ for fs in xfs btrfs tmpfs; do
 		mount -t "$fs" "$loop" "$mnt" || fail "mount $fs"
 		;;
 	esac
+	if dd if=/dev/zero of="$mnt/odirect-probe" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
+		log "$fs: O_DIRECT accepted"
+	else
+		log "$fs: O_DIRECT refused: reclaim reads through the page cache"
+	fi
+	rm -f "$mnt/odirect-probe"
 	export COWPUNCH_STATE_DIR=$mnt/state
 	id=h-$fs
 	dev=$(cowpunch create "$id" --base "$base" --size 32M) || fail "$fs: create"
