@@ -13,6 +13,9 @@ rc=0
 timeout 5 dmsetup create hang-probe --table "0 8 zero" >/dev/null 2>&1 || rc=$?
 log "dmsetup create with a dead /run/udev/control: exit $rc (143 = killed after 5 s)"
 dmsetup remove hang-probe --noudevsync >/dev/null 2>&1 || true
+# The killed dmsetup left its udev cookie (a SysV semaphore) behind: release it, so that
+# later scenarios start clean.
+dmsetup udevcomplete_all -y >/dev/null 2>&1 || true
 rc=0
 dev=$(timeout 60 cowpunch create u1 --base "$base" --size 8M) || rc=$?
 assert_eq 0 "$rc" "cowpunch create with a dead /run/udev/control"

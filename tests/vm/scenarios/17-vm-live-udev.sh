@@ -17,9 +17,15 @@ trap stop_udevd EXIT
 timeout 20 udevadm control --ping || fail "udevd does not answer on /run/udev/control"
 log "systemd-udevd $(udevadm --version) answers"
 
-# no_cookies WHEN: every udev cookie (semaphore) libdm took has been released.
+# no_cookies WHEN: every udev cookie (semaphore) libdm took since the start has been
+# released (cookies left by earlier scenarios' killed commands do not count).
+cookies() { dmsetup udevcookies 2>/dev/null | tail -n +2 | awk '{print $1}' | sort; }
+cookies >"$TMPWORK/cookies-before"
 no_cookies() {
-	_left=$(dmsetup udevcookies 2>/dev/null | tail -n +2)
+	_left=
+	for _c in $(cookies); do
+		grep -qxF "$_c" "$TMPWORK/cookies-before" || _left="$_left $_c"
+	done
 	[ -z "$_left" ] || fail "udev cookies left after $1: $_left"
 	log "ok: no udev cookie left after $1"
 }
