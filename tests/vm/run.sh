@@ -31,7 +31,7 @@ guest_tools=(/usr/sbin/dmsetup /usr/sbin/losetup /usr/sbin/blkdiscard /usr/sbin/
 	/usr/sbin/fsfreeze /usr/sbin/fstrim /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs
 	/usr/sbin/dumpe2fs /usr/sbin/filefrag /usr/bin/fallocate /usr/bin/sha256sum /usr/bin/truncate /usr/bin/stat
 	/usr/bin/dd /usr/bin/cmp /usr/bin/od /usr/bin/jq /usr/bin/xz /usr/bin/flock /usr/sbin/resize2fs
-	/lib/systemd/systemd-udevd /bin/udevadm /usr/sbin/mkfs.xfs /usr/sbin/mkfs.btrfs)
+	/lib/systemd/systemd-udevd /bin/udevadm /usr/sbin/mkfs.xfs /usr/sbin/mkfs.btrfs /usr/bin/strace)
 # The device-mapper udev rules (from dmsetup), for the scenarios that run udevd.
 guest_udev_rules=(/lib/udev/rules.d/55-dm.rules /lib/udev/rules.d/60-persistent-storage-dm.rules
 	/lib/udev/rules.d/95-dm-notify.rules)
