@@ -12,7 +12,19 @@ unset DM_DISABLE_UDEV
 udevd=/lib/systemd/systemd-udevd
 [ -x "$udevd" ] || fail "$udevd is missing from the initramfs (scripts/deps.sh vm installs udev)"
 "$udevd" --daemon --resolve-names=never || fail "systemd-udevd did not start"
-stop_udevd() { udevadm control --exit >/dev/null 2>&1 || true; }
+# stop_udevd: udevd daemonised into its own session, so the test bed's end-of-scenario kill
+# does not reach it: stop it, wait until it no longer answers, and remove /run/udev, so that
+# the scenarios after this one run without udev, as they expect.
+stop_udevd() {
+	udevadm control --exit >/dev/null 2>&1 || true
+	_t=0
+	while udevadm control --ping --timeout=1 >/dev/null 2>&1; do
+		_t=$((_t + 1))
+		[ "$_t" -lt 20 ] || break
+		sleep 0.5
+	done
+	rm -rf /run/udev
+}
 trap stop_udevd EXIT
 timeout 20 udevadm control --ping || fail "udevd does not answer on /run/udev/control"
 log "systemd-udevd $(udevadm --version) answers"
@@ -73,4 +85,7 @@ timeout 30 udevadm settle || fail "udevadm settle timed out"
 [ ! -e /dev/mapper/base-u1 ] || fail "/dev/mapper/base-u1 outlived destroy"
 [ -z "$(dmsetup ls 2>/dev/null | grep -- '-u1')" ] || fail "dm devices left: $(dmsetup ls)"
 no_cookies destroy
+stop_udevd
+trap - EXIT
+udevadm control --ping --timeout=1 >/dev/null 2>&1 && fail "systemd-udevd still answers after --exit"
 log "all checks passed"
