@@ -57,13 +57,27 @@ for engine in sync uring; do
 	total=$(grep -c "$sc(" "$TMPWORK/trace" || true)
 	log "$engine: a whole reclaim makes $total $sc calls"
 	[ "$total" -ge 4 ] || fail "$engine: too few $sc calls seen: $total"
-	for n in 1 $((total / 3)) $((total * 2 / 3)) "$total"; do
+	# The sync engine makes one fallocate per range, always the same number: every point is
+	# reached.  uring's io_uring_enter count depends on when completions arrive, so its points
+	# stay well inside a run, and a run that finishes first is logged, not failed.
+	case $engine in
+	sync) points="1 $((total / 2)) $total" ;;
+	uring) points="1 $((total / 3)) $((total * 2 / 3))" ;;
+	esac
+	landed=0
+	for n in $points; do
 		[ "$n" -ge 1 ] || continue
 		fresh
 		rc=0
 		strace -f -qq -o /dev/null -e trace=$sc -e inject=$sc:signal=KILL:when="$n" \
 			cowpunch reclaim --engine $engine vm1 >/dev/null 2>&1 || rc=$?
-		[ "$rc" -ne 0 ] || fail "$engine: reclaim was not killed before $sc call $n"
+		if [ "$rc" -ne 0 ]; then
+			landed=$((landed + 1))
+		elif [ $engine = sync ]; then
+			fail "$engine: reclaim was not killed before $sc call $n"
+		else
+			log "$engine: this run finished before $sc call $n"
+		fi
 		left=$(blocks "$cow")
 		check "$engine killed before $sc call $n of $total"
 		cowpunch reclaim --engine $engine vm1 >/dev/null || fail "$engine: reclaim after kill $n"
@@ -71,5 +85,6 @@ for engine in sync uring; do
 			"$engine killed before $sc $n/$total ($left blocks then), reclaimed again: blocks"
 		check "$engine: complete reclaim after a kill before $sc call $n"
 	done
+	[ "$landed" -ge 2 ] || fail "$engine: only $landed kills landed inside a reclaim"
 done
 log "all checks passed"
