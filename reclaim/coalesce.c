@@ -38,19 +38,31 @@ static bool gap_has_metadata(const struct snapstore_geometry *g, uint64_t from, 
 	return first < to;
 }
 
+bool reclaim_range_can_grow(const struct snapstore_geometry *g, reclaim_hole_fn is_hole,
+			    void *opaque, uint64_t end, uint64_t c)
+{
+	if (c == end)
+		return true;
+	if (c < end || !is_hole || gap_has_metadata(g, end, c))
+		return false;
+	return is_hole(opaque, end, c);
+}
+
 /*
  * True when the pending range may grow to take c across the gap [end, c):
  * nothing with data was seen in it, no metadata chunk lies in it, and the file
  * has no data there (the oracle: SEEK_DATA in the scanner).  A range then
  * holds listed zero chunks and chunks that are holes already, nothing else.
  */
-static bool coalescer_can_bridge(struct reclaim_coalescer *co, uint64_t c)
+static bool coalescer_can_bridge(const struct reclaim_coalescer *co, uint64_t c)
 {
-	if (co->start == co->end || co->broken || !co->is_hole)
-		return false;
-	if (gap_has_metadata(co->geom, co->end, c))
-		return false;
-	return co->is_hole(co->hole_opaque, co->end, c);
+	return co->start != co->end && !co->broken && c > co->end &&
+	       reclaim_range_can_grow(co->geom, co->is_hole, co->hole_opaque, co->end, c);
+}
+
+bool reclaim_coalescer_extends(const struct reclaim_coalescer *co, uint64_t c)
+{
+	return (co->start != co->end && c == co->end) || coalescer_can_bridge(co, c);
 }
 
 static void coalescer_close(struct reclaim_coalescer *co)
@@ -82,7 +94,7 @@ int reclaim_coalescer_add(struct reclaim_coalescer *co, uint64_t c)
 		co->broken = false;
 		return 0;
 	}
-	if (c > co->end && coalescer_can_bridge(co, c)) {
+	if (coalescer_can_bridge(co, c)) {
 		co->bridged++;
 		co->end = c + 1;
 		co->broken = false;

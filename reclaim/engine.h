@@ -113,6 +113,19 @@ void reclaim_coalescer_set_holes(struct reclaim_coalescer *co, reclaim_hole_fn i
 void reclaim_coalescer_break(struct reclaim_coalescer *co);
 
 /*
+ * True when a range whose last chunk is end - 1 may grow to take chunk c: c is
+ * end itself, or the gap [end, c) holds no header or metadata chunk and
+ * is_hole (may be NULL: never) says it holds no data.  The one rule for
+ * growing a range, for the coalescer and for the scanner's choice between
+ * punching now and later.
+ */
+bool reclaim_range_can_grow(const struct snapstore_geometry *g, reclaim_hole_fn is_hole,
+			    void *opaque, uint64_t end, uint64_t c);
+
+/* True when adding chunk c to co would grow its pending range, not start a new one. */
+bool reclaim_coalescer_extends(const struct reclaim_coalescer *co, uint64_t c);
+
+/*
  * Adds zero chunk c.  Returns 1 when the batch is full and must be taken
  * (co->batch[0..co->n)) and reset with co->n = 0 before the next add, 0 when
  * not, -EINVAL for a chunk that must never be punched.

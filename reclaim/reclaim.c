@@ -109,7 +109,6 @@ struct scan {
 	unsigned device_inflight; /* spans sent to the engine, not yet retired */
 	uint8_t *later;
 	uint64_t later_tail; /* last chunk marked + 1, 0 when a chunk with data came after it */
-	uint64_t later_n;    /* chunks marked */
 	struct reclaim_coalescer later_co;
 	struct reclaim_range later_batch[PUNCH_BATCH];
 
@@ -199,13 +198,6 @@ static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
 	return r;
 }
 
-/* True when chunk c would extend the range pending in co (adjacent, or across holes only). */
-static bool extends(struct scan *s, const struct reclaim_coalescer *co, uint64_t c)
-{
-	return co->start < co->end && !co->broken && c >= co->end &&
-	       (c == co->end || gap_is_hole(s, co->end, c));
-}
-
 /*
  * Sends chunk c to be punched now (co) or after the scan (later): later while a
  * read is out to the device.  A run of chunks is not split between the two: a
@@ -218,14 +210,12 @@ static int coalesce(struct scan *s, struct reclaim_coalescer *co, uint64_t c)
 	bool later = s->device_inflight > 0;
 	int r;
 
-	if (later && extends(s, co, c))
+	if (later && reclaim_coalescer_extends(co, c))
 		later = false;
-	else if (!later && s->later_tail && c >= s->later_tail &&
-		 (c == s->later_tail || gap_is_hole(s, s->later_tail, c)))
+	else if (!later && s->later_tail &&
+		 reclaim_range_can_grow(&s->info->geom, gap_is_hole, s, s->later_tail, c))
 		later = true;
 	if (later) {
-		if (!snapstore_bitmap_test(s->later, c))
-			s->later_n++;
 		s->later[c >> 3] |= (uint8_t)(1u << (c & 7));
 		s->later_tail = c + 1;
 		return 0;
@@ -525,9 +515,17 @@ static int scan_loop(struct scan *s)
 /* After the last read: punches what was put off (see struct scan), in COW order. */
 static int punch_later(struct scan *s)
 {
-	uint64_t nbits = s->info->geom.file_chunks, done = 0;
+	uint64_t nbits = s->info->geom.file_chunks, done = 0, total = 0;
 	double last = 0;
 	int r;
+
+	if (s->opts->punch_progress)
+		for (uint64_t w = 0; w < (nbits + 63) / 64; w++) {
+			uint64_t v;
+
+			memcpy(&v, s->later + w * 8, sizeof(v));
+			total += (uint64_t)__builtin_popcountll(v);
+		}
 
 	for (uint64_t c = bitmap_next_set(s->later, 0, nbits); c < nbits;
 	     c = bitmap_next_set(s->later, c + 1, nbits)) {
@@ -536,15 +534,15 @@ static int punch_later(struct scan *s)
 			r = punch_batch(s, &s->later_co);
 			if (s->opts->punch_progress && util_now() - last >= 0.25) {
 				last = util_now();
-				s->opts->punch_progress(s->opts->progress_opaque, done, s->later_n);
+				s->opts->punch_progress(s->opts->progress_opaque, done, total);
 			}
 		}
 		if (r < 0)
 			return r;
 		done++;
 	}
-	if (s->opts->punch_progress && s->later_n)
-		s->opts->punch_progress(s->opts->progress_opaque, done, s->later_n);
+	if (s->opts->punch_progress && total)
+		s->opts->punch_progress(s->opts->progress_opaque, done, total);
 	return reclaim_coalescer_flush(&s->later_co) ? punch_batch(s, &s->later_co) : 0;
 }
 
