@@ -246,6 +246,28 @@ static int diff_ranges(const char *before, const char *after)
 	return fflush(stdout) ? -errno : 0;
 }
 
+static void usage(void);
+
+/*
+ * The modes that take two files (-C, -D, -R): runs fn(first, second) and
+ * names both files in its error ("VERB %s WORD %s").  -EBADMSG: fn has said why.
+ */
+static int two_files(int (*fn)(const char *, const char *), const char *what, int argc, char **argv,
+		     const char *first)
+{
+	int r;
+
+	if (argc - optind != 1)
+		usage();
+	r = fn(first, argv[optind]);
+	if (r < 0 && r != -EBADMSG) {
+		fputs("benchcow: ", stderr);
+		fprintf(stderr, what, first, argv[optind]);
+		fprintf(stderr, ": %s\n", strerror(-r));
+	}
+	return r < 0;
+}
+
 static void usage(void)
 {
 	fputs("usage: benchcow [-c CHUNK_SECTORS] [-s SEED] [-r RUNS%] [-z SCATTERED%] "
@@ -268,29 +290,11 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "C:D:R:c:s:r:z:H:p:")) != -1) {
 		switch (opt) {
 		case 'D':
-			if (argc - optind != 1)
-				usage();
-			r = diff_maps(optarg, argv[optind]);
-			if (r < 0 && r != -EBADMSG)
-				fprintf(stderr, "benchcow: compare %s with %s: %s\n", optarg,
-					argv[optind], strerror(-r));
-			return r < 0;
+			return two_files(diff_maps, "compare %s with %s", argc, argv, optarg);
 		case 'R':
-			if (argc - optind != 1)
-				usage();
-			r = diff_ranges(optarg, argv[optind]);
-			if (r < 0)
-				fprintf(stderr, "benchcow: ranges from %s to %s: %s\n", optarg,
-					argv[optind], strerror(-r));
-			return r < 0;
+			return two_files(diff_ranges, "ranges from %s to %s", argc, argv, optarg);
 		case 'C':
-			if (argc - optind != 1)
-				usage();
-			r = copy_exact(optarg, argv[optind]);
-			if (r < 0)
-				fprintf(stderr, "benchcow: copy %s to %s: %s\n", optarg,
-					argv[optind], strerror(-r));
-			return r < 0;
+			return two_files(copy_exact, "copy %s to %s", argc, argv, optarg);
 		case 'c':
 			chunk_sectors = (uint32_t)strtoul(optarg, NULL, 0);
 			break;
