@@ -250,6 +250,28 @@ vm_exceptions() {
 # cowpunch_has SUBCOMMAND: true when build/cowpunch knows SUBCOMMAND.
 cowpunch_has() { cowpunch "$1" --help >/dev/null 2>&1; }
 
+# make_vm_with_data ID: creates VM ID (an 8 MiB disk over a 4 MiB random base, $base =
+# $WORK/base.img), writes 100 random blocks through it, sets $want to the disk's sha256 and
+# detaches it.  Needs COWPUNCH_STATE_DIR.
+make_vm_with_data() {
+	base=$WORK/base.img
+	make_base_image "$base" 4
+	_dev=$(cowpunch create "$1" --base "$base" --size 8M) || fail "create $1"
+	dd if=/dev/urandom of="$_dev" bs=4096 count=100 seek=10 oflag=direct conv=notrunc \
+		status=none || fail "write to $_dev"
+	want=$(sha256 "$_dev")
+	cowpunch detach "$1" || fail "detach $1"
+}
+
+# assert_no_devices WHEN: no dm device and no loop device is left (after WHEN).
+assert_no_devices() {
+	_dm=$(dmsetup ls | grep -v 'No devices found' || true)
+	[ -z "$_dm" ] || fail "$1: dm devices left: $_dm"
+	_lo=$(losetup -a)
+	[ -z "$_lo" ] || fail "$1: loop devices left: $_lo"
+	log "ok: no dm or loop device left after $1"
+}
+
 # need_cowpunch SUBCOMMAND...: fails the scenario when the build lacks a subcommand.  Every
 # subcommand the scenarios use exists, so a missing one is a broken build, never a skip.
 need_cowpunch() {

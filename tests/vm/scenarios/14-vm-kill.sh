@@ -4,12 +4,7 @@
 # overlay (killed between the two tables) is removed by the next attach.
 need_cowpunch create attach detach
 export COWPUNCH_STATE_DIR=$WORK/state
-base=$WORK/base.img
-make_base_image "$base" 4
-dev=$(cowpunch create vm1 --base "$base" --size 8M)
-dd if=/dev/urandom of="$dev" bs=4096 count=100 seek=10 oflag=direct conv=notrunc status=none
-want=$(sha256 "$dev")
-cowpunch detach vm1
+make_vm_with_data vm1
 # Killed after the overlay's ioctl but before libdm made its node: attach makes the node.
 dev=$(cowpunch attach vm1)
 rm "$dev"
@@ -32,8 +27,7 @@ dmsetup create overlay-vm1 --notable
 dev=$(cowpunch attach vm1) || fail "attach over a table-less overlay-vm1"
 assert_eq "$want" "$(sha256 "$dev")" "data after attach over a table-less overlay-vm1"
 cowpunch detach vm1
-assert_eq "" "$(dmsetup ls | grep -v 'No devices found' || true)" "no dm device after detach"
-assert_eq "" "$(losetup -a)" "no loop device after detach"
+assert_no_devices "detach, table-less overlay case"
 
 mid=0
 n=0
@@ -57,8 +51,7 @@ for delay in 0 0.01 0.03 0.05 0.06 0.07 0.08 0.09 0.1 0.11 0.12 0.13 0.15 0.2; d
 	dev=$(cowpunch attach vm1) || fail "attach after kill -9 at ${delay}s"
 	assert_eq "$want" "$(sha256 "$dev")" "data after kill -9 at ${delay}s"
 	cowpunch detach vm1
-	assert_eq "" "$(dmsetup ls | grep -v 'No devices found' || true)" "no dm device after detach"
-	assert_eq "" "$(losetup -a)" "no loop device after detach"
+	assert_no_devices "detach after kill -9 at ${delay}s"
 done
 log "$mid of $n kills landed between base-vm1 and overlay-vm1"
 log "all checks passed"

@@ -6,18 +6,7 @@
 # its data, and a detach must leave no dm or loop device behind.
 need_cowpunch create attach detach
 export COWPUNCH_STATE_DIR=$WORK/state
-base=$WORK/base.img
-make_base_image "$base" 4
-dev=$(cowpunch create vm1 --base "$base" --size 8M)
-dd if=/dev/urandom of="$dev" bs=4096 count=100 seek=10 oflag=direct conv=notrunc status=none
-want=$(sha256 "$dev")
-cowpunch detach vm1
-
-nothing_left() {
-	[ -z "$(dmsetup ls | grep -v 'No devices found' || true)" ] ||
-		fail "$1: dm devices left: $(dmsetup ls)"
-	[ -z "$(losetup -a)" ] || fail "$1: loop devices left: $(losetup -a)"
-}
+make_vm_with_data vm1
 # count_ioctls CMD...: the ioctls a good run of CMD makes.
 count_ioctls() {
 	strace -f -qq -e trace=ioctl -o "$TMPWORK/trace" "$@" >/dev/null || fail "$* failed under strace"
@@ -37,7 +26,7 @@ n_attach=$(count_ioctls cowpunch attach vm1)
 n_detach=$(count_ioctls cowpunch detach vm1)
 log "a good attach makes $n_attach ioctls, a good detach $n_detach"
 [ "$n_attach" -ge 5 ] && [ "$n_detach" -ge 3 ] || fail "too few ioctls seen: strace did not trace"
-nothing_left "a good detach"
+assert_no_devices "a good detach"
 
 i=1
 while [ "$i" -le "$n_attach" ]; do
@@ -45,7 +34,7 @@ while [ "$i" -le "$n_attach" ]; do
 	dev=$(cowpunch attach vm1) || fail "attach after a kill before ioctl $i of attach"
 	[ "$(sha256 "$dev")" = "$want" ] || fail "data differ after a kill before ioctl $i of attach"
 	cowpunch detach vm1 || fail "detach after a kill before ioctl $i of attach"
-	nothing_left "kill before ioctl $i of attach"
+	assert_no_devices "kill before ioctl $i of attach"
 	i=$((i + 1))
 done
 log "ok: attach killed before each of its $n_attach ioctls, then attach, data, detach: clean"
@@ -55,7 +44,7 @@ while [ "$i" -le "$n_detach" ]; do
 	cowpunch attach vm1 >/dev/null || fail "attach before detach kill $i"
 	killed "$i" cowpunch detach vm1
 	cowpunch detach vm1 || fail "detach after a kill before ioctl $i of detach"
-	nothing_left "kill before ioctl $i of detach"
+	assert_no_devices "kill before ioctl $i of detach"
 	i=$((i + 1))
 done
 dev=$(cowpunch attach vm1) || fail "attach after the detach kills"
