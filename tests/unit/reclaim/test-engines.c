@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 
 #include "common/cleanup.h"
 #include "reclaim/reclaim.h"
@@ -168,24 +167,10 @@ static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors
 	struct reclaim_report rep;
 	struct snapshot before;
 	struct fixture f;
-	void *pin = MAP_FAILED;
 	int fd, r;
 
 	build(&f, chunk_sectors, n);
 	take(&f, &before);
-	/*
-	 * cached: the run must find the whole file in the page cache, but this
-	 * machine's DAMON pages out what sits in cold memory regions, fresh pages
-	 * included.  Locking a mapping of the file keeps every page resident (as
-	 * root; without the privilege the file is left as it is).
-	 */
-	if (cached && !part_drop) {
-		pin = mmap(NULL, f.file_size, PROT_READ, MAP_SHARED, f.fd, 0);
-		if (pin != MAP_FAILED && mlock(pin, f.file_size) < 0) {
-			munmap(pin, f.file_size);
-			pin = MAP_FAILED;
-		}
-	}
 	if (direct)
 		assert_int_equal(posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
 	if (cached && part_drop)
@@ -195,8 +180,6 @@ static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors
 	fd = rt_reopen(f.fd, direct || cached);
 	assert_true(fd >= 0);
 	r = rt_reclaim(fd, &opts, &rep);
-	if (pin != MAP_FAILED)
-		munmap(pin, f.file_size);
 	if (r == -ENOTSUP) {
 		close(fd);
 		close(f.fd);
