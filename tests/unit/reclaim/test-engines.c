@@ -230,12 +230,18 @@ static void test_uring(void **state)
 /*
  * More ranges than the io_uring engine queues (4096) and many linked chains of
  * punches (256 each): read from the device (every punch put off to the end,
- * queued all at once) and from the page cache (punched while the scan goes on).
+ * queued all at once) and partly from the page cache (punched while the scan
+ * goes on).  Not "all from the cache": on a file this size, a punch that cannot
+ * split a clean large folio drops all of it from the cache (the kernel's
+ * truncate_inode_partial_folio), pages ahead of the scan included, so some
+ * spans go to the device whatever the test does (1 run in 15 here).
  */
 static void test_uring_many_ranges(void **state)
 {
 	run_case(RECLAIM_ENGINE_URING, 8, 25000, 0, true, false);
+	part_drop = true;
 	run_case_cache(RECLAIM_ENGINE_URING, 8, 25000, 0, false, true, false);
+	part_drop = false;
 }
 
 /*
