@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Loop devices through /dev/loop-control: attach a file (read-only or not),
- * detach, find the loop that serves a file.  See dm-facts.md section 4.
+ * detach, find the loop that serves a file.  See docs/kernel-facts.md, "Loop devices".
  *
  * Loops are attached with LO_FLAGS_AUTOCLEAR and handed back with an open fd:
  * the kernel detaches an autoclear loop on its last close, so a loop that no

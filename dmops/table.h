@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Device-mapper tables for a VM disk (dm-facts.md section 2), built as data so
+ * Device-mapper tables for a VM disk (docs/kernel-facts.md), built as data so
  * they can be checked without a kernel, and COW sizing (section 1).
  */
 #ifndef COWPUNCH_DMOPS_TABLE_H

@@ -92,7 +92,7 @@ check_refusal meta $((4096 + 8)) "metadata" add=1,5 entry=0,0,1,1
 check_refusal dupnew $((4096 + 4 * 16 + 8)) "already used" add=1,5 entry=0,4,5,2
 check_refusal dupold $((4096 + 4 * 16)) "already has an exception" add=1,5 entry=0,4,1,6
 check_refusal trailing $((4096 + 8 * 16)) "discard" add=1,5 entry=0,8,77,3
-# An unaligned discard zeroed 512 bytes of the list (dm-facts.md): entries 32..63 gone.
+# An unaligned discard zeroed 512 bytes of the list (docs/kernel-facts.md): entries 32..63 gone.
 check_refusal discard $((4096 + 1024)) "damaged" add=1,100 punch=$((4096 + 512)),512
 check_refusal noarea $((258 * 4096)) "next area is missing" add=0,256,2 size=$((258 * 4096))
 check_refusal header-rest 100 "header chunk" add=1,2 byte=100,1

@@ -146,7 +146,7 @@ loop_detach_file() {
 }
 
 # layered_create ID BASE_IMG COW_FILE OVERLAY_SECTORS [CHUNK_SECTORS [FEATURE...]]
-# The project's layered disk (README, dm-facts.md section 2):
+# The project's layered disk (README, docs/kernel-facts.md):
 #   base-ID    = linear over a read-only loop of BASE_IMG, then `zero` up to OVERLAY_SECTORS
 #   overlay-ID = snapshot of base-ID, persistent store P on a loop of COW_FILE
 # FEATURE args (e.g. discard_zeroes_cow) are appended as snapshot feature arguments.

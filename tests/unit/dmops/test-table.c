@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The dm tables of a VM disk (dm-facts.md section 2) and LVM2's COW sizing (section 1). */
+/* The dm tables of a VM disk (docs/kernel-facts.md) and LVM2's COW sizing. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

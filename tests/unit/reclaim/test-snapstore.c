@@ -299,7 +299,7 @@ static void test_refuse_after_terminator(void **state)
 }
 
 /*
- * The discard corruption of dm-facts.md: an unaligned discard zeroes 1 KiB of a
+ * The discard corruption (docs/kernel-facts.md): an unaligned discard zeroes 1 KiB of a
  * metadata area in the middle of the list.  The kernel would silently drop every
  * exception after the hole; we must refuse.
  */

@@ -1,4 +1,4 @@
-# The layered setup (README, dm-facts.md section 2), built by `cowpunch create`: base = linear over
+# The layered setup (README, docs/kernel-facts.md), built by `cowpunch create`: base = linear over
 # a read-only loop of a base image + zero tail; overlay = snapshot P 8 over a loop of the sparse
 # COW.  Write through the overlay (base area, zero tail, partial chunks; enough exceptions for
 # three metadata areas), `cowpunch detach`, read the kernel-written store with `cowpunch inspect`,

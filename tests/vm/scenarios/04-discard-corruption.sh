@@ -1,11 +1,11 @@
-# The discard corruption of dm-facts.md: with discard_zeroes_cow, a discard that is not aligned to
+# The discard corruption (docs/kernel-facts.md): with discard_zeroes_cow, a discard that is not aligned to
 # the chunk size is passed down to the COW device at the remapped offset without being cut at the
 # chunk boundary, so it zeroes the start of the NEXT COW chunk.
 #   A. The next COW chunk is data of an unrelated origin chunk: that chunk's bytes change.
 #   B. The next COW chunk is a metadata area: its first entries are zeroed, the kernel loses
 #      every exception after them on re-attach, and `cowpunch inspect` must report the store as
 #      damaged (exit 3), and `cowpunch reclaim` must refuse it without writing a byte.
-# The scenario fails if the kernel no longer corrupts: then dm-facts.md needs updating.
+# The scenario fails if the kernel no longer corrupts: then docs/kernel-facts.md needs updating.
 # The disks are made by `cowpunch create --discard` (4 KiB chunks, discard_zeroes_cow): the risk
 # that option's warning names, shown on the table cowpunch really builds.
 need_cowpunch create attach detach inspect reclaim

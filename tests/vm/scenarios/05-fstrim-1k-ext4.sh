@@ -1,4 +1,4 @@
-# The discard corruption as it happens in practice (dm-facts.md): ext4 with 1 KiB blocks (mke2fs's
+# The discard corruption as it happens in practice (docs/kernel-facts.md): ext4 with 1 KiB blocks (mke2fs's
 # default below 512 MiB) on a discard_zeroes_cow overlay with 4 KiB chunks; the guest deletes
 # files and runs fstrim.  Its discards are 1 KiB-aligned, so some spill into the next COW chunk.
 # Whether the spill hits a metadata area depends on the layout and the kernel (seen: 6.12 damages

@@ -1,4 +1,4 @@
-# Chunk-aligned discards on a discard_zeroes_cow overlay (dm-facts.md section 2): the kernel zeroes
+# Chunk-aligned discards on a discard_zeroes_cow overlay (docs/kernel-facts.md): the kernel zeroes
 # the COW chunks of whole discarded chunks -- on a file-backed loop that punches holes, so
 # st_blocks drops by exactly the discarded bytes -- and keeps their exceptions.  The store stays
 # valid: `cowpunch inspect` counts every exception and reports the holes, `cowpunch reclaim`

@@ -1,4 +1,4 @@
-# A full COW with a persistent (P) store (dm-facts.md section 1): the kernel marks the snapshot
+# A full COW with a persistent (P) store (docs/format.md, docs/kernel-facts.md): the kernel marks the snapshot
 # invalid, rewrites the header with valid = 0, and every I/O fails.  The store it leaves must be
 # refused by `cowpunch inspect` and `reclaim` (exit 3) without a byte changing, and the kernel
 # itself must refuse to use it again (the snapshot loads but stays Invalid).
