@@ -18,7 +18,7 @@ CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DCOWPUNCH_VERSION=
 	     -I. $(PKG_CFLAGS) $(WARN) $(WERROR) $(OPT) $(SAN) -g -MMD -MP $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
-LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c))
+LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c host/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TESTH_SRCS := $(wildcard tests/unit/helpers/*.c)
 TESTH_OBJS := $(TESTH_SRCS:%.c=$(BUILD)/%.o)
