@@ -7,7 +7,7 @@ SAN     ?=
 # Every warning is an error in CI (CI=true) and in `make check`.
 WERROR  ?= $(if $(CI),-Werror,)
 
-PKGS    := devmapper liburing json-c ext2fs com_err libcrypto
+PKGS    := devmapper liburing json-c ext2fs com_err libcrypto libmicrohttpd
 # Recursively expanded: pkg-config runs at recipe time, after scripts/deps.sh.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS       = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio
