@@ -234,10 +234,10 @@ static void test_large_text(void **state)
 
 struct publisher {
 	struct httpd *h;
-	volatile bool stop;
+	_Atomic bool stop;
 	char *texts[2];
 	size_t len;
-	int published;
+	_Atomic int published;
 };
 
 static void *publish_loop(void *arg)
@@ -257,6 +257,7 @@ static void test_no_torn_reads(void **state)
 {
 	struct publisher p = {.h = start4(), .len = 200000};
 	pthread_t t;
+	int start;
 
 	for (int k = 0; k < 2; k++) {
 		p.texts[k] = malloc(p.len);
@@ -265,7 +266,12 @@ static void test_no_torn_reads(void **state)
 	}
 	assert_int_equal(httpd_publish(p.h, p.texts[0], p.len, 1, SEC), 0);
 	assert_int_equal(pthread_create(&t, NULL, publish_loop, &p), 0);
-	for (int i = 0; i < 100; i++) {
+	/*
+	 * At least 100 scrapes, and on until the publisher swapped texts 100 times
+	 * meanwhile: on a loaded machine its thread may not run at first.
+	 */
+	start = p.published;
+	for (int i = 0; i < 100 || (p.published - start < 100 && i < 5000); i++) {
 		struct reply r = request(httpd_port(p.h), "GET", "/metrics");
 
 		assert_int_equal(r.status, 200);
@@ -275,9 +281,9 @@ static void test_no_torn_reads(void **state)
 				fail_msg("scrape %d mixes two texts at byte %zu", i, j);
 		reply_free(&r);
 	}
+	assert_true(p.published - start >= 100);
 	p.stop = true;
 	pthread_join(t, NULL);
-	assert_true(p.published > 1);
 	free(p.texts[0]);
 	free(p.texts[1]);
 	httpd_stop(p.h);
