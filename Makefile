@@ -7,7 +7,7 @@ SAN     ?=
 # Every warning is an error in CI (CI=true) and in `make check`.
 WERROR  ?= $(if $(CI),-Werror,)
 
-PKGS    := devmapper liburing json-c ext2fs com_err libcrypto
+PKGS    := devmapper liburing json-c ext2fs com_err libcrypto libmicrohttpd
 # Recursively expanded: pkg-config runs at recipe time, after scripts/deps.sh.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS       = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio
@@ -18,7 +18,7 @@ CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DCOWPUNCH_VERSION=
 	     -I. $(PKG_CFLAGS) $(WARN) $(WERROR) $(OPT) $(SAN) -g -MMD -MP $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
-LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c))
+LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c host/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TESTH_SRCS := $(wildcard tests/unit/helpers/*.c)
 TESTH_OBJS := $(TESTH_SRCS:%.c=$(BUILD)/%.o)
@@ -30,7 +30,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps help test unit clitest check vmtest demo bench fuzz fuzz-replay format \
+.PHONY: all deps help test unit clitest promtest check vmtest demo bench fuzz fuzz-replay format \
 	format-check clean
 
 help:
@@ -39,6 +39,7 @@ help:
 	@echo "make demo       build and run the newcomer's demo in the QEMU test bed"
 	@echo "make unit       cmocka unit tests"
 	@echo "make clitest    CLI tests against real files (tests/cli)"
+	@echo "make promtest   metrics, dashboard, rules and units against a real Prometheus (tests/prom)"
 	@echo "make check      ASan+UBSan build running the unit tests and the fuzz corpus"
 	@echo "make vmtest     device-mapper scenarios in QEMU on Debian's 6.1 and 6.12 kernels"
 	@echo "make bench      benchmarks (bench/); results go to docs/benchmarks.md by hand"
@@ -86,6 +87,13 @@ unit: $(TEST_BINS)
 clitest: all
 	@tests/cli/run.sh $(BUILD)
 
+# A real Prometheus on loopback; every wait in it is bounded, timeout is the backstop.
+promtest: all
+	@$(MAKE) --no-print-directory DEPS=test deps
+	@export BUILD_DIR=$(abspath $(BUILD)); \
+		timeout 120 tests/prom/test-systemd-units.sh && \
+		timeout 120 tests/prom/test-prometheus.sh && echo "promtest: passed"
+
 fuzz-replay: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \
 		n=$$(basename $$f); \
@@ -125,6 +133,7 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory clitest
+	@$(MAKE) --no-print-directory promtest
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory vmtest
 

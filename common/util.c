@@ -7,8 +7,47 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
+#include "common/cleanup.h"
 #include "common/util.h"
+
+/*
+ * Reads "DIGITS[.DIGITS]" at *pp into a whole part and a fraction num/den (den a
+ * power of ten; digits past 1e-12 are ignored) and moves *pp past it.
+ * -EINVAL when no digit starts it, -ERANGE when the whole part overflows.
+ */
+static int util_read_decimal(const char **pp, uint64_t *whole, uint64_t *frac_num,
+			     uint64_t *frac_den)
+{
+	const char *p = *pp;
+	uint64_t w = 0, num = 0, den = 1;
+
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (w > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		w = w * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		for (; isdigit((unsigned char)*p); p++) {
+			if (den >= 1000000000000ULL)
+				continue;
+			num = num * 10 + (uint64_t)(*p - '0');
+			den *= 10;
+		}
+	}
+	*pp = p;
+	*whole = w;
+	*frac_num = num;
+	*frac_den = den;
+	return 0;
+}
 
 int util_parse_size(const char *s, uint64_t *ret_bytes)
 {
@@ -19,27 +58,15 @@ int util_parse_size(const char *s, uint64_t *ret_bytes)
 		{"", 0},   {"b", 0},	{"k", 10}, {"kib", 10}, {"m", 20}, {"mib", 20},
 		{"g", 30}, {"gib", 30}, {"t", 40}, {"tib", 40}, {"p", 50}, {"pib", 50},
 	};
-	uint64_t whole = 0, frac_num = 0, frac_den = 1;
+	uint64_t whole, frac_num, frac_den;
 	const char *p = s;
+	int r;
 
-	if (!s || !isdigit((unsigned char)*p))
+	if (!s)
 		return -EINVAL;
-	for (; isdigit((unsigned char)*p); p++) {
-		if (whole > (UINT64_MAX - 9) / 10)
-			return -ERANGE;
-		whole = whole * 10 + (uint64_t)(*p - '0');
-	}
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return -EINVAL;
-		for (; isdigit((unsigned char)*p); p++) {
-			if (frac_den >= 1000000000000ULL)
-				continue; /* ignore digits past 1e-12 */
-			frac_num = frac_num * 10 + (uint64_t)(*p - '0');
-			frac_den *= 10;
-		}
-	}
+	r = util_read_decimal(&p, &whole, &frac_num, &frac_den);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcasecmp(p, units[i].suffix) != 0)
 			continue;
@@ -155,4 +182,134 @@ int util_cached(int fd, uint64_t off, uint64_t len)
 	if (syscall(UTIL_NR_CACHESTAT, fd, &range, &cs, 0) < 0)
 		return -errno;
 	return cs.nr_cache * (uint64_t)(page > 0 ? page : 4096) >= len;
+}
+
+#define UTIL_NSEC_PER_SEC 1000000000ULL
+
+int util_parse_duration(const char *s, uint64_t *ret_ns)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = {
+		{"ns", 1},
+		{"us", 1000},
+		{"ms", 1000000},
+		{"s", UTIL_NSEC_PER_SEC},
+		{"m", 60 * UTIL_NSEC_PER_SEC},
+		{"h", 3600 * UTIL_NSEC_PER_SEC},
+		{"d", 86400 * UTIL_NSEC_PER_SEC},
+	};
+	const char *p = s;
+	uint64_t total = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	while (*p) {
+		uint64_t whole, num, den, unit = 0, v;
+		const char *start = p, *u;
+		int r = util_read_decimal(&p, &whole, &num, &den);
+
+		if (r < 0)
+			return r;
+		for (u = p; *p >= 'a' && *p <= 'z'; p++)
+			;
+		if (start == s && u == p && !*p)
+			unit = UTIL_NSEC_PER_SEC; /* the whole string is one number: seconds */
+		for (size_t i = 0; i < ARRAY_SIZE(units) && !unit; i++)
+			if (strlen(units[i].unit) == (size_t)(p - u) &&
+			    !memcmp(units[i].unit, u, (size_t)(p - u)))
+				unit = units[i].ns;
+		if (!unit)
+			return -EINVAL;
+		/* The fraction: num / den < 1 and den <= 1e12, so num * unit fits in 128 bits. */
+		if (__builtin_mul_overflow(whole, unit, &v) ||
+		    __builtin_add_overflow(v, (uint64_t)((unsigned __int128)num * unit / den),
+					   &v) ||
+		    __builtin_add_overflow(total, v, &total))
+			return -ERANGE;
+	}
+	*ret_ns = total;
+	return 0;
+}
+
+int util_parse_rate(const char *s, uint64_t *ret_bytes_per_sec)
+{
+	char buf[64];
+	size_t n;
+
+	if (!s)
+		return -EINVAL;
+	if (!strcasecmp(s, "unlimited")) {
+		*ret_bytes_per_sec = 0;
+		return 0;
+	}
+	n = strlen(s);
+	if (n > 2 && !strcmp(s + n - 2, "/s"))
+		n -= 2;
+	if (n == 0 || n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return util_parse_size(buf, ret_bytes_per_sec);
+}
+
+int util_parse_listen(const char *s, struct sockaddr_storage *ret_addr, socklen_t *ret_len)
+{
+	struct sockaddr_storage ss = {0};
+	char host[INET6_ADDRSTRLEN];
+	const char *h, *port;
+	unsigned long v = 0;
+	size_t hl;
+
+	if (!s)
+		return -EINVAL;
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		hl = (size_t)(end - h);
+		port = end + 2;
+	} else {
+		const char *colon = strchr(s, ':');
+
+		/* A second colon is an IPv6 address without brackets: its port is ambiguous. */
+		if (!colon || strchr(colon + 1, ':'))
+			return -EINVAL;
+		h = s;
+		hl = (size_t)(colon - s);
+		port = colon + 1;
+	}
+	if (hl == 0 || hl >= sizeof(host) || !*port || strlen(port) > 5)
+		return -EINVAL;
+	for (const char *c = port; *c; c++) {
+		if (!isdigit((unsigned char)*c))
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(*c - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (s[0] == '[') {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+			return -EINVAL;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)v);
+		*ret_len = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return -EINVAL;
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)v);
+		*ret_len = sizeof(*a);
+	}
+	*ret_addr = ss;
+	return 0;
 }

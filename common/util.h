@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /*
  * Parses a size such as "4096", "4k", "4KiB", "10G", "1.5GiB" (binary units:
@@ -33,5 +34,29 @@ ssize_t util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
  * -EPERM, -EOPNOTSUPP: refused).
  */
 int util_cached(int fd, uint64_t off, uint64_t len);
+
+/*
+ * Parses a duration: "500ms", "90s", "10m", "1h", "1.5h", "1h30m", "2d" (units
+ * ns us ms s m h d, lowercase, components added up), or a plain number of
+ * seconds ("90", "0.5").  Returns 0 and writes *ret_ns, -EINVAL on a malformed
+ * string (empty, negative, unknown unit, a plain number followed by more),
+ * -ERANGE when it does not fit in 64-bit nanoseconds (about 584 years).
+ */
+int util_parse_duration(const char *s, uint64_t *ret_ns);
+
+/*
+ * Parses a rate in bytes per second: a size as util_parse_size() takes it
+ * ("50M" = 50 MiB/s, "1.5GiB", "4096"), optionally followed by "/s"; "0" and
+ * "unlimited" mean no limit (0).  Returns 0 and writes *ret_bytes_per_sec,
+ * -EINVAL or -ERANGE as util_parse_size().
+ */
+int util_parse_rate(const char *s, uint64_t *ret_bytes_per_sec);
+
+/*
+ * Parses a listen address "IPV4:PORT" or "[IPV6]:PORT", numeric only (no host
+ * names, no lookups), PORT 1-65535.  Returns 0 and writes *ret_addr (a
+ * sockaddr_in or sockaddr_in6) and *ret_len, -EINVAL for anything else.
+ */
+int util_parse_listen(const char *s, struct sockaddr_storage *ret_addr, socklen_t *ret_len);
 
 #endif

@@ -5,8 +5,10 @@
 set -euo pipefail
 
 build=(gcc make pkg-config libc6-dev libdevmapper-dev liburing-dev libaio-dev libext2fs-dev
-	libjson-c-dev libssl-dev)
-test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq clang-format git)
+	libjson-c-dev libssl-dev libmicrohttpd-dev)
+# prometheus: the server and promtool (tests/prom); systemd: systemd-analyze (unit checks).
+test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq clang-format git prometheus curl
+	systemd)
 vm=(qemu-system-x86 busybox-static kmod cpio dmsetup udev xfsprogs btrfs-progs strace e2fsprogs util-linux coreutils diffutils jq xz-utils
 	file)
 bench=(fio time jq e2fsprogs)
@@ -41,3 +43,8 @@ echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's prometheus package enables and starts a system-wide server (port 9090).
+# The tests start their own on loopback; stop the one this script just installed.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+	systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
