@@ -26,6 +26,7 @@
 struct view_io {
 	const struct mergedview *mv;
 	uint64_t bytes_read;
+	int io_error; /* the first -errno of the view: the scan fails with it, no refusal */
 };
 
 static _Thread_local struct view_io *view_io_pending;
@@ -97,6 +98,12 @@ static errcode_t view_read_blk64(io_channel channel, unsigned long long block, i
 	off = block * bs;
 	r = mergedview_pread(vio->mv, data, (size_t)size, off);
 	if (r < 0) {
+		/*
+		 * The disk cannot be read: an I/O error of the caller, not a verdict on the
+		 * file system (libext2fs would turn it into "cannot open" or "bad bitmap").
+		 */
+		if (!vio->io_error)
+			vio->io_error = (int)r;
 		err = (errcode_t)-r;
 		r = 0;
 	} else if ((uint64_t)r < size) {
@@ -353,8 +360,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 
 	bitmap = calloc(1, file_chunks / 8 + 1);
 	if (!bitmap) {
-		ext2fs_free(fs);
-		return -ENOMEM;
+		vio.io_error = -ENOMEM;
+		goto out;
 	}
 	n = mergedview_exceptions(mv, &v);
 	for (size_t i = 0; i < n; i++) {
@@ -376,6 +383,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 out:
 	if (fs)
 		ext2fs_free(fs); /* not ext2fs_close(): nothing is ever flushed */
+	if (vio.io_error)
+		return vio.io_error;
 	res.bytes_read = vio.bytes_read;
 	res.seconds = util_now() - t0;
 	*ret_free_bitmap = res.status == FSAWARE_DONE ? TAKE_PTR(bitmap) : NULL;

@@ -49,7 +49,10 @@ struct fsaware_result {
  * when it is free).  Bits past file_chunks are never set.
  *
  * Returns 0 and fills *ret (check ret->status; when refused *ret_free_bitmap is
- * NULL), or -ENOMEM.  Never writes anything.
+ * NULL); -ENOMEM; or the view's -errno (-EIO: a file shorter than it should be,
+ * or a read error) when any read of the disk failed: that is no verdict on the
+ * file system, and *ret and *ret_free_bitmap are left untouched.  Never writes
+ * anything.
  */
 int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **ret_free_bitmap,
 		 struct fsaware_result *ret);
@@ -68,7 +71,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
  * Returns 0 with *ret_fs filled: when ret_fs->status is FSAWARE_REFUSED nothing
  * was written and *ret_report is left untouched; when done *ret_report is filled.
  * Returns -EBADMSG with *err filled for an invalid store or a store that does not
- * fit disk_size; -errno for I/O or memory; reclaim_run()'s errors.
+ * fit disk_size; -errno for I/O (a read of the COW or the base that fails or comes
+ * back short: nothing written) or memory; reclaim_run()'s errors.
  */
 int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct reclaim_opts *opts,
 		    struct reclaim_report *ret_report, struct fsaware_result *ret_fs,

@@ -10,7 +10,8 @@
  * than the 4 KiB readers like to assume; statx(2) reports that alignment
  * (STATX_DIOALIGN, Linux 6.1) when fakedio.report is set, and nothing about it
  * otherwise (an older kernel).  With fakedio.eio_fd >= 0, every pread of that
- * descriptor fails with EIO (a failing disk).
+ * descriptor that reaches byte fakedio.eio_from or further fails with EIO (a
+ * failing disk).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +27,12 @@ static struct {
 	bool report;
 	uint32_t mem, off;
 	int eio_fd;
+	uint64_t eio_from;
 	unsigned direct_reads; /* O_DIRECT reads let through */
 	unsigned refused;      /* O_DIRECT reads refused with EINVAL */
 } fakedio = {.eio_fd = -1};
 
-static void fakedio_set(bool report, uint32_t mem, uint32_t off)
+__attribute__((unused)) static void fakedio_set(bool report, uint32_t mem, uint32_t off)
 {
 	fakedio.on = true;
 	fakedio.report = report;
@@ -39,10 +41,18 @@ static void fakedio_set(bool report, uint32_t mem, uint32_t off)
 	fakedio.direct_reads = fakedio.refused = 0;
 }
 
-static void fakedio_off(void)
+__attribute__((unused)) static void fakedio_off(void)
 {
 	fakedio.on = false;
 	fakedio.eio_fd = -1;
+	fakedio.eio_from = 0;
+}
+
+/* Reads of fd that reach byte `from` or further fail with EIO. */
+__attribute__((unused)) static void fakedio_eio(int fd, uint64_t from)
+{
+	fakedio.eio_fd = fd;
+	fakedio.eio_from = from;
 }
 
 int __real_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf);
@@ -68,7 +78,7 @@ int __wrap_statx(int dirfd, const char *path, int flags, unsigned int mask, stru
 
 ssize_t __wrap_pread64(int fd, void *buf, size_t len, off_t off)
 {
-	if (fd >= 0 && fd == fakedio.eio_fd) {
+	if (fd >= 0 && fd == fakedio.eio_fd && (uint64_t)off + len > fakedio.eio_from) {
 		errno = EIO;
 		return -1;
 	}

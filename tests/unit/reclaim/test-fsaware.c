@@ -29,6 +29,8 @@
 #include "tests/unit/helpers/storegen.h"
 #include "tests/unit/helpers/fsimg.h"
 
+#include "fakedio.c"
+
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
 
@@ -326,6 +328,25 @@ static void flip(const char *img, uint64_t off)
 	assert_int_equal(util_pwrite_full(fd, &b, 1, off), 1);
 }
 
+/* The block number of group 0's block bitmap, from dumpe2fs. */
+static uint64_t first_block_bitmap(const char *img)
+{
+	char cmd[400];
+	FILE *p;
+	unsigned long long blk = 0;
+
+	snprintf(cmd, sizeof(cmd),
+		 "dumpe2fs %s 2>/dev/null | sed -n 's/.*Block bitmap at \\([0-9]*\\).*/\\1/p' "
+		 "| head -1",
+		 img);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%llu", &blk), 1);
+	pclose(p);
+	assert_true(blk > 0);
+	return blk;
+}
+
 static void test_refusals(void **state)
 {
 	char img[300];
@@ -377,23 +398,7 @@ static void test_refusals(void **state)
 
 	/* A block bitmap whose checksum fails: libext2fs refuses to read it. */
 	make_small(img, "metadata_csum,^flex_bg");
-	{
-		char cmd[400];
-		FILE *p;
-		unsigned long long blk = 0;
-
-		snprintf(
-			cmd, sizeof(cmd),
-			"dumpe2fs %s 2>/dev/null | sed -n 's/.*Block bitmap at \\([0-9]*\\).*/\\1/p' "
-			"| head -1",
-			img);
-		p = popen(cmd, "r");
-		assert_non_null(p);
-		assert_int_equal(fscanf(p, "%llu", &blk), 1);
-		pclose(p);
-		assert_true(blk > 0);
-		flip(img, blk * 1024 + 1000);
-	}
+	flip(img, first_block_bitmap(img) * 1024 + 1000);
 	expect_refused(img, 8 * MiB, "block bitmaps");
 }
 
@@ -472,6 +477,106 @@ static void test_reclaim_entry_point(void **state)
 	assert_true((uint64_t)(before - storegen_allocated(cfd)) >= (1 * MiB) * 95 / 100);
 }
 
+/* fsaware_scan() over a base that fails to read: an I/O error, not a refusal. */
+static int scan_base(const char *img, int bfd, struct fsaware_result *res, uint8_t **bm)
+{
+	struct mergedview_list l = {0};
+	struct mergedview *mv;
+	int r;
+
+	assert_int_equal(mergedview_open(-1, bfd, 8 * MiB, 4096, &l, &mv), 0);
+	r = fsaware_scan(mv, 16, bm, res);
+	mergedview_free(mv);
+	return r;
+}
+
+/*
+ * A disk that cannot be read is an I/O error (-EIO: exit 1), never a refusal (exit 5)
+ * and never zeros: the superblock, the descriptors or the bitmaps failing to read,
+ * and a base truncated under the scan.  Nothing is punched.
+ */
+static void test_io_errors(void **state)
+{
+	char img[300], cow[300], req[400];
+	uint8_t *bm = (uint8_t *)1, sha_before[32], sha_after[32];
+	struct reclaim_opts o = {.engine = RECLAIM_ENGINE_SYNC};
+	struct reclaim_report rep;
+	struct fsaware_result res = {.status = FSAWARE_DONE};
+	struct snapstore_error err;
+	uint64_t bitmap;
+	int64_t before;
+
+	snprintf(img, sizeof(img), "%s/io.img", dir);
+	make_small(img, "metadata_csum,^flex_bg");
+	bitmap = first_block_bitmap(img) * 1024;
+	{
+		_cleanup_close_ int bfd = open(img, O_RDONLY | O_CLOEXEC);
+
+		assert_true(bfd >= 0);
+		/* Sanity: readable, it is scanned. */
+		assert_int_equal(scan_base(img, bfd, &res, &bm), 0);
+		assert_int_equal(res.status, FSAWARE_DONE);
+		free(bm);
+		bm = (uint8_t *)1;
+		res.status = FSAWARE_DONE;
+		/* The superblock does not read. */
+		fakedio_eio(bfd, 0);
+		assert_int_equal(scan_base(img, bfd, &res, &bm), -EIO);
+		/* Superblock and descriptors read, the block bitmap does not. */
+		fakedio_eio(bfd, bitmap);
+		assert_int_equal(scan_base(img, bfd, &res, &bm), -EIO);
+		fakedio_off();
+		/* Untouched on error. */
+		assert_ptr_equal(bm, (uint8_t *)1);
+		assert_int_equal(res.status, FSAWARE_DONE);
+	}
+
+	/* The base shrinks under the scan (after the view measured it). */
+	{
+		_cleanup_close_ int bfd = open(img, O_RDONLY | O_CLOEXEC);
+		struct mergedview_list l = {0};
+		struct mergedview *mv;
+
+		assert_true(bfd >= 0);
+		assert_int_equal(mergedview_open(-1, bfd, 8 * MiB, 4096, &l, &mv), 0);
+		assert_int_equal(truncate(img, (off_t)bitmap), 0);
+		assert_int_equal(fsaware_scan(mv, 16, &bm, &res), -EIO);
+		assert_ptr_equal(bm, (uint8_t *)1);
+		mergedview_free(mv);
+	}
+
+	/* Through fsaware_reclaim(): -EIO, and the COW keeps every byte and block. */
+	make_small(img, "metadata_csum,^flex_bg");
+	snprintf(cow, sizeof(cow), "%s/io-guest.img", dir);
+	assert_int_equal(fsimg_sh("cp %s %s", img, cow), 0);
+	snprintf(req, sizeof(req), "write %s/src/keep2 big", dir);
+	assert_int_equal(debugfs_w(cow, req), 0);
+	assert_int_equal(debugfs_w(cow, "rm big"), 0);
+	{
+		char guest[300];
+		_cleanup_close_ int cfd = -1;
+		_cleanup_close_ int bfd = open(img, O_RDONLY | O_CLOEXEC);
+
+		snprintf(guest, sizeof(guest), "%s", cow);
+		snprintf(cow, sizeof(cow), "%s/io-cow", dir);
+		cfd = open(cow, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_true(cfd >= 0 && bfd >= 0);
+		diff_to_store(img, guest, cfd, 4096, 8 * MiB);
+		before = storegen_allocated(cfd);
+		file_sha256(cfd, sha_before);
+		fakedio_eio(bfd, 0);
+		assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, &o, &rep, &res, &err), -EIO);
+		fakedio_off();
+		assert_int_equal(storegen_allocated(cfd), before);
+		file_sha256(cfd, sha_after);
+		assert_memory_equal(sha_before, sha_after, 32);
+		/* Readable again: the same store is reclaimed. */
+		assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, &o, &rep, &res, &err), 0);
+		assert_int_equal(res.status, FSAWARE_DONE);
+		assert_true(res.fs_free_chunks > 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +589,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[6]),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_reclaim_entry_point),
+		cmocka_unit_test(test_io_errors),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

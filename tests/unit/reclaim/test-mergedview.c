@@ -235,7 +235,7 @@ static void test_short_files(void **state)
 	assert_int_equal(mergedview_pread(mv, buf, CHUNK, 1 * CHUNK), CHUNK);
 	assert_int_equal(buf[CHUNK - 1], 0xC0 ^ 3);
 	/* A read error of the disk is the caller's too. */
-	fakedio.eio_fd = f->cow_fd;
+	fakedio_eio(f->cow_fd, 0);
 	assert_int_equal(mergedview_pread(mv, buf, CHUNK, 1 * CHUNK), -EIO);
 	fakedio_off();
 	mergedview_free(mv);
