@@ -243,6 +243,35 @@ static bool check_super(ext2_filsys fs, uint64_t disk_size, struct fsaware_resul
 		refuse(res, "superblock checksum does not match (metadata_csum)");
 		return false;
 	}
+	/*
+	 * s_state, as the kernel keeps it (fs/ext4/super.c, fs/ext2/super.c): ERROR_FS is
+	 * set when it finds the file system inconsistent, and stays until e2fsck.
+	 * VALID_FS: without a journal the kernel clears it on a read-write mount and sets
+	 * it again on unmount (the old ext2 driver also on freeze; the ext4 driver, which
+	 * mounts ext2 on Debian's kernels, does not).  With a journal it stays set while
+	 * mounted (RECOVER says "mounted" instead), so it is clear only on a file system
+	 * mounted while it needed e2fsck, which the kernel leaves so until e2fsck.
+	 */
+	if (fs->super->s_state & EXT2_ERROR_FS) {
+		refuse(res,
+		       "the superblock records file system errors (s_state has EXT2_ERROR_FS): "
+		       "the kernel found it inconsistent, so its block bitmaps may be wrong "
+		       "until e2fsck repairs them");
+		return false;
+	}
+	if (!(fs->super->s_state & EXT2_VALID_FS)) {
+		if (ext2fs_has_feature_journal(fs->super))
+			refuse(res, "the file system is not marked clean (s_state lacks "
+				    "EXT2_VALID_FS): it was mounted while it needed e2fsck, so its "
+				    "block bitmaps cannot be trusted until e2fsck");
+		else
+			refuse(res,
+			       "the file system has no journal and was not cleanly unmounted "
+			       "(s_state lacks EXT2_VALID_FS): it was mounted (or frozen by the "
+			       "ext4 driver, which cannot be told apart) or it crashed when the "
+			       "snapshot was taken, so its block bitmaps cannot be trusted");
+		return false;
+	}
 	if (blocks > disk_size / fs->blocksize) {
 		refuse(res,
 		       "the filesystem claims %" PRIu64 " blocks of %u bytes, more than the "

@@ -41,12 +41,17 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 "$COWPUNCH" reclaim --fs-aware --base "$T/nobase" --size 64M "$T/cow" >/dev/null 2>&1
 [ $? -eq 1 ] || fail "missing base: want 1"
 
-# Refused: mounted and not frozen (journal needs recovery); superblock checksum broken.
+# Refused: mounted and not frozen (journal needs recovery); superblock checksum broken;
+# errors recorded in s_state; s_state not clean (mounted while it needed e2fsck).
 cp "$T/guest" "$T/guest-r"
 debugfs -w -R "feature needs_recovery" "$T/guest-r" >/dev/null 2>&1
 cp "$T/guest" "$T/guest-s"
 printf '\x5a' | dd of="$T/guest-s" bs=1 seek=$((1024 + 0x30)) conv=notrunc status=none
-for g in r s; do
+cp "$T/guest" "$T/guest-e"
+debugfs -w -R "ssv state 3" "$T/guest-e" >/dev/null 2>&1
+cp "$T/guest" "$T/guest-v"
+debugfs -w -R "ssv state 0" "$T/guest-v" >/dev/null 2>&1
+for g in r s e v; do
 	"$tool" diff "$T/base" "$T/guest-$g" "$T/cow-$g" >/dev/null || fail "fsimgstore diff $g"
 	b=$(blocks "$T/cow-$g") h=$(sum "$T/cow-$g")
 	"$COWPUNCH" reclaim --fs-aware --base "$T/base" --size $SIZE --json "$T/cow-$g" \

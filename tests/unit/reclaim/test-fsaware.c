@@ -373,6 +373,23 @@ static void test_refusals(void **state)
 	assert_int_equal(debugfs_w(img, "feature needs_recovery"), 0);
 	expect_refused(img, 8 * MiB, "journal needs recovery");
 
+	/*
+	 * s_state: errors recorded (ERROR_FS), with and without a journal; VALID_FS clear on
+	 * a file system without a journal (mounted, not unmounted) and on one with a journal
+	 * (mounted while it needed e2fsck).  debugfs rewrites the superblock checksum.
+	 */
+	make_small(img, "metadata_csum");
+	assert_int_equal(debugfs_w(img, "ssv state 3"), 0);
+	expect_refused(img, 8 * MiB, "records file system errors");
+	make_small(img, "^has_journal");
+	assert_int_equal(debugfs_w(img, "ssv state 3"), 0);
+	expect_refused(img, 8 * MiB, "records file system errors");
+	assert_int_equal(debugfs_w(img, "ssv state 0"), 0);
+	expect_refused(img, 8 * MiB, "no journal and was not cleanly unmounted");
+	make_small(img, "metadata_csum");
+	assert_int_equal(debugfs_w(img, "ssv state 0"), 0);
+	expect_refused(img, 8 * MiB, "not marked clean");
+
 	/* Superblock checksum (metadata_csum): s_wtime changed without fixing s_checksum. */
 	make_small(img, "metadata_csum");
 	flip(img, 1024 + 0x30);
