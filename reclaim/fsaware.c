@@ -342,10 +342,57 @@ static uint64_t count_free(ext2fs_block_bitmap bm, blk64_t first, blk64_t end)
 	return n;
 }
 
-int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **ret_free_bitmap,
-		 struct fsaware_result *ret)
+/*
+ * Whether group g's block bitmap, as libext2fs has it, comes from what the guest
+ * wrote: its group descriptor, and its bitmap unless the descriptor marks it
+ * BLOCK_UNINIT (then libext2fs builds it from the descriptor), lie in the COW.
+ */
+static bool group_from_cow(ext2_filsys fs, const struct mergedview *mv, dgrp_t g)
 {
-	struct fsaware_result res = {.status = FSAWARE_DONE};
+	uint64_t bs = fs->blocksize, dsz = EXT2_DESC_SIZE(fs->super);
+	uint64_t per = EXT2_DESC_PER_BLOCK(fs->super);
+	blk64_t desc =
+		ext2fs_descriptor_block_loc2(fs, fs->super->s_first_data_block, (dgrp_t)(g / per));
+
+	if (!mergedview_range_in_cow(mv, desc * bs + (g % per) * dsz, dsz))
+		return false;
+	if (ext2fs_has_group_desc_csum(fs) && ext2fs_bg_flags_test(fs, g, EXT2_BG_BLOCK_UNINIT))
+		return true;
+	return mergedview_range_in_cow(mv, ext2fs_block_bitmap_loc(fs, g) * bs,
+				       EXT2_CLUSTERS_PER_GROUP(fs->super) / 8);
+}
+
+/* Per scan: which groups' bitmaps the guest wrote, decided once per group. */
+struct cow_groups {
+	bool super; /* the primary superblock lies in the COW */
+	dgrp_t last;
+	bool last_ok, have_last;
+};
+
+/* Whether every group blocks b0..b1 lie in has a bitmap the guest wrote. */
+static bool blocks_from_cow(ext2_filsys fs, const struct mergedview *mv, struct cow_groups *cg,
+			    blk64_t b0, blk64_t b1)
+{
+	if (!cg->super)
+		return false;
+	for (dgrp_t g = ext2fs_group_of_blk2(fs, b0); g <= ext2fs_group_of_blk2(fs, b1); g++) {
+		if (!cg->have_last || cg->last != g) {
+			cg->last = g;
+			cg->last_ok = group_from_cow(fs, mv, g);
+			cg->have_last = true;
+		}
+		if (!cg->last_ok)
+			return false;
+	}
+	return true;
+}
+
+int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, unsigned flags,
+		 uint8_t **ret_free_bitmap, struct fsaware_result *ret)
+{
+	struct fsaware_result res = {.status = FSAWARE_DONE,
+				     .base_verified = flags & FSAWARE_BASE_VERIFIED};
+	struct cow_groups cg = {0};
 	struct view_io vio = {.mv = mv};
 	_cleanup_free_ uint8_t *bitmap = NULL;
 	const struct snapstore_exception *v;
@@ -392,6 +439,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 		vio.io_error = -ENOMEM;
 		goto out;
 	}
+	/* The primary superblock: bytes 1024..2047 of the disk, whatever the block size. */
+	cg.super = mergedview_range_in_cow(mv, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
 	n = mergedview_exceptions(mv, &v);
 	for (size_t i = 0; i < n; i++) {
 		/* No overflow: old_chunk * chunk < disk size, checked by mergedview_open(). */
@@ -405,6 +454,11 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 			continue;
 		if (ext2fs_find_first_set_block_bitmap2(fs->block_map, b0, b1, &hit) != ENOENT)
 			continue;
+		/* Free, but said so by metadata of a base nobody vouched for: kept. */
+		if (!(flags & FSAWARE_BASE_VERIFIED) && !blocks_from_cow(fs, mv, &cg, b0, b1)) {
+			res.unverified_chunks++;
+			continue;
+		}
 		bitmap[v[i].new_chunk >> 3] |= (uint8_t)(1u << (v[i].new_chunk & 7));
 		res.fs_free_chunks++;
 	}
@@ -421,9 +475,9 @@ out:
 	return 0;
 }
 
-int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct reclaim_opts *opts,
-		    struct reclaim_report *ret_report, struct fsaware_result *ret_fs,
-		    struct snapstore_error *err)
+int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, unsigned flags,
+		    const struct reclaim_opts *opts, struct reclaim_report *ret_report,
+		    struct fsaware_result *ret_fs, struct snapstore_error *err)
 {
 	struct mergedview_list list = {0};
 	struct snapstore_info info = {0};
@@ -448,7 +502,7 @@ int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct re
 	}
 	if (r < 0)
 		goto out;
-	r = fsaware_scan(mv, info.geom.file_chunks, &free_bm, &res);
+	r = fsaware_scan(mv, info.geom.file_chunks, flags, &free_bm, &res);
 	if (r < 0)
 		goto out;
 	res.seconds = util_now() - t0; /* the view's sort counts too */

@@ -172,6 +172,18 @@ bool mergedview_lookup(const struct mergedview *mv, uint64_t old_chunk, uint64_t
 	return false;
 }
 
+bool mergedview_range_in_cow(const struct mergedview *mv, uint64_t off, uint64_t len)
+{
+	uint64_t nc;
+
+	if (!len || off >= mv->disk_size || len > mv->disk_size - off)
+		return false;
+	for (uint64_t c = off >> mv->chunk_shift; c <= (off + len - 1) >> mv->chunk_shift; c++)
+		if (!mergedview_lookup(mv, c, &nc))
+			return false;
+	return true;
+}
+
 /*
  * pread of an fd opened O_DIRECT (the engine's COW fd): the aligned span around
  * [off, off+len) goes through an aligned buffer, so callers may read any range.

@@ -67,6 +67,12 @@ uint64_t mergedview_base_size(const struct mergedview *mv);
 /* The exceptions, sorted by old_chunk; returns their count and sets *ret_v. */
 size_t mergedview_exceptions(const struct mergedview *mv, const struct snapstore_exception **ret_v);
 
+/*
+ * True when every byte of the disk's [off, off + len) lies in origin chunks with an
+ * exception: read from the COW, i.e. written by the guest, whatever the base holds.
+ */
+bool mergedview_range_in_cow(const struct mergedview *mv, uint64_t off, uint64_t len);
+
 /* True when origin chunk old_chunk has an exception; then *ret_new_chunk is its COW chunk. */
 bool mergedview_lookup(const struct mergedview *mv, uint64_t old_chunk, uint64_t *ret_new_chunk);
 
