@@ -75,7 +75,8 @@ void cmd_reclaim_help(FILE *out)
 	      "ID' shows it).  With --fs-aware, the base image and the disk size come from\n"
 	      "the record, and the base must still match its recorded identity (exit 3\n"
 	      "otherwise): reading the guest's file system over a different base would\n"
-	      "find the wrong blocks free.\n"
+	      "find the wrong blocks free.  The identity is checked on the open base that\n"
+	      "is then read, so a base replaced at its path in between is never read.\n"
 	      "\n"
 	      "With --base and --size instead (a COW file, no VM record), NOTHING PROVES\n"
 	      "THAT IMAGE IS THE BASE THE COW WAS WRITTEN OVER.  What is checked: IMAGE is a\n"
@@ -169,7 +170,8 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 	uint64_t v;
 	int c;
 
-	*a = (struct agent_reclaim_request){.progress = -1, .engine = RECLAIM_ENGINE_AUTO};
+	*a = (struct agent_reclaim_request){
+		.progress = -1, .engine = RECLAIM_ENGINE_AUTO, .base_fd = -1};
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "nje:phfb:s:", longopts, NULL)) != -1) {
@@ -444,7 +446,8 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 	struct fsaware_result fs;
 	struct reclaim_report rep;
 	struct reclaim_opts opts;
-	_cleanup_close_ int fd = -1, base_fd = -1;
+	_cleanup_close_ int fd = -1, own_base_fd = -1;
+	int base_fd = a->base_fd;
 	int r;
 
 	r = agent_open_cow_exclusive(a->cow_path, &fd);
@@ -452,11 +455,13 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 		return r;
 	if (a->fs_aware) {
 		/* The base is only read; a shared base is never opened for writing. */
-		base_fd = open(a->base_path, O_RDONLY | O_CLOEXEC);
 		if (base_fd < 0) {
-			agent_error("%s: cannot open the base image: %s", a->base_path,
-				    strerror(errno));
-			return EXIT_RUNTIME;
+			base_fd = own_base_fd = open(a->base_path, O_RDONLY | O_CLOEXEC);
+			if (base_fd < 0) {
+				agent_error("%s: cannot open the base image: %s", a->base_path,
+					    strerror(errno));
+				return EXIT_RUNTIME;
+			}
 		}
 		r = check_base_size(a, base_fd);
 		if (r != EXIT_OK)
@@ -530,6 +535,7 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 /* reclaim ID: the record supplies the COW and, for --fs-aware, the base and size. */
 static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
 {
+	_cleanup_close_ int base_fd = -1;
 	struct vmstore_identity now;
 	struct reclaim_report rep;
 	const char *bad;
@@ -543,7 +549,12 @@ static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
 	}
 	a->cow_path = vm->cow_path;
 	if (a->fs_aware) {
-		r = vmstore_identity_read(vm->rec.base_path, &now);
+		/*
+		 * Opened once: the identity is checked on the descriptor the reclaim then
+		 * reads, so a base replaced at its path in between is never read.
+		 */
+		base_fd = open(vm->rec.base_path, O_RDONLY | O_CLOEXEC);
+		r = base_fd < 0 ? -errno : vmstore_identity_read_fd(base_fd, &now);
 		if (r < 0) {
 			agent_error("%s: cannot read the base image of VM %s: %s",
 				    vm->rec.base_path, vm->id, strerror(-r));
@@ -559,6 +570,7 @@ static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
 			return vmcmd_record_reclaim(vm, EXIT_INVALID, NULL);
 		}
 		a->base_path = vm->rec.base_path;
+		a->base_fd = base_fd;
 		a->base_verified = true;
 		a->disk_size = vm->rec.virt_bytes;
 	}

@@ -107,6 +107,30 @@ int fsimg_diff_store(const char *base, const char *guest, int cow_fd, uint64_t c
 	return r < 0 ? r : 0;
 }
 
+int fsimg_rewrite_file(const char *base, const char *name, const char *guest, uint32_t block_size)
+{
+	_cleanup_free_ char *cmd = NULL;
+	unsigned long long blk;
+	FILE *p;
+	int n = 0;
+
+	if (asprintf(&cmd, "debugfs -R 'blocks %s' '%s' 2>/dev/null", name, base) < 0)
+		return -ENOMEM;
+	p = popen(cmd, "r");
+	if (!p)
+		return -errno;
+	while (n >= 0 && fscanf(p, "%llu", &blk) == 1) {
+		if (fsimg_sh("head -c %u /dev/urandom | dd of='%s' bs=%u seek=%llu conv=notrunc "
+			     "status=none",
+			     block_size, guest, block_size, blk) != 0)
+			n = -EIO;
+		else
+			n++;
+	}
+	pclose(p);
+	return n;
+}
+
 void fsimg_rmtree(const char *dir)
 {
 	if (dir && strstr(dir, "cowpunch-test."))

@@ -32,6 +32,14 @@ int fsimg_tmpdir(char *buf, size_t len);
 int fsimg_diff_store(const char *base, const char *guest, int cow_fd, uint64_t chunk,
 		     uint64_t disk);
 
+/*
+ * Rewrites, in the image guest, every block of the file `name` of the file system
+ * in base (blocks of block_size bytes, as `debugfs -R "blocks NAME"` lists them)
+ * with random bytes: a guest overwriting a file in place, no metadata changed.
+ * Returns the number of blocks rewritten, or -errno (-EIO if a command failed).
+ */
+int fsimg_rewrite_file(const char *base, const char *name, const char *guest, uint32_t block_size);
+
 /* rm -rf of a directory made by fsimg_tmpdir. */
 void fsimg_rmtree(const char *dir);
 
