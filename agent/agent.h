@@ -79,6 +79,8 @@ struct agent_reclaim_request {
 	const char *state_dir; /* --state-dir, NULL for the default */
 	bool fs_aware;	       /* also punch chunks free in the guest's ext2/3/4 */
 	const char *base_path; /* fs-aware: the base image under the COW */
+	int base_fd;	       /* fs-aware: the base already open (not closed here), or -1 */
+	bool base_verified;    /* fs-aware: base_fd's recorded identity matched (reclaim ID) */
 	uint64_t disk_size;    /* fs-aware: the VM's disk size in bytes */
 	bool dry_run, json;
 	int progress; /* -1 auto (stderr is a tty), 0 never, 1 always */

@@ -55,13 +55,15 @@ void cmd_reclaim_help(FILE *out)
 	      "(fsfreeze -f / FIFREEZE) or cleanly unmounted when the VM was hibernated; see\n"
 	      "docs/fsaware.md.  It is refused, with exit 5 and nothing written (no zero\n"
 	      "chunks punched either), when the journal needs recovery (mounted and not\n"
-	      "frozen), when the superblock or a group descriptor fails its checksum or\n"
+	      "frozen), when the superblock records errors (s_state EXT2_ERROR_FS: run\n"
+	      "e2fsck), when the file system is not marked clean (s_state lacks\n"
+	      "EXT2_VALID_FS: without a journal, ext2 included, it was mounted or crashed,\n"
+	      "and the ext4 driver keeps it so when frozen, so such a guest must be cleanly\n"
+	      "unmounted), when the superblock or a group descriptor fails its checksum or\n"
 	      "libext2fs's checks, when there is no ext2/3/4 superblock at byte 0 (e.g. a\n"
 	      "partitioned disk), when the file system claims more blocks than BYTES, or when\n"
 	      "its block bitmaps cannot be read.  Chunks past the end of the file system and\n"
-	      "chunks holding any used block are never punched as free.  ext2 has no\n"
-	      "journal, so a mounted ext2 cannot be told from a clean one: use --fs-aware\n"
-	      "on ext2 only when the orchestrator knows it was frozen or unmounted.\n"
+	      "chunks holding any used block are never punched as free.\n"
 	      "\n"
 	      "COW must not be in use: reclaim takes an exclusive flock(2) on it and refuses\n"
 	      "(exit 4) when another process holds a lock on it or when a loop device is\n"
@@ -73,7 +75,20 @@ void cmd_reclaim_help(FILE *out)
 	      "ID' shows it).  With --fs-aware, the base image and the disk size come from\n"
 	      "the record, and the base must still match its recorded identity (exit 3\n"
 	      "otherwise): reading the guest's file system over a different base would\n"
-	      "find the wrong blocks free.\n"
+	      "find the wrong blocks free.  The identity is checked on the open base that\n"
+	      "is then read, so a base replaced at its path in between is never read.\n"
+	      "\n"
+	      "With --base and --size instead (a COW file, no VM record), NOTHING PROVES\n"
+	      "THAT IMAGE IS THE BASE THE COW WAS WRITTEN OVER.  What is checked: IMAGE is a\n"
+	      "whole number of 512-byte sectors and no larger than BYTES (exit 3\n"
+	      "otherwise), and the file system must pass every rule above.  What makes a\n"
+	      "wrong IMAGE harmless: a chunk counts as free only when the metadata saying\n"
+	      "so was written by the guest and is read from the COW (the superblock, and\n"
+	      "for each group the block group descriptor and the block bitmap); a chunk\n"
+	      "only the base's own bitmaps call free is kept (fs_aware.unverified_chunks).\n"
+	      "What is not detected: a wrong IMAGE as such; it can only make the scan\n"
+	      "refuse (checksums over a mix of two file systems) or find fewer chunks.\n"
+	      "Prefer 'reclaim --fs-aware ID'.  Zero-chunk reclaim never reads the base.\n"
 	      "\n"
 	      "Options:\n"
 	      "      --state-dir DIR  state directory for an ID (default $COWPUNCH_STATE_DIR,\n"
@@ -111,7 +126,10 @@ void cmd_reclaim_help(FILE *out)
 	      "  --fs-aware also fs_aware: an object with status (done or refused), reason\n"
 	      "  (why refused, else empty), fs_block_size, fs_blocks, free_blocks_seen (free\n"
 	      "  blocks in the block bitmaps), free_chunks (data chunks whose origin range is\n"
-	      "  free), bytes_read (what libext2fs read) and seconds (time of that scan).\n"
+	      "  free), base_verified (true for 'reclaim ID': the base's recorded identity\n"
+	      "  matched), unverified_chunks (free only in metadata read from an unverified\n"
+	      "  base: kept), bytes_read (what libext2fs read) and seconds (time of that\n"
+	      "  scan).\n"
 	      "  When refused, only fs_aware is printed.\n"
 	      "\n"
 	      "Exit status:\n"
@@ -152,7 +170,8 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 	uint64_t v;
 	int c;
 
-	*a = (struct agent_reclaim_request){.progress = -1, .engine = RECLAIM_ENGINE_AUTO};
+	*a = (struct agent_reclaim_request){
+		.progress = -1, .engine = RECLAIM_ENGINE_AUTO, .base_fd = -1};
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "nje:phfb:s:", longopts, NULL)) != -1) {
@@ -264,6 +283,9 @@ static json_object *fsaware_json(const struct fsaware_result *f)
 	json_object_object_add(o, "fs_blocks", json_object_new_uint64(f->fs_blocks));
 	json_object_object_add(o, "free_blocks_seen", json_object_new_uint64(f->free_blocks_seen));
 	json_object_object_add(o, "free_chunks", json_object_new_uint64(f->fs_free_chunks));
+	json_object_object_add(o, "base_verified", json_object_new_boolean(f->base_verified));
+	json_object_object_add(o, "unverified_chunks",
+			       json_object_new_uint64(f->unverified_chunks));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(f->bytes_read));
 	json_object_object_add(o, "seconds", json_object_new_double(f->seconds));
 	return o;
@@ -326,6 +348,10 @@ static void print_human(const char *path, const struct reclaim_report *r,
 		       r->dry_run ? " (would be punched)" : " punched unread",
 		       (unsigned long long)fs->free_blocks_seen, (unsigned long long)fs->fs_blocks,
 		       fs->fs_block_size, util_format_bytes(fs->bytes_read, b, sizeof(b)));
+	if (fs && fs->unverified_chunks)
+		printf("  fs-aware: %llu more chunks free only in metadata read from the base, kept: "
+		       "the base is not verified (--base, no VM record)\n",
+		       (unsigned long long)fs->unverified_chunks);
 	printf("  %llu exceptions of %s chunks: %llu read, %llu already holes\n",
 	       (unsigned long long)r->exceptions, util_format_bytes(r->chunk_bytes, a, sizeof(a)),
 	       (unsigned long long)r->chunks_scanned, (unsigned long long)r->hole_chunks);
@@ -383,6 +409,35 @@ int agent_open_cow_exclusive(const char *path, int *ret_fd)
 	return EXIT_OK;
 }
 
+/*
+ * What can be checked of a base without a record: the disk it sits under is a
+ * linear map of all of it (a whole number of 512-byte sectors) inside a disk of
+ * a->disk_size bytes.  A base that breaks either is not this disk's.
+ */
+static int check_base_size(const struct agent_reclaim_request *a, int base_fd)
+{
+	off_t end = lseek(base_fd, 0, SEEK_END);
+
+	if (end < 0) {
+		agent_error("%s: cannot tell the size of the base image: %s", a->base_path,
+			    strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	if (end % 512) {
+		agent_error("%s: the base image is %lld bytes, not a multiple of 512: no disk has "
+			    "it as its base (a linear map covers whole sectors); nothing written",
+			    a->base_path, (long long)end);
+		return EXIT_INVALID;
+	}
+	if ((uint64_t)end > a->disk_size) {
+		agent_error("%s: the base image is %lld bytes, larger than the %llu-byte disk: "
+			    "not this disk's base, or the wrong --size; nothing written",
+			    a->base_path, (long long)end, (unsigned long long)a->disk_size);
+		return EXIT_INVALID;
+	}
+	return EXIT_OK;
+}
+
 int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_report *ret_report,
 		      struct fsaware_result *ret_fs)
 {
@@ -391,7 +446,8 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 	struct fsaware_result fs;
 	struct reclaim_report rep;
 	struct reclaim_opts opts;
-	_cleanup_close_ int fd = -1, base_fd = -1;
+	_cleanup_close_ int fd = -1, own_base_fd = -1;
+	int base_fd = a->base_fd;
 	int r;
 
 	r = agent_open_cow_exclusive(a->cow_path, &fd);
@@ -399,12 +455,17 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 		return r;
 	if (a->fs_aware) {
 		/* The base is only read; a shared base is never opened for writing. */
-		base_fd = open(a->base_path, O_RDONLY | O_CLOEXEC);
 		if (base_fd < 0) {
-			agent_error("%s: cannot open the base image: %s", a->base_path,
-				    strerror(errno));
-			return EXIT_RUNTIME;
+			base_fd = own_base_fd = open(a->base_path, O_RDONLY | O_CLOEXEC);
+			if (base_fd < 0) {
+				agent_error("%s: cannot open the base image: %s", a->base_path,
+					    strerror(errno));
+				return EXIT_RUNTIME;
+			}
 		}
+		r = check_base_size(a, base_fd);
+		if (r != EXIT_OK)
+			return r;
 	}
 
 	opts = (struct reclaim_opts){
@@ -419,7 +480,9 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 	}
 
 	if (a->fs_aware) {
-		r = fsaware_reclaim(fd, base_fd, a->disk_size, &opts, &rep, &fs, &err);
+		r = fsaware_reclaim(fd, base_fd, a->disk_size,
+				    a->base_verified ? FSAWARE_BASE_VERIFIED : 0, &opts, &rep, &fs,
+				    &err);
 	} else {
 		r = snapstore_load(fd, &info, NULL, NULL, &err);
 		if (r >= 0)
@@ -472,6 +535,7 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 /* reclaim ID: the record supplies the COW and, for --fs-aware, the base and size. */
 static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
 {
+	_cleanup_close_ int base_fd = -1;
 	struct vmstore_identity now;
 	struct reclaim_report rep;
 	const char *bad;
@@ -485,7 +549,12 @@ static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
 	}
 	a->cow_path = vm->cow_path;
 	if (a->fs_aware) {
-		r = vmstore_identity_read(vm->rec.base_path, &now);
+		/*
+		 * Opened once: the identity is checked on the descriptor the reclaim then
+		 * reads, so a base replaced at its path in between is never read.
+		 */
+		base_fd = open(vm->rec.base_path, O_RDONLY | O_CLOEXEC);
+		r = base_fd < 0 ? -errno : vmstore_identity_read_fd(base_fd, &now);
 		if (r < 0) {
 			agent_error("%s: cannot read the base image of VM %s: %s",
 				    vm->rec.base_path, vm->id, strerror(-r));
@@ -501,6 +570,8 @@ static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
 			return vmcmd_record_reclaim(vm, EXIT_INVALID, NULL);
 		}
 		a->base_path = vm->rec.base_path;
+		a->base_fd = base_fd;
+		a->base_verified = true;
 		a->disk_size = vm->rec.virt_bytes;
 	}
 	r = agent_reclaim_cow(a, &rep, NULL);

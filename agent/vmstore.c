@@ -91,6 +91,14 @@ static int vmstore_parse_time(const char *s, time_t *ret)
 int vmstore_identity_read(const char *path, struct vmstore_identity *ret)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	return vmstore_identity_read_fd(fd, ret);
+}
+
+int vmstore_identity_read_fd(int fd, struct vmstore_identity *ret)
+{
 	_cleanup_free_ unsigned char *buf = NULL;
 	struct vmstore_identity id = {0};
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -100,8 +108,6 @@ int vmstore_identity_read(const char *path, struct vmstore_identity *ret)
 	EVP_MD_CTX *ctx;
 	int r = 0;
 
-	if (fd < 0)
-		return -errno;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	id.size = (uint64_t)st.st_size;

@@ -72,6 +72,13 @@ char *vmstore_path(const char *state, const char *id, const char *name);
 int vmstore_identity_read(const char *path, struct vmstore_identity *ret);
 
 /*
+ * The same of the file open at fd (read with pread: the file offset is left
+ * alone).  Checking the identity on the descriptor that is then read leaves no
+ * window for the file at the path to be replaced in between.  0 or -errno.
+ */
+int vmstore_identity_read_fd(int fd, struct vmstore_identity *ret);
+
+/*
  * Compares an identity with the recorded one.  Returns NULL when they match,
  * else the name of the first field that differs ("size", "mtime",
  * "fingerprint").  Device/inode may change (restore from backup): not compared.

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -311,5 +314,55 @@ int util_parse_listen(const char *s, struct sockaddr_storage *ret_addr, socklen_
 		*ret_len = sizeof(*a);
 	}
 	*ret_addr = ss;
+	return 0;
+}
+
+/*
+ * STATX_DIOALIGN and its two fields (Linux 6.1) come from <linux/stat.h>; glibc's own
+ * struct statx, used when that header is missing or older, has them in its padding
+ * at the kernel's fixed offsets (the statx ABI only grows at the end).
+ */
+#ifndef STATX_DIOALIGN
+#define STATX_DIOALIGN	       0x00002000U
+#define UTIL_STATX_DIO_MEM_OFF 152
+#define UTIL_STATX_DIO_OFF_OFF 156
+#else
+#define UTIL_STATX_DIO_MEM_OFF offsetof(struct statx, stx_dio_mem_align)
+#define UTIL_STATX_DIO_OFF_OFF offsetof(struct statx, stx_dio_offset_align)
+_Static_assert(offsetof(struct statx, stx_dio_mem_align) == 152, "statx ABI");
+_Static_assert(offsetof(struct statx, stx_dio_offset_align) == 156, "statx ABI");
+#endif
+
+static bool util_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+int util_dio_alignment(int fd, uint32_t *ret_mem, uint32_t *ret_off)
+{
+	struct statx stx;
+	uint32_t mem, off;
+
+	memset(&stx, 0, sizeof(stx));
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) < 0) {
+		/* No statx (before Linux 4.11, or a seccomp filter): nobody can tell. */
+		if (errno != ENOSYS && errno != EPERM)
+			return -errno;
+		stx.stx_mask = 0;
+	}
+	memcpy(&mem, (const char *)&stx + UTIL_STATX_DIO_MEM_OFF, sizeof(mem));
+	memcpy(&off, (const char *)&stx + UTIL_STATX_DIO_OFF_OFF, sizeof(off));
+	if (stx.stx_mask & STATX_DIOALIGN) {
+		/* Both 0: the kernel says this file cannot do direct I/O. */
+		if (!mem && !off)
+			return -EOPNOTSUPP;
+		if (util_pow2(mem) && util_pow2(off)) {
+			*ret_mem = mem;
+			*ret_off = off;
+			return 1;
+		}
+	}
+	*ret_mem = UTIL_DIO_ALIGN_DEFAULT;
+	*ret_off = UTIL_DIO_ALIGN_DEFAULT;
 	return 0;
 }

@@ -59,4 +59,19 @@ int util_parse_rate(const char *s, uint64_t *ret_bytes_per_sec);
  */
 int util_parse_listen(const char *s, struct sockaddr_storage *ret_addr, socklen_t *ret_len);
 
+/* What callers assume for O_DIRECT when the kernel cannot tell: any logical block up to 4 KiB. */
+#define UTIL_DIO_ALIGN_DEFAULT 4096u
+
+/*
+ * The O_DIRECT alignment of fd's file, from statx(2) STATX_DIOALIGN (Linux 6.1;
+ * reported by ext4, XFS, f2fs, block devices and others): *ret_mem for the memory
+ * buffer, *ret_off for file offsets and lengths, both powers of two.  Returns 1
+ * when the kernel reported them; 0 when it cannot tell (an older kernel, a file
+ * system that does not report them, a value that is not a power of two), with
+ * both set to UTIL_DIO_ALIGN_DEFAULT: callers then try it and, on EINVAL, read
+ * without O_DIRECT; -EOPNOTSUPP when the kernel says the file cannot do direct
+ * I/O at all (nothing written); -errno when statx fails otherwise (-EBADF).
+ */
+int util_dio_alignment(int fd, uint32_t *ret_mem, uint32_t *ret_off);
+
 #endif

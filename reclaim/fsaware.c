@@ -26,6 +26,7 @@
 struct view_io {
 	const struct mergedview *mv;
 	uint64_t bytes_read;
+	int io_error; /* the first -errno of the view: the scan fails with it, no refusal */
 };
 
 static _Thread_local struct view_io *view_io_pending;
@@ -97,6 +98,12 @@ static errcode_t view_read_blk64(io_channel channel, unsigned long long block, i
 	off = block * bs;
 	r = mergedview_pread(vio->mv, data, (size_t)size, off);
 	if (r < 0) {
+		/*
+		 * The disk cannot be read: an I/O error of the caller, not a verdict on the
+		 * file system (libext2fs would turn it into "cannot open" or "bad bitmap").
+		 */
+		if (!vio->io_error)
+			vio->io_error = (int)r;
 		err = (errcode_t)-r;
 		r = 0;
 	} else if ((uint64_t)r < size) {
@@ -236,6 +243,35 @@ static bool check_super(ext2_filsys fs, uint64_t disk_size, struct fsaware_resul
 		refuse(res, "superblock checksum does not match (metadata_csum)");
 		return false;
 	}
+	/*
+	 * s_state, as the kernel keeps it (fs/ext4/super.c, fs/ext2/super.c): ERROR_FS is
+	 * set when it finds the file system inconsistent, and stays until e2fsck.
+	 * VALID_FS: without a journal the kernel clears it on a read-write mount and sets
+	 * it again on unmount (the old ext2 driver also on freeze; the ext4 driver, which
+	 * mounts ext2 on Debian's kernels, does not).  With a journal it stays set while
+	 * mounted (RECOVER says "mounted" instead), so it is clear only on a file system
+	 * mounted while it needed e2fsck, which the kernel leaves so until e2fsck.
+	 */
+	if (fs->super->s_state & EXT2_ERROR_FS) {
+		refuse(res,
+		       "the superblock records file system errors (s_state has EXT2_ERROR_FS): "
+		       "the kernel found it inconsistent, so its block bitmaps may be wrong "
+		       "until e2fsck repairs them");
+		return false;
+	}
+	if (!(fs->super->s_state & EXT2_VALID_FS)) {
+		if (ext2fs_has_feature_journal(fs->super))
+			refuse(res, "the file system is not marked clean (s_state lacks "
+				    "EXT2_VALID_FS): it was mounted while it needed e2fsck, so its "
+				    "block bitmaps cannot be trusted until e2fsck");
+		else
+			refuse(res,
+			       "the file system has no journal and was not cleanly unmounted "
+			       "(s_state lacks EXT2_VALID_FS): it was mounted (or frozen by the "
+			       "ext4 driver, which cannot be told apart) or it crashed when the "
+			       "snapshot was taken, so its block bitmaps cannot be trusted");
+		return false;
+	}
 	if (blocks > disk_size / fs->blocksize) {
 		refuse(res,
 		       "the filesystem claims %" PRIu64 " blocks of %u bytes, more than the "
@@ -306,10 +342,57 @@ static uint64_t count_free(ext2fs_block_bitmap bm, blk64_t first, blk64_t end)
 	return n;
 }
 
-int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **ret_free_bitmap,
-		 struct fsaware_result *ret)
+/*
+ * Whether group g's block bitmap, as libext2fs has it, comes from what the guest
+ * wrote: its group descriptor, and its bitmap unless the descriptor marks it
+ * BLOCK_UNINIT (then libext2fs builds it from the descriptor), lie in the COW.
+ */
+static bool group_from_cow(ext2_filsys fs, const struct mergedview *mv, dgrp_t g)
 {
-	struct fsaware_result res = {.status = FSAWARE_DONE};
+	uint64_t bs = fs->blocksize, dsz = EXT2_DESC_SIZE(fs->super);
+	uint64_t per = EXT2_DESC_PER_BLOCK(fs->super);
+	blk64_t desc =
+		ext2fs_descriptor_block_loc2(fs, fs->super->s_first_data_block, (dgrp_t)(g / per));
+
+	if (!mergedview_range_in_cow(mv, desc * bs + (g % per) * dsz, dsz))
+		return false;
+	if (ext2fs_has_group_desc_csum(fs) && ext2fs_bg_flags_test(fs, g, EXT2_BG_BLOCK_UNINIT))
+		return true;
+	return mergedview_range_in_cow(mv, ext2fs_block_bitmap_loc(fs, g) * bs,
+				       EXT2_CLUSTERS_PER_GROUP(fs->super) / 8);
+}
+
+/* Per scan: which groups' bitmaps the guest wrote, decided once per group. */
+struct cow_groups {
+	bool super; /* the primary superblock lies in the COW */
+	dgrp_t last;
+	bool last_ok, have_last;
+};
+
+/* Whether every group blocks b0..b1 lie in has a bitmap the guest wrote. */
+static bool blocks_from_cow(ext2_filsys fs, const struct mergedview *mv, struct cow_groups *cg,
+			    blk64_t b0, blk64_t b1)
+{
+	if (!cg->super)
+		return false;
+	for (dgrp_t g = ext2fs_group_of_blk2(fs, b0); g <= ext2fs_group_of_blk2(fs, b1); g++) {
+		if (!cg->have_last || cg->last != g) {
+			cg->last = g;
+			cg->last_ok = group_from_cow(fs, mv, g);
+			cg->have_last = true;
+		}
+		if (!cg->last_ok)
+			return false;
+	}
+	return true;
+}
+
+int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, unsigned flags,
+		 uint8_t **ret_free_bitmap, struct fsaware_result *ret)
+{
+	struct fsaware_result res = {.status = FSAWARE_DONE,
+				     .base_verified = flags & FSAWARE_BASE_VERIFIED};
+	struct cow_groups cg = {0};
 	struct view_io vio = {.mv = mv};
 	_cleanup_free_ uint8_t *bitmap = NULL;
 	const struct snapstore_exception *v;
@@ -353,9 +436,11 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 
 	bitmap = calloc(1, file_chunks / 8 + 1);
 	if (!bitmap) {
-		ext2fs_free(fs);
-		return -ENOMEM;
+		vio.io_error = -ENOMEM;
+		goto out;
 	}
+	/* The primary superblock: bytes 1024..2047 of the disk, whatever the block size. */
+	cg.super = mergedview_range_in_cow(mv, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
 	n = mergedview_exceptions(mv, &v);
 	for (size_t i = 0; i < n; i++) {
 		/* No overflow: old_chunk * chunk < disk size, checked by mergedview_open(). */
@@ -369,6 +454,11 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 			continue;
 		if (ext2fs_find_first_set_block_bitmap2(fs->block_map, b0, b1, &hit) != ENOENT)
 			continue;
+		/* Free, but said so by metadata of a base nobody vouched for: kept. */
+		if (!(flags & FSAWARE_BASE_VERIFIED) && !blocks_from_cow(fs, mv, &cg, b0, b1)) {
+			res.unverified_chunks++;
+			continue;
+		}
 		bitmap[v[i].new_chunk >> 3] |= (uint8_t)(1u << (v[i].new_chunk & 7));
 		res.fs_free_chunks++;
 	}
@@ -376,6 +466,8 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, uint8_t **re
 out:
 	if (fs)
 		ext2fs_free(fs); /* not ext2fs_close(): nothing is ever flushed */
+	if (vio.io_error)
+		return vio.io_error;
 	res.bytes_read = vio.bytes_read;
 	res.seconds = util_now() - t0;
 	*ret_free_bitmap = res.status == FSAWARE_DONE ? TAKE_PTR(bitmap) : NULL;
@@ -383,9 +475,9 @@ out:
 	return 0;
 }
 
-int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct reclaim_opts *opts,
-		    struct reclaim_report *ret_report, struct fsaware_result *ret_fs,
-		    struct snapstore_error *err)
+int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, unsigned flags,
+		    const struct reclaim_opts *opts, struct reclaim_report *ret_report,
+		    struct fsaware_result *ret_fs, struct snapstore_error *err)
 {
 	struct mergedview_list list = {0};
 	struct snapstore_info info = {0};
@@ -410,7 +502,7 @@ int fsaware_reclaim(int cow_fd, int base_fd, uint64_t disk_size, const struct re
 	}
 	if (r < 0)
 		goto out;
-	r = fsaware_scan(mv, info.geom.file_chunks, &free_bm, &res);
+	r = fsaware_scan(mv, info.geom.file_chunks, flags, &free_bm, &res);
 	if (r < 0)
 		goto out;
 	res.seconds = util_now() - t0; /* the view's sort counts too */

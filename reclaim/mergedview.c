@@ -13,16 +13,16 @@
 #include "common/util.h"
 #include "reclaim/mergedview.h"
 
-/* O_DIRECT alignment assumed for offsets, lengths and buffers (any logical block size up to it). */
-#define DIRECT_ALIGN 4096u
+/* One file of the view: where to read, and how O_DIRECT wants it aligned. */
+struct view_file {
+	int fd;		/* -1: none (reads zeros) */
+	uint64_t size;	/* bytes past this read as zeros (UINT64_MAX: none may) */
+	uint32_t align; /* O_DIRECT alignment of buffers, offsets and lengths */
+};
 
 struct mergedview {
-	int cow_fd;
-	int base_fd;
-	bool cow_direct,
-		base_direct; /* opened O_DIRECT: reads go through an aligned bounce buffer */
+	struct view_file cow, base;
 	uint64_t disk_size;
-	uint64_t base_size;
 	uint64_t chunk_bytes;
 	unsigned chunk_shift;
 	struct snapstore_exception *v; /* sorted by old_chunk */
@@ -54,6 +54,20 @@ void mergedview_list_free(struct mergedview_list *list)
 	free(list->v);
 	list->v = NULL;
 	list->n = list->cap = 0;
+}
+
+/*
+ * The alignment for O_DIRECT reads of fd: what statx reports, else the 4 KiB guess
+ * (a refused read then drops O_DIRECT, see read_file()).  One figure for buffers,
+ * offsets and lengths: the larger of the two, which satisfies both.
+ */
+static uint32_t dio_align(int fd)
+{
+	uint32_t mem, off;
+
+	if (fd < 0 || util_dio_alignment(fd, &mem, &off) < 0)
+		return UTIL_DIO_ALIGN_DEFAULT;
+	return mem > off ? mem : off;
 }
 
 static int cmp_old(const void *a, const void *b)
@@ -96,12 +110,11 @@ int mergedview_open(int cow_fd, int base_fd, uint64_t disk_size, uint64_t chunk_
 	mv = calloc(1, sizeof(*mv));
 	if (!mv)
 		return -ENOMEM;
-	mv->cow_fd = cow_fd;
-	mv->base_fd = base_fd;
-	mv->cow_direct = cow_fd >= 0 && (fcntl(cow_fd, F_GETFL) & O_DIRECT);
-	mv->base_direct = base_fd >= 0 && (fcntl(base_fd, F_GETFL) & O_DIRECT);
+	/* A COW chunk is always whole in the file (the store was validated): no zeros there. */
+	mv->cow = (struct view_file){.fd = cow_fd, .size = UINT64_MAX, .align = dio_align(cow_fd)};
+	mv->base =
+		(struct view_file){.fd = base_fd, .size = base_size, .align = dio_align(base_fd)};
 	mv->disk_size = disk_size;
-	mv->base_size = base_size;
 	mv->chunk_bytes = chunk_bytes;
 	mv->chunk_shift = shift;
 	mv->v = TAKE_PTR(list->v);
@@ -131,7 +144,7 @@ uint64_t mergedview_chunk_bytes(const struct mergedview *mv)
 
 uint64_t mergedview_base_size(const struct mergedview *mv)
 {
-	return mv->base_size;
+	return mv->base.size;
 }
 
 size_t mergedview_exceptions(const struct mergedview *mv, const struct snapstore_exception **ret_v)
@@ -159,18 +172,32 @@ bool mergedview_lookup(const struct mergedview *mv, uint64_t old_chunk, uint64_t
 	return false;
 }
 
+bool mergedview_range_in_cow(const struct mergedview *mv, uint64_t off, uint64_t len)
+{
+	uint64_t nc;
+
+	if (!len || off >= mv->disk_size || len > mv->disk_size - off)
+		return false;
+	for (uint64_t c = off >> mv->chunk_shift; c <= (off + len - 1) >> mv->chunk_shift; c++)
+		if (!mergedview_lookup(mv, c, &nc))
+			return false;
+	return true;
+}
+
 /*
  * pread of an fd opened O_DIRECT (the engine's COW fd): the aligned span around
  * [off, off+len) goes through an aligned buffer, so callers may read any range.
+ * Returns the bytes of [off, off+len) read (short at the end of the file) or -errno.
  */
-static ssize_t pread_direct(int fd, void *buf, size_t len, uint64_t off)
+static ssize_t pread_direct(int fd, uint32_t align, void *buf, size_t len, uint64_t off)
 {
-	uint64_t start = off & ~(uint64_t)(DIRECT_ALIGN - 1);
-	uint64_t end = (off + len + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
+	uint64_t start = off & ~(uint64_t)(align - 1);
+	uint64_t end = (off + len + align - 1) & ~(uint64_t)(align - 1);
 	_cleanup_free_ void *bounce = NULL;
 	ssize_t r;
 
-	if (posix_memalign(&bounce, DIRECT_ALIGN, (size_t)(end - start)))
+	if (posix_memalign(&bounce, align < sizeof(void *) ? sizeof(void *) : align,
+			   (size_t)(end - start)))
 		return -ENOMEM;
 	r = util_pread_full(fd, bounce, (size_t)(end - start), start);
 	if (r < 0)
@@ -184,20 +211,39 @@ static ssize_t pread_direct(int fd, void *buf, size_t len, uint64_t off)
 	return r;
 }
 
-/* Reads [off, off+len) of one file, zero-filling past its end (a short file or a hole). */
-static int read_or_zero(int fd, bool direct, uint64_t file_size, void *buf, size_t len,
-			uint64_t off)
+/*
+ * Reads [off, off+len) of one file; only bytes at or past f->size read as zeros.
+ * A file shorter than that now (truncated after the view was opened, or a COW
+ * shorter than its store says) is an I/O error, never zeros: -EIO.  EINVAL under
+ * O_DIRECT means the file wants another alignment than the one guessed: O_DIRECT
+ * is dropped from the descriptor, as the scanner does (reclaim.c finish_read()),
+ * and the read done through the page cache.
+ */
+static int read_file(const struct view_file *f, void *buf, size_t len, uint64_t off)
 {
 	size_t have = 0;
 
-	if (fd >= 0 && off < file_size) {
+	if (f->fd >= 0 && off < f->size) {
+		int fl = fcntl(f->fd, F_GETFL);
 		ssize_t r;
 
-		have = file_size - off < len ? (size_t)(file_size - off) : len;
-		r = direct ? pread_direct(fd, buf, have, off) : util_pread_full(fd, buf, have, off);
+		if (fl < 0)
+			return -errno;
+		have = f->size - off < len ? (size_t)(f->size - off) : len;
+		if (fl & O_DIRECT) {
+			r = pread_direct(f->fd, f->align, buf, have, off);
+			if (r == -EINVAL) {
+				if (fcntl(f->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+					return -EINVAL;
+				r = util_pread_full(f->fd, buf, have, off);
+			}
+		} else {
+			r = util_pread_full(f->fd, buf, have, off);
+		}
 		if (r < 0)
 			return (int)r;
-		have = (size_t)r; /* the file shrank under us: the rest reads as zeros */
+		if ((size_t)r != have)
+			return -EIO;
 	}
 	memset((char *)buf + have, 0, len - have);
 	return 0;
@@ -223,12 +269,10 @@ ssize_t mergedview_pread(const struct mergedview *mv, void *buf, size_t len, uin
 		if (piece > mv->chunk_bytes - in_chunk)
 			piece = (size_t)(mv->chunk_bytes - in_chunk);
 		if (mergedview_lookup(mv, chunk, &new_chunk))
-			/* A COW chunk is always whole in the file (the store was validated). */
-			r = read_or_zero(mv->cow_fd, mv->cow_direct, UINT64_MAX, (char *)buf + done,
-					 piece, (new_chunk << mv->chunk_shift) + in_chunk);
+			r = read_file(&mv->cow, (char *)buf + done, piece,
+				      (new_chunk << mv->chunk_shift) + in_chunk);
 		else
-			r = read_or_zero(mv->base_fd, mv->base_direct, mv->base_size,
-					 (char *)buf + done, piece, pos);
+			r = read_file(&mv->base, (char *)buf + done, piece, pos);
 		if (r < 0)
 			return r;
 		done += piece;

@@ -21,8 +21,8 @@
 
 /* Areas are read in pieces of at most this many bytes, so memory does not follow chunk size. */
 #define SNAPSTORE_READ_PIECE (1u << 20)
-/* Alignment of the read buffer: enough for O_DIRECT on any logical block size we meet. */
-#define SNAPSTORE_BUF_ALIGN 4096u
+/* Least alignment of the read buffer (the O_DIRECT guess when the kernel cannot tell). */
+#define SNAPSTORE_BUF_ALIGN UTIL_DIO_ALIGN_DEFAULT
 
 static inline uint32_t get_le32(const uint8_t *p)
 {
@@ -439,16 +439,64 @@ static int file_size_of(int fd, uint64_t *ret)
 	return 0;
 }
 
-/* Reads exactly len bytes at off; a file that shrank under us is an I/O error. */
-static int read_exact(int fd, void *buf, size_t len, uint64_t off)
+/* n bytes read of len wanted: a file that shrank under us is an I/O error. */
+static int exact(ssize_t n, size_t len)
 {
-	ssize_t n = util_pread_full(fd, buf, len, off);
-
 	if (n < 0)
 		return (int)n;
-	if ((size_t)n != len)
-		return -EIO;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+/* Reads exactly len bytes at off. */
+static int read_exact(int fd, void *buf, size_t len, uint64_t off)
+{
+	return exact(util_pread_full(fd, buf, len, off), len);
+}
+
+static bool fd_direct(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl >= 0 && (fl & O_DIRECT);
+}
+
+/*
+ * Drops O_DIRECT from the caller's descriptor: its reads then go through the page
+ * cache, as the scanner's do once the kernel refuses an O_DIRECT read
+ * (reclaim.c finish_read()).
+ */
+static int drop_direct(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
+		return -EINVAL;
 	return 0;
+}
+
+/*
+ * util_pread_full() of the caller's descriptor.  EINVAL under O_DIRECT means the
+ * file wants another alignment than the one guessed (the kernel did not report
+ * it): drop O_DIRECT and read again.
+ */
+static ssize_t pread_direct(int fd, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = util_pread_full(fd, buf, len, off);
+	int r;
+
+	if (n == -EINVAL && fd_direct(fd)) {
+		r = drop_direct(fd);
+		if (r < 0)
+			return r;
+		n = util_pread_full(fd, buf, len, off);
+	}
+	return n;
+}
+
+/* read_exact() through pread_direct(). */
+static int read_exact_direct(int fd, void *buf, size_t len, uint64_t off)
+{
+	return exact(pread_direct(fd, buf, len, off), len);
 }
 
 /*
@@ -512,7 +560,7 @@ static int area_read(struct area_reader *ar, uint64_t area, void *buf, size_t le
 	const struct snapstore_geometry *g = ar->g;
 
 	if (ar->bfd < 0)
-		return read_exact(ar->fd, buf, len, off);
+		return read_exact_direct(ar->fd, buf, len, off);
 	if (ar->next_ahead < area)
 		ar->next_ahead = area;
 	for (; ar->next_ahead < area + ar->ahead; ar->next_ahead++) {
@@ -560,16 +608,38 @@ int snapstore_load(int fd, struct snapstore_info *ret,
 	struct area_reader ar = {.bfd = -1};
 	_cleanup_free_ uint8_t *buf = NULL;
 	uint64_t file_size = 0, piece;
+	uint32_t dio_mem = SNAPSTORE_BUF_ALIGN, dio_off = SNAPSTORE_BUF_ALIGN;
+	size_t align = SNAPSTORE_BUF_ALIGN,
+	       first_len = SNAPSTORE_MIN_CHUNK_SECTORS * SNAPSTORE_SECTOR;
 	ssize_t n;
 	int r;
 
 	r = file_size_of(fd, &file_size);
 	if (r < 0)
 		return r;
-	/* The first piece is at least 4 KiB (the smallest chunk), read aligned for O_DIRECT. */
-	if (posix_memalign((void **)&buf, SNAPSTORE_BUF_ALIGN, SNAPSTORE_READ_PIECE) != 0)
+	/*
+	 * O_DIRECT: buffers, offsets and lengths aligned as statx says (else the 4 KiB
+	 * guess, refused reads then drop O_DIRECT).  Reads are of `piece` bytes at
+	 * multiples of piece, the first of first_len bytes at 0.
+	 */
+	if (fd_direct(fd) && util_dio_alignment(fd, &dio_mem, &dio_off) >= 0) {
+		if (dio_mem > align)
+			align = dio_mem;
+		if (dio_off > align)
+			align = dio_off;
+		if (dio_off > first_len)
+			first_len = dio_off;
+	}
+	if (align > SNAPSTORE_READ_PIECE) {
+		r = drop_direct(fd);
+		if (r < 0)
+			return r;
+		align = SNAPSTORE_BUF_ALIGN;
+		first_len = SNAPSTORE_MIN_CHUNK_SECTORS * SNAPSTORE_SECTOR;
+	}
+	if (posix_memalign((void **)&buf, align, SNAPSTORE_READ_PIECE) != 0)
 		return -ENOMEM;
-	n = util_pread_full(fd, buf, SNAPSTORE_MIN_CHUNK_SECTORS * SNAPSTORE_SECTOR, 0);
+	n = pread_direct(fd, buf, first_len, 0);
 	if (n < 0)
 		return (int)n;
 	r = parse_header_fields(buf, (size_t)n, file_size, &info.hdr, &info.geom, err);
@@ -578,12 +648,18 @@ int snapstore_load(int fd, struct snapstore_info *ret,
 	info.file_size = file_size;
 	piece = info.geom.chunk_bytes < SNAPSTORE_READ_PIECE ? info.geom.chunk_bytes
 							     : SNAPSTORE_READ_PIECE;
+	/* Chunks smaller than the file's O_DIRECT offset alignment cannot be read directly. */
+	if (piece % dio_off && fd_direct(fd)) {
+		r = drop_direct(fd);
+		if (r < 0)
+			return r;
+	}
 
 	/* Header chunk, piece by piece: everything after the 16 header bytes must be zero. */
 	for (uint64_t off = 0; off < info.geom.chunk_bytes; off += piece) {
 		size_t from = off == 0 ? 16 : 0, nz;
 
-		r = read_exact(fd, buf, piece, off);
+		r = read_exact_direct(fd, buf, piece, off);
 		if (r < 0)
 			return r;
 		nz = first_nonzero(buf + from, piece - from);

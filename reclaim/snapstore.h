@@ -101,8 +101,11 @@ struct snapstore_info {
 };
 
 /*
- * Reads and validates the whole store of the open COW file fd (any open mode;
- * O_DIRECT is fine: reads are chunk-aligned into aligned buffers).  Refuses,
+ * Reads and validates the whole store of the open COW file fd (any open mode).
+ * O_DIRECT is fine: reads are chunk-aligned into buffers aligned as statx(2)
+ * reports for the file (else 4 KiB); when the file wants a larger offset
+ * alignment than a chunk, or the kernel refuses the 4 KiB guess, O_DIRECT is
+ * dropped from fd (fcntl F_SETFL), as reclaim_run() does.  Refuses,
  * with -EBADMSG and *err filled, any store that breaks a rule of docs/format.md:
  * bad magic/version/chunk size, valid == 0, short file, entries out of range,
  * pointing at metadata or the header, duplicate new_chunk or old_chunk, non-zero

@@ -41,12 +41,17 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 "$COWPUNCH" reclaim --fs-aware --base "$T/nobase" --size 64M "$T/cow" >/dev/null 2>&1
 [ $? -eq 1 ] || fail "missing base: want 1"
 
-# Refused: mounted and not frozen (journal needs recovery); superblock checksum broken.
+# Refused: mounted and not frozen (journal needs recovery); superblock checksum broken;
+# errors recorded in s_state; s_state not clean (mounted while it needed e2fsck).
 cp "$T/guest" "$T/guest-r"
 debugfs -w -R "feature needs_recovery" "$T/guest-r" >/dev/null 2>&1
 cp "$T/guest" "$T/guest-s"
 printf '\x5a' | dd of="$T/guest-s" bs=1 seek=$((1024 + 0x30)) conv=notrunc status=none
-for g in r s; do
+cp "$T/guest" "$T/guest-e"
+debugfs -w -R "ssv state 3" "$T/guest-e" >/dev/null 2>&1
+cp "$T/guest" "$T/guest-v"
+debugfs -w -R "ssv state 0" "$T/guest-v" >/dev/null 2>&1
+for g in r s e v; do
 	"$tool" diff "$T/base" "$T/guest-$g" "$T/cow-$g" >/dev/null || fail "fsimgstore diff $g"
 	b=$(blocks "$T/cow-$g") h=$(sum "$T/cow-$g")
 	"$COWPUNCH" reclaim --fs-aware --base "$T/base" --size $SIZE --json "$T/cow-$g" \
@@ -57,6 +62,38 @@ for g in r s; do
 	[ "$(blocks "$T/cow-$g")" = "$b" ] || fail "guest-$g: st_blocks changed"
 	[ "$(sum "$T/cow-$g")" = "$h" ] || fail "guest-$g: bytes changed"
 done
+
+# --base without a VM record: nothing vouches for the base, so a wrong one must not free a
+# block the guest uses.  The guest rewrote keep1 in place (no metadata changed: its chunks
+# are exceptions, the bitmaps still the base's); a fresh file system of the same geometry
+# has keep1's blocks free.  Only bitmaps the guest wrote count: nothing is punched.
+cp "$T/base" "$T/guest-w"
+for blk in $(debugfs -R "blocks keep1" "$T/base" 2>/dev/null); do
+	dd if=/dev/urandom of="$T/guest-w" bs=4096 seek="$blk" count=1 conv=notrunc status=none
+done
+"$tool" diff "$T/base" "$T/guest-w" "$T/cow-w" >"$T/diff-w.json" || fail "fsimgstore diff w"
+[ "$(jq .exceptions "$T/diff-w.json")" -ge 70 ] || fail "keep1's rewrite is not in the store"
+mkfs.ext4 -q -F -b 4096 -O metadata_csum,64bit,flex_bg "$T/wrong" 64M >/dev/null 2>&1 ||
+	fail "mkfs.ext4 wrong"
+b=$(blocks "$T/cow-w") h=$(sum "$T/cow-w")
+"$COWPUNCH" reclaim --fs-aware --base "$T/wrong" --size $SIZE --json "$T/cow-w" >"$T/w.json" ||
+	fail "wrong base: exit $?"
+[ "$(blocks "$T/cow-w")" = "$b" ] && [ "$(sum "$T/cow-w")" = "$h" ] ||
+	fail "a wrong --base freed blocks the guest rewrote"
+[ "$(jq .fs_free_chunks "$T/w.json")" = 0 ] || fail "wrong base: fs_free_chunks"
+[ "$(jq .fs_aware.base_verified "$T/w.json")" = false ] || fail "wrong base: base_verified"
+[ "$(jq .fs_aware.unverified_chunks "$T/w.json")" -ge 70 ] || fail "wrong base: unverified_chunks"
+
+# The base's size must fit the disk: a whole number of sectors, no larger than --size (exit 3).
+cp "$T/cow-w" "$T/cow-z"
+b=$(blocks "$T/cow-z") h=$(sum "$T/cow-z")
+cp "$T/base" "$T/base-odd"
+printf 'x' >>"$T/base-odd"
+"$COWPUNCH" reclaim --fs-aware --base "$T/base-odd" --size $SIZE "$T/cow-z" >/dev/null 2>&1
+[ $? -eq 3 ] || fail "base not a multiple of 512: want 3"
+"$COWPUNCH" reclaim --fs-aware --base "$T/base" --size 48M "$T/cow-z" >/dev/null 2>&1
+[ $? -eq 3 ] || fail "base larger than --size: want 3"
+[ "$(blocks "$T/cow-z")" = "$b" ] && [ "$(sum "$T/cow-z")" = "$h" ] || fail "base size: wrote"
 
 # A store that does not fit the disk size: invalid (exit 3), nothing written.
 b=$(blocks "$T/cow") h=$(sum "$T/cow")

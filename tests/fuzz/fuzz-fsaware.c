@@ -5,7 +5,10 @@
  * system, intact or with damaged superblock, descriptors or bitmaps).  It is the
  * base of the view, and also the COW file: every odd origin chunk has an exception
  * mapping it to the same chunk of the input, so the view shows the input byte for
- * byte while fsaware_scan() maps exceptions to COW chunks.  Built with libFuzzer
+ * byte while fsaware_scan() maps exceptions to COW chunks.  The last byte picks the
+ * rule: odd, the base is trusted (FSAWARE_BASE_VERIFIED); even, only metadata read
+ * from the COW is, and chunk 0 (superblock, descriptors) is an exception too, so
+ * that rule has something to trust.  Built with libFuzzer
  * by `make fuzz` (COWPUNCH_LIBFUZZER defined); otherwise main() replays the files
  * named on the command line (`make check`).
  *
@@ -38,6 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fsaware_result res;
 	uint8_t *bm = NULL;
 	uint64_t chunks = size / FUZZ_CHUNK, bits = 0;
+	unsigned flags = 0;
 	int fd, r;
 
 	if (size > FUZZ_MAX_INPUT)
@@ -47,7 +51,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (size && write(fd, data, size) != (ssize_t)size)
 		abort();
-	for (uint64_t c = 1; c < chunks; c += 2) {
+	/*
+	 * Both rules, by the last byte: trusting the base, or only metadata in the COW.
+	 * For the second, chunk 0 (superblock, descriptors) is an exception too.
+	 */
+	if (size && (data[size - 1] & 1))
+		flags = FSAWARE_BASE_VERIFIED;
+	for (uint64_t c = flags ? 1 : 0; c < chunks; c += c ? 2 : 1) {
 		struct snapstore_exception e = {c, c};
 
 		if (mergedview_list_add(&list, &e) < 0)
@@ -57,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0)
 		abort();
 
-	r = fsaware_scan(mv, chunks, &bm, &res);
+	r = fsaware_scan(mv, chunks, flags, &bm, &res);
 	if (r == -ENOMEM)
 		goto out;
 	if (r != 0 || !memchr(res.reason, 0, sizeof(res.reason)))

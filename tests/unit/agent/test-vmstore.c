@@ -339,6 +339,18 @@ static void test_identity(void **state)
 	b.mtime_ns++;
 	assert_string_equal(vmstore_identity_mismatch(&a, &b), "mtime");
 	assert_int_equal(vmstore_identity_read("/nonexistent/x", &b), -ENOENT);
+
+	/* On a descriptor: the file it has open, even once another file took its path. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(rename(copy, path), 0);
+	assert_int_equal(vmstore_identity_read_fd(fd, &b), 0);
+	assert_null(vmstore_identity_mismatch(&a, &b));
+	assert_int_equal(b.ino, a.ino);
+	assert_int_equal(vmstore_identity_read(path, &b), 0);
+	assert_non_null(vmstore_identity_mismatch(&a, &b));
+	close(fd);
+	assert_int_equal(vmstore_identity_read_fd(-1, &b), -EBADF);
 }
 
 int main(void)

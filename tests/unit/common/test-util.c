@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "common/cleanup.h"
 #include "common/util.h"
 
 static void test_parse_size(void **state)
@@ -62,12 +66,105 @@ static void test_format_bytes(void **state)
 	assert_string_equal(util_format_bytes(3ULL << 30, b, sizeof(b)), "3.00 GiB");
 }
 
+/*
+ * statx(2) is wrapped at link time (test-util.ldflags): statx_mode picks what
+ * the "kernel" answers, so every branch of util_dio_alignment runs here.
+ */
+enum { STATX_REAL, STATX_ENOSYS, STATX_NO_DIOALIGN, STATX_ANSWER };
+static int statx_mode = STATX_REAL;
+static uint32_t statx_mem, statx_off;
+
+int __real_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf);
+int __wrap_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf);
+
+int __wrap_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf)
+{
+	switch (statx_mode) {
+	case STATX_ENOSYS:
+		errno = ENOSYS;
+		return -1;
+	case STATX_NO_DIOALIGN:
+		memset(buf, 0, sizeof(*buf));
+		buf->stx_mask = STATX_BASIC_STATS;
+		return 0;
+	case STATX_ANSWER:
+		memset(buf, 0, sizeof(*buf));
+		buf->stx_mask = STATX_BASIC_STATS | 0x2000u;
+		/* The kernel's offsets, independent of the header util.c was built with. */
+		memcpy((char *)buf + 152, &statx_mem, 4);
+		memcpy((char *)buf + 156, &statx_off, 4);
+		return 0;
+	}
+	return __real_statx(dirfd, path, flags, mask, buf);
+}
+
+static void expect_dio(int fd, int want_r, uint32_t want_mem, uint32_t want_off)
+{
+	uint32_t mem = 77, off = 77;
+
+	assert_int_equal(util_dio_alignment(fd, &mem, &off), want_r);
+	assert_int_equal(mem, want_mem);
+	assert_int_equal(off, want_off);
+}
+
+static void test_dio_alignment(void **state)
+{
+	char path[] = "/var/tmp/cowpunch-dio.XXXXXX";
+	_cleanup_close_ int fd = mkstemp(path);
+	_cleanup_close_ int dfd = -1;
+	_cleanup_free_ void *buf = NULL;
+	uint32_t mem = 0, off = 0;
+	int r;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+
+	/* What the "kernel" says, exactly as said; anything doubtful is the default. */
+	statx_mode = STATX_ANSWER;
+	statx_mem = 512;
+	statx_off = 16384;
+	expect_dio(fd, 1, 512, 16384);
+	statx_mem = 4;
+	statx_off = 512;
+	expect_dio(fd, 1, 4, 512);
+	statx_mem = 0; /* no direct I/O on this file: nothing written */
+	statx_off = 0;
+	expect_dio(fd, -EOPNOTSUPP, 77, 77);
+	statx_mem = 512; /* not a power of two: not trusted */
+	statx_off = 3000;
+	expect_dio(fd, 0, UTIL_DIO_ALIGN_DEFAULT, UTIL_DIO_ALIGN_DEFAULT);
+	statx_mode = STATX_NO_DIOALIGN; /* before Linux 6.1, or a file system that does not say */
+	expect_dio(fd, 0, UTIL_DIO_ALIGN_DEFAULT, UTIL_DIO_ALIGN_DEFAULT);
+	statx_mode = STATX_ENOSYS; /* no statx at all */
+	expect_dio(fd, 0, UTIL_DIO_ALIGN_DEFAULT, UTIL_DIO_ALIGN_DEFAULT);
+
+	/* The real kernel: a bad fd is an error; a file's answer must work for O_DIRECT. */
+	statx_mode = STATX_REAL;
+	expect_dio(-1, -EBADF, 77, 77);
+	r = util_dio_alignment(fd, &mem, &off);
+	assert_true(r == 0 || r == 1);
+	print_message("%s: dio alignment %s: memory %u, offset %u\n", path,
+		      r ? "from statx" : "default", mem, off);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	dfd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (dfd < 0) {
+		/* Only a file system without O_DIRECT may refuse it, and it must not claim one. */
+		assert_int_equal(errno, EINVAL);
+		assert_int_equal(r, 0);
+		return;
+	}
+	assert_int_equal(posix_memalign(&buf, mem < sizeof(void *) ? sizeof(void *) : mem, off), 0);
+	assert_int_equal(pread(dfd, buf, off, off), (ssize_t)off);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_is_zero),
 		cmocka_unit_test(test_format_bytes),
+		cmocka_unit_test(test_dio_alignment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

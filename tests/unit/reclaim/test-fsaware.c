@@ -29,6 +29,11 @@
 #include "tests/unit/helpers/storegen.h"
 #include "tests/unit/helpers/fsimg.h"
 
+#include "fakedio.c"
+
+/* The base is right by construction: trust its bitmaps, as `reclaim ID` does after the identity check. */
+#define VERIFIED FSAWARE_BASE_VERIFIED
+
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
 
@@ -80,32 +85,10 @@ static int debugfs_w(const char *img, const char *req)
 	return fsimg_sh("debugfs -w -R '%s' %s >/dev/null 2>&1", req, img);
 }
 
-/*
- * Diffs guest against base (zeros past base's end) chunk by chunk and stores each
- * differing chunk as an exception of a fresh store in cow, in origin order, with
- * storegen (the kernel's allocation order and area layout).
- */
 static void diff_to_store(const char *base, const char *guest, int cfd, uint64_t chunk,
 			  uint64_t disk)
 {
-	_cleanup_close_ int bfd = open(base, O_RDONLY | O_CLOEXEC);
-	_cleanup_close_ int gfd = open(guest, O_RDONLY | O_CLOEXEC);
-	_cleanup_free_ uint8_t *a = malloc(chunk), *b = malloc(chunk);
-	struct storegen *sg;
-
-	assert_true(bfd >= 0 && gfd >= 0 && a && b);
-	assert_int_equal(storegen_create(cfd, (uint32_t)(chunk / 512), false, &sg), 0);
-	for (uint64_t c = 0; c * chunk < disk; c++) {
-		ssize_t ra = util_pread_full(bfd, a, chunk, c * chunk);
-		ssize_t rb = util_pread_full(gfd, b, chunk, c * chunk);
-
-		assert_true(ra >= 0 && rb >= 0);
-		memset(a + ra, 0, chunk - (size_t)ra);
-		memset(b + rb, 0, chunk - (size_t)rb);
-		if (memcmp(a, b, chunk))
-			assert_int_equal(storegen_add_buf(sg, c, b, NULL), 0);
-	}
-	storegen_free(sg);
+	assert_int_equal(fsimg_diff_store(base, guest, cfd, chunk, disk), 0);
 }
 
 /* Files the guest keeps: path in the fs, path of the original under dir. */
@@ -187,7 +170,7 @@ static void run_scenario(const struct scenario *s)
 		}
 	}
 
-	assert_int_equal(fsaware_scan(mv, info.geom.file_chunks, &bm, &res), 0);
+	assert_int_equal(fsaware_scan(mv, info.geom.file_chunks, VERIFIED, &bm, &res), 0);
 	if (res.status != FSAWARE_DONE)
 		fail_msg("refused: %s", res.reason);
 	assert_non_null(bm);
@@ -298,7 +281,7 @@ static void expect_refused(const char *img, uint64_t disk, const char *why)
 	/* COW chunk 2 of "no file": every exception reads zeros, chunk 0 read from nowhere. */
 	l.n = 0;
 	assert_int_equal(mergedview_open(-1, bfd, disk, 4096, &l, &mv), 0);
-	assert_int_equal(fsaware_scan(mv, 16, &bm, &res), 0);
+	assert_int_equal(fsaware_scan(mv, 16, VERIFIED, &bm, &res), 0);
 	assert_int_equal(res.status, FSAWARE_REFUSED);
 	assert_null(bm);
 	if (!strstr(res.reason, why))
@@ -326,6 +309,25 @@ static void flip(const char *img, uint64_t off)
 	assert_int_equal(util_pwrite_full(fd, &b, 1, off), 1);
 }
 
+/* The block number of group 0's block bitmap, from dumpe2fs. */
+static uint64_t first_block_bitmap(const char *img)
+{
+	char cmd[400];
+	FILE *p;
+	unsigned long long blk = 0;
+
+	snprintf(cmd, sizeof(cmd),
+		 "dumpe2fs %s 2>/dev/null | sed -n 's/.*Block bitmap at \\([0-9]*\\).*/\\1/p' "
+		 "| head -1",
+		 img);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%llu", &blk), 1);
+	pclose(p);
+	assert_true(blk > 0);
+	return blk;
+}
+
 static void test_refusals(void **state)
 {
 	char img[300];
@@ -342,7 +344,7 @@ static void test_refusals(void **state)
 		_cleanup_free_ uint8_t *bm = NULL;
 
 		assert_int_equal(mergedview_open(-1, bfd, 8 * MiB, 4096, &l, &mv), 0);
-		assert_int_equal(fsaware_scan(mv, 16, &bm, &res), 0);
+		assert_int_equal(fsaware_scan(mv, 16, VERIFIED, &bm, &res), 0);
 		assert_int_equal(res.status, FSAWARE_DONE);
 		assert_int_equal(res.fs_free_chunks, 0);
 		mergedview_free(mv);
@@ -351,6 +353,23 @@ static void test_refusals(void **state)
 	/* Journal needs recovery: mounted, not frozen. */
 	assert_int_equal(debugfs_w(img, "feature needs_recovery"), 0);
 	expect_refused(img, 8 * MiB, "journal needs recovery");
+
+	/*
+	 * s_state: errors recorded (ERROR_FS), with and without a journal; VALID_FS clear on
+	 * a file system without a journal (mounted, not unmounted) and on one with a journal
+	 * (mounted while it needed e2fsck).  debugfs rewrites the superblock checksum.
+	 */
+	make_small(img, "metadata_csum");
+	assert_int_equal(debugfs_w(img, "ssv state 3"), 0);
+	expect_refused(img, 8 * MiB, "records file system errors");
+	make_small(img, "^has_journal");
+	assert_int_equal(debugfs_w(img, "ssv state 3"), 0);
+	expect_refused(img, 8 * MiB, "records file system errors");
+	assert_int_equal(debugfs_w(img, "ssv state 0"), 0);
+	expect_refused(img, 8 * MiB, "no journal and was not cleanly unmounted");
+	make_small(img, "metadata_csum");
+	assert_int_equal(debugfs_w(img, "ssv state 0"), 0);
+	expect_refused(img, 8 * MiB, "not marked clean");
 
 	/* Superblock checksum (metadata_csum): s_wtime changed without fixing s_checksum. */
 	make_small(img, "metadata_csum");
@@ -377,23 +396,7 @@ static void test_refusals(void **state)
 
 	/* A block bitmap whose checksum fails: libext2fs refuses to read it. */
 	make_small(img, "metadata_csum,^flex_bg");
-	{
-		char cmd[400];
-		FILE *p;
-		unsigned long long blk = 0;
-
-		snprintf(
-			cmd, sizeof(cmd),
-			"dumpe2fs %s 2>/dev/null | sed -n 's/.*Block bitmap at \\([0-9]*\\).*/\\1/p' "
-			"| head -1",
-			img);
-		p = popen(cmd, "r");
-		assert_non_null(p);
-		assert_int_equal(fscanf(p, "%llu", &blk), 1);
-		pclose(p);
-		assert_true(blk > 0);
-		flip(img, blk * 1024 + 1000);
-	}
+	flip(img, first_block_bitmap(img) * 1024 + 1000);
 	expect_refused(img, 8 * MiB, "block bitmaps");
 }
 
@@ -445,7 +448,7 @@ static void test_reclaim_entry_point(void **state)
 	file_sha256(cfd, sha_before);
 
 	memset(&rep, 0xa5, sizeof(rep));
-	assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, &o, &rep, &res, &err), 0);
+	assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, VERIFIED, &o, &rep, &res, &err), 0);
 	assert_int_equal(res.status, FSAWARE_REFUSED);
 	assert_non_null(strstr(res.reason, "journal needs recovery"));
 	assert_int_equal(storegen_allocated(cfd), before);
@@ -453,10 +456,10 @@ static void test_reclaim_entry_point(void **state)
 	assert_memory_equal(sha_before, sha_after, 32);
 
 	/* A disk too small for the store's exceptions: invalid, nothing written. */
-	assert_int_equal(fsaware_reclaim(cfd, bfd, 4096, &o, &rep, &res, &err), -EBADMSG);
+	assert_int_equal(fsaware_reclaim(cfd, bfd, 4096, VERIFIED, &o, &rep, &res, &err), -EBADMSG);
 	assert_non_null(strstr(err.rule, "past the end"));
 	/* No base at all: the fs reads as zeros past the COW's chunks, not ext4. */
-	assert_int_equal(fsaware_reclaim(cfd, -1, 8 * MiB, &o, &rep, &res, &err), 0);
+	assert_int_equal(fsaware_reclaim(cfd, -1, 8 * MiB, VERIFIED, &o, &rep, &res, &err), 0);
 	assert_int_equal(res.status, FSAWARE_REFUSED);
 	file_sha256(cfd, sha_after);
 	assert_memory_equal(sha_before, sha_after, 32);
@@ -465,11 +468,190 @@ static void test_reclaim_entry_point(void **state)
 	assert_int_equal(debugfs_w(guest, "feature -needs_recovery"), 0);
 	diff_to_store(base, guest, cfd, 4096, 8 * MiB);
 	before = storegen_allocated(cfd);
-	assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, &o, &rep, &res, &err), 0);
+	assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, VERIFIED, &o, &rep, &res, &err), 0);
 	assert_int_equal(res.status, FSAWARE_DONE);
 	assert_true(res.fs_free_chunks > 0);
 	assert_int_equal(rep.fs_free_chunks, res.fs_free_chunks);
 	assert_true((uint64_t)(before - storegen_allocated(cfd)) >= (1 * MiB) * 95 / 100);
+}
+
+/* fsaware_scan() of the store in cfd over the base img, with flags. */
+static void scan_store(int cfd, const char *img, unsigned flags, struct fsaware_result *res)
+{
+	_cleanup_close_ int bfd = open(img, O_RDONLY | O_CLOEXEC);
+	struct mergedview_list l = {0};
+	struct mergedview *mv;
+	struct snapstore_info info;
+	struct snapstore_error serr;
+	_cleanup_free_ uint8_t *bm = NULL;
+
+	assert_true(bfd >= 0);
+	assert_int_equal(snapstore_load(cfd, &info, mergedview_list_add, &l, &serr), 0);
+	assert_int_equal(mergedview_open(cfd, bfd, 8 * MiB, info.geom.chunk_bytes, &l, &mv), 0);
+	assert_int_equal(fsaware_scan(mv, info.geom.file_chunks, flags, &bm, res), 0);
+	assert_int_equal(res->status, FSAWARE_DONE);
+	assert_int_equal(res->base_verified, !!(flags & VERIFIED));
+	mergedview_free(mv);
+	snapstore_info_free(&info);
+}
+
+/*
+ * Without a verified base (--base, no record) only metadata the guest wrote decides.
+ * A guest that allocates and frees loses nothing to that rule; a guest that rewrote
+ * a file in place, judged over a wrong base whose bitmaps call those blocks free, has
+ * them punched when the base is trusted and kept when it is not.
+ */
+static void test_unverified_base(void **state)
+{
+	char base[300], guest[300], wrong[300], cow[300], req[400];
+	struct fsaware_result v, u;
+	_cleanup_close_ int cfd = -1;
+	int n;
+
+	snprintf(base, sizeof(base), "%s/u-base.img", dir);
+	snprintf(guest, sizeof(guest), "%s/u-guest.img", dir);
+	snprintf(wrong, sizeof(wrong), "%s/u-wrong.img", dir);
+	snprintf(cow, sizeof(cow), "%s/u-cow", dir);
+	cfd = open(cow, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(cfd >= 0);
+
+	/* A guest that wrote a file, then deleted it: the same chunks free either way. */
+	make_small(base, "metadata_csum");
+	assert_int_equal(fsimg_sh("cp %s %s", base, guest), 0);
+	snprintf(req, sizeof(req), "write %s/src/keep2 big", dir);
+	assert_int_equal(debugfs_w(guest, req), 0);
+	snprintf(req, sizeof(req), "write %s/src/keep1 small", dir);
+	assert_int_equal(debugfs_w(guest, req), 0);
+	assert_int_equal(debugfs_w(guest, "rm big"), 0);
+	diff_to_store(base, guest, cfd, 4096, 8 * MiB);
+	scan_store(cfd, base, VERIFIED, &v);
+	scan_store(cfd, base, 0, &u);
+	assert_true(v.fs_free_chunks * 4096 >= MiB * 95 / 100);
+	assert_int_equal(u.fs_free_chunks, v.fs_free_chunks);
+	assert_int_equal(u.unverified_chunks, 0);
+	assert_int_equal(v.unverified_chunks, 0);
+
+	/* The guest rewrote sub/keep3 in place: no metadata changed, the bitmaps are the base's. */
+	assert_int_equal(fsimg_sh("cp %s %s", base, guest), 0);
+	n = fsimg_rewrite_file(base, "sub/keep3", guest, 1024);
+	assert_true(n >= 50);
+	diff_to_store(base, guest, cfd, 4096, 8 * MiB);
+	/* Over the right base: used, never free. */
+	scan_store(cfd, base, VERIFIED, &v);
+	assert_int_equal(v.fs_free_chunks, 0);
+	/* Over a wrong base (an empty file system of the same geometry): trusted, it frees them. */
+	assert_int_equal(fsimg_sh("rm -f %s; mkfs.ext4 -q -F -b 1024 -O metadata_csum %s 8M "
+				  ">/dev/null 2>&1",
+				  wrong, wrong),
+			 0);
+	scan_store(cfd, wrong, VERIFIED, &v);
+	assert_true(v.fs_free_chunks >= 12);
+	/* Not trusted: kept, and counted. */
+	scan_store(cfd, wrong, 0, &u);
+	assert_int_equal(u.fs_free_chunks, 0);
+	assert_int_equal(u.unverified_chunks, v.fs_free_chunks);
+}
+
+/* fsaware_scan() over a base that fails to read: an I/O error, not a refusal. */
+static int scan_base(const char *img, int bfd, struct fsaware_result *res, uint8_t **bm)
+{
+	struct mergedview_list l = {0};
+	struct mergedview *mv;
+	int r;
+
+	assert_int_equal(mergedview_open(-1, bfd, 8 * MiB, 4096, &l, &mv), 0);
+	r = fsaware_scan(mv, 16, VERIFIED, bm, res);
+	mergedview_free(mv);
+	return r;
+}
+
+/*
+ * A disk that cannot be read is an I/O error (-EIO: exit 1), never a refusal (exit 5)
+ * and never zeros: the superblock, the descriptors or the bitmaps failing to read,
+ * and a base truncated under the scan.  Nothing is punched.
+ */
+static void test_io_errors(void **state)
+{
+	char img[300], cow[300], req[400];
+	uint8_t *bm = (uint8_t *)1, sha_before[32], sha_after[32];
+	struct reclaim_opts o = {.engine = RECLAIM_ENGINE_SYNC};
+	struct reclaim_report rep;
+	struct fsaware_result res = {.status = FSAWARE_DONE};
+	struct snapstore_error err;
+	uint64_t bitmap;
+	int64_t before;
+
+	snprintf(img, sizeof(img), "%s/io.img", dir);
+	make_small(img, "metadata_csum,^flex_bg");
+	bitmap = first_block_bitmap(img) * 1024;
+	{
+		_cleanup_close_ int bfd = open(img, O_RDONLY | O_CLOEXEC);
+
+		assert_true(bfd >= 0);
+		/* Sanity: readable, it is scanned. */
+		assert_int_equal(scan_base(img, bfd, &res, &bm), 0);
+		assert_int_equal(res.status, FSAWARE_DONE);
+		free(bm);
+		bm = (uint8_t *)1;
+		res.status = FSAWARE_DONE;
+		/* The superblock does not read. */
+		fakedio_eio(bfd, 0);
+		assert_int_equal(scan_base(img, bfd, &res, &bm), -EIO);
+		/* Superblock and descriptors read, the block bitmap does not. */
+		fakedio_eio(bfd, bitmap);
+		assert_int_equal(scan_base(img, bfd, &res, &bm), -EIO);
+		fakedio_off();
+		/* Untouched on error. */
+		assert_ptr_equal(bm, (uint8_t *)1);
+		assert_int_equal(res.status, FSAWARE_DONE);
+	}
+
+	/* The base shrinks under the scan (after the view measured it). */
+	{
+		_cleanup_close_ int bfd = open(img, O_RDONLY | O_CLOEXEC);
+		struct mergedview_list l = {0};
+		struct mergedview *mv;
+
+		assert_true(bfd >= 0);
+		assert_int_equal(mergedview_open(-1, bfd, 8 * MiB, 4096, &l, &mv), 0);
+		assert_int_equal(truncate(img, (off_t)bitmap), 0);
+		assert_int_equal(fsaware_scan(mv, 16, VERIFIED, &bm, &res), -EIO);
+		assert_ptr_equal(bm, (uint8_t *)1);
+		mergedview_free(mv);
+	}
+
+	/* Through fsaware_reclaim(): -EIO, and the COW keeps every byte and block. */
+	make_small(img, "metadata_csum,^flex_bg");
+	snprintf(cow, sizeof(cow), "%s/io-guest.img", dir);
+	assert_int_equal(fsimg_sh("cp %s %s", img, cow), 0);
+	snprintf(req, sizeof(req), "write %s/src/keep2 big", dir);
+	assert_int_equal(debugfs_w(cow, req), 0);
+	assert_int_equal(debugfs_w(cow, "rm big"), 0);
+	{
+		char guest[300];
+		_cleanup_close_ int cfd = -1;
+		_cleanup_close_ int bfd = open(img, O_RDONLY | O_CLOEXEC);
+
+		snprintf(guest, sizeof(guest), "%s", cow);
+		snprintf(cow, sizeof(cow), "%s/io-cow", dir);
+		cfd = open(cow, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_true(cfd >= 0 && bfd >= 0);
+		diff_to_store(img, guest, cfd, 4096, 8 * MiB);
+		before = storegen_allocated(cfd);
+		file_sha256(cfd, sha_before);
+		fakedio_eio(bfd, 0);
+		assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, VERIFIED, &o, &rep, &res, &err),
+				 -EIO);
+		fakedio_off();
+		assert_int_equal(storegen_allocated(cfd), before);
+		file_sha256(cfd, sha_after);
+		assert_memory_equal(sha_before, sha_after, 32);
+		/* Readable again: the same store is reclaimed. */
+		assert_int_equal(fsaware_reclaim(cfd, bfd, 8 * MiB, VERIFIED, &o, &rep, &res, &err),
+				 0);
+		assert_int_equal(res.status, FSAWARE_DONE);
+		assert_true(res.fs_free_chunks > 0);
+	}
 }
 
 int main(void)
@@ -484,6 +666,8 @@ int main(void)
 		cmocka_unit_test_prestate(test_scenario, (void *)&scenarios[6]),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_reclaim_entry_point),
+		cmocka_unit_test(test_io_errors),
+		cmocka_unit_test(test_unverified_base),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -20,6 +20,8 @@
 #include "reclaim/snapstore.h"
 #include "tests/unit/helpers/storegen.h"
 
+#include "fakedio.c"
+
 struct fixture {
 	char path[64];
 	int fd; /* O_RDWR, for building */
@@ -534,6 +536,50 @@ static void test_odirect(void **state)
 	fx_free(f);
 }
 
+/*
+ * A file whose O_DIRECT wants 16 KiB offsets and 8 KiB buffers (a device with
+ * 16 KiB logical blocks), with the alignment reported by statx or not: loads
+ * the same.  chunk_sectors 8 (4 KiB chunks, smaller than the alignment: read
+ * through the page cache) and 128 (64 KiB: stays O_DIRECT).
+ */
+static void load_aligned(uint32_t chunk_sectors, bool report, bool stays_direct)
+{
+	struct fixture *f = fx_new(chunk_sectors, false);
+	struct snapstore_info info;
+	struct snapstore_error err;
+	int fd, r;
+
+	add_n(f, 600, 0);
+	fd = open(f->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0) {
+		fx_free(f);
+		skip(); /* the temporary directory's file system refuses O_DIRECT */
+	}
+	fakedio_set(report, 8192, 16384);
+	r = snapstore_load(fd, &info, NULL, NULL, &err);
+	if (r != 0)
+		fail_msg("chunk %u sectors, alignment %s: load %d", chunk_sectors,
+			 report ? "reported" : "unknown", r);
+	assert_int_equal(info.exceptions, 600);
+	/* Refused only when guessed; O_DIRECT kept where the chunks allow it. */
+	assert_int_equal(fakedio.refused > 0, !report);
+	assert_int_equal(!!(fcntl(fd, F_GETFL) & O_DIRECT), stays_direct);
+	if (stays_direct)
+		assert_true(fakedio.direct_reads > 0);
+	fakedio_off();
+	snapstore_info_free(&info);
+	close(fd);
+	fx_free(f);
+}
+
+static void test_odirect_alignment(void **state)
+{
+	load_aligned(8, true, false);
+	load_aligned(128, true, true);
+	load_aligned(8, false, false);
+	load_aligned(128, false, false);
+}
+
 static void test_not_a_file(void **state)
 {
 	struct snapstore_info info;
@@ -661,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_hole_chunks),
 		cmocka_unit_test(test_callback_error_stops),
 		cmocka_unit_test(test_odirect),
+		cmocka_unit_test(test_odirect_alignment),
 		cmocka_unit_test(test_not_a_file),
 		cmocka_unit_test(test_parse_header_buf),
 		cmocka_unit_test(test_parse_area_buf),

@@ -7,6 +7,9 @@
 # `cowpunch reclaim --fs-aware` must drop st_blocks by >= 95% of the deleted file for the first
 # two, after which the overlay re-attached is e2fsck -fn clean and every remaining file has its
 # sha256; the mounted copy must be refused with exit 5 and left byte for byte as it was.
+# Then the same guest on an ext2 base (no journal; the ext4 driver mounts it): the copies taken
+# mounted and frozen are refused (s_state not clean: that driver clears EXT2_VALID_FS on mount
+# and sets it again only on unmount), the cleanly unmounted store is reclaimed.
 need_cowpunch reclaim
 cowpunch reclaim --help | grep -q -- '--fs-aware' || skip "cowpunch reclaim has no --fs-aware"
 
@@ -54,6 +57,23 @@ umount "$mnt"
 layered_remove um "$base" "$cow"
 check_reclaimed umount "$cow"
 
+# check_refused NAME SNAP [REASON]: reclaim --fs-aware of SNAP exits 5, status refused (the
+# reason naming REASON), not a byte or block of SNAP changed.
+check_refused() {
+	b=$(blocks "$2") h=$(sha256 "$2")
+	rc=0
+	cowpunch reclaim --fs-aware --base "$base" --size $size --json "$2" >"$OUT/$1.json" || rc=$?
+	cat "$OUT/$1.json"
+	assert_eq 5 "$rc" "$1: exit status of reclaim --fs-aware"
+	assert_eq refused "$(json_get "$OUT/$1.json" .fs_aware.status)" "$1: fs_aware.status"
+	case "$(json_get "$OUT/$1.json" .fs_aware.reason)" in
+	*"${3:-}"*) ;;
+	*) fail "$1: the reason does not name '${3:-}'" ;;
+	esac
+	assert_eq "$b" "$(blocks "$2")" "$1: st_blocks unchanged"
+	assert_eq "$h" "$(sha256 "$2")" "$1: bytes unchanged"
+}
+
 # 3. Mounted and not frozen: refused, nothing written.
 cow=$WORK/cow-mounted
 truncate -s 48M "$cow"
@@ -62,12 +82,24 @@ dd if="$cow" of="$WORK/snap-mounted" bs=1M conv=sparse status=none
 sync # written back now: the extent blocks ext4 adds at writeback count in st_blocks
 umount "$mnt"
 layered_remove mo "$base" "$cow"
-snap=$WORK/snap-mounted
-b=$(blocks "$snap") h=$(sha256 "$snap")
-rc=0
-cowpunch reclaim --fs-aware --base "$base" --size $size --json "$snap" >"$OUT/mounted.json" || rc=$?
-cat "$OUT/mounted.json"
-assert_eq 5 "$rc" "exit status of reclaim --fs-aware on a mounted, unfrozen copy"
-assert_eq refused "$(json_get "$OUT/mounted.json" .fs_aware.status)" "mounted: fs_aware.status"
-assert_eq "$b" "$(blocks "$snap")" "mounted: st_blocks unchanged"
-assert_eq "$h" "$(sha256 "$snap")" "mounted: bytes unchanged"
+check_refused mounted "$WORK/snap-mounted" "journal needs recovery"
+
+# 4. ext2 (no journal): mounted and frozen copies refused, the unmounted store reclaimed.
+base=$WORK/base-ext2.img
+mkdir -p "$TMPWORK/ext2-files"
+dd if=/dev/urandom of="$TMPWORK/ext2-files/a" bs=64K count=8 status=none
+truncate -s 32M "$base"
+/usr/sbin/mke2fs -q -F -t ext2 -b 4096 -d "$TMPWORK/ext2-files" "$base"
+cow=$WORK/cow-ext2
+truncate -s 48M "$cow"
+guest_writes e2 "$cow"
+dd if="$cow" of="$WORK/snap-ext2-mounted" bs=1M conv=sparse status=none
+fsfreeze -f "$mnt"
+dd if="$cow" of="$WORK/snap-ext2-frozen" bs=1M conv=sparse status=none
+sync
+fsfreeze -u "$mnt"
+umount "$mnt"
+layered_remove e2 "$base" "$cow"
+check_refused ext2-mounted "$WORK/snap-ext2-mounted" "not cleanly unmounted"
+check_refused ext2-frozen "$WORK/snap-ext2-frozen" "not cleanly unmounted"
+check_reclaimed ext2-umount "$cow"
