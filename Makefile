@@ -29,9 +29,15 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
+# Man pages: scdoc sources in man/, rendered into $(BUILD)/man/.
+MAN_SRCS  := $(wildcard man/*.8.scd)
+MAN_PAGES := $(MAN_SRCS:man/%.scd=$(BUILD)/man/%)
+# The pages' date: SOURCE_DATE_EPOCH (dpkg-buildpackage sets it), else the last commit's.
+MAN_EPOCH := $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
+
 .DEFAULT_GOAL := all
 .PHONY: all deps help test unit clitest check vmtest demo bench fuzz fuzz-replay format \
-	format-check clean
+	format-check clean man
 
 help:
 	@echo "make            build build/cowpunch"
@@ -44,6 +50,7 @@ help:
 	@echo "make bench      benchmarks (bench/); results go to docs/benchmarks.md by hand"
 	@echo "make fuzz       libFuzzer builds of tests/fuzz (clang)"
 	@echo "make format-check  clang-format check"
+	@echo "make man        render the man pages (man/*.scd) into build/man/"
 
 deps:
 	@scripts/deps.sh $(or $(DEPS),build)
@@ -79,6 +86,20 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(BUILD)/libcowpunch.a $(TESTH_OBJS) | dep
 $(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libcowpunch.a $(TESTH_OBJS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(TESTH_OBJS) $(BUILD)/libcowpunch.a $(LIBS)
+
+man: $(MAN_PAGES)
+
+# scdoc puts its .nh (no hyphenation) before .TH, which turns hyphenation back on: repeat it
+# after .TH; and .cflags 0 - keeps groff from breaking a line after a hyphen.  So option
+# names, paths and page names (cowpunch-attach(8)) are never split.
+$(BUILD)/man/%.8: man/%.8.scd Makefile
+	@mkdir -p $(dir $@)
+	@command -v scdoc >/dev/null || { echo "man: scdoc is missing (scripts/deps.sh pkg)" >&2; exit 1; }
+	sed 's/@VERSION@/$(VERSION)/g' $< > $@.scd
+	$(if $(MAN_EPOCH),SOURCE_DATE_EPOCH=$(MAN_EPOCH)) scdoc < $@.scd > $@.tmp
+	sed -i -e '/^\.TH /a .cflags 0 -' -e '/^\.TH /a .nh' $@.tmp
+	@rm -f $@.scd
+	@mv $@.tmp $@
 
 unit: $(TEST_BINS)
 	@tests/run-unit.sh $(TEST_BINS)
