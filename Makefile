@@ -35,9 +35,31 @@ MAN_PAGES := $(MAN_SRCS:man/%.scd=$(BUILD)/man/%)
 # The pages' date: SOURCE_DATE_EPOCH (dpkg-buildpackage sets it), else the last commit's.
 MAN_EPOCH := $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
 
+# make install: FHS paths under PREFIX, staged under DESTDIR.  cowpunch needs root
+# (loop and device-mapper devices), hence sbin.
+PREFIX         ?= /usr/local
+SBINDIR        ?= $(PREFIX)/sbin
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR    ?= $(DATADIR)/bash-completion/completions
+PKGDATADIR     ?= $(DATADIR)/cowpunch
+# What install takes from contrib/: whatever of it exists (CONTRIB points the tests elsewhere).
+CONTRIB        ?= contrib
+UNITS      = $(wildcard $(CONTRIB)/systemd/*.service $(CONTRIB)/systemd/*.timer)
+PROMETHEUS = $(wildcard $(CONTRIB)/prometheus/*)
+GRAFANA    = $(wildcard $(CONTRIB)/grafana/*)
+COMPLETION = $(wildcard $(CONTRIB)/bash-completion/cowpunch)
+# Every file install writes, for uninstall.
+INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
+	     $(addprefix $(SYSTEMDUNITDIR)/,$(notdir $(UNITS))) \
+	     $(addprefix $(PKGDATADIR)/prometheus/,$(notdir $(PROMETHEUS))) \
+	     $(addprefix $(PKGDATADIR)/grafana/,$(notdir $(GRAFANA))) \
+	     $(if $(COMPLETION),$(BASHCOMPDIR)/cowpunch)
+
 .DEFAULT_GOAL := all
 .PHONY: all deps help test unit clitest check vmtest demo bench fuzz fuzz-replay format \
-	format-check clean man
+	format-check clean man install uninstall
 
 help:
 	@echo "make            build build/cowpunch"
@@ -51,6 +73,7 @@ help:
 	@echo "make fuzz       libFuzzer builds of tests/fuzz (clang)"
 	@echo "make format-check  clang-format check"
 	@echo "make man        render the man pages (man/*.scd) into build/man/"
+	@echo "make install    install under PREFIX (/usr/local) and DESTDIR; make uninstall undoes it"
 
 deps:
 	@scripts/deps.sh $(or $(DEPS),build)
@@ -100,6 +123,29 @@ $(BUILD)/man/%.8: man/%.8.scd Makefile
 	sed -i -e '/^\.TH /a .cflags 0 -' -e '/^\.TH /a .nh' $@.tmp
 	@rm -f $@.scd
 	@mv $@.tmp $@
+
+# The units' Exec lines name /usr/sbin/cowpunch (the package's path): rewritten to SBINDIR.
+install: $(BUILD)/cowpunch $(MAN_PAGES)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/cowpunch $(DESTDIR)$(SBINDIR)/cowpunch
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man8/
+	$(if $(UNITS),install -d $(DESTDIR)$(SYSTEMDUNITDIR))
+	$(if $(UNITS),for u in $(UNITS); do \
+		sed -E 's|^(Exec[A-Za-z]*=[-@+!:]*)/usr/s?bin/cowpunch\>|\1$(SBINDIR)/cowpunch|' "$$u" \
+			> $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; done)
+	$(if $(PROMETHEUS),install -d $(DESTDIR)$(PKGDATADIR)/prometheus)
+	$(if $(PROMETHEUS),install -m 0644 $(PROMETHEUS) $(DESTDIR)$(PKGDATADIR)/prometheus/)
+	$(if $(GRAFANA),install -d $(DESTDIR)$(PKGDATADIR)/grafana)
+	$(if $(GRAFANA),install -m 0644 $(GRAFANA) $(DESTDIR)$(PKGDATADIR)/grafana/)
+	$(if $(COMPLETION),install -d $(DESTDIR)$(BASHCOMPDIR))
+	$(if $(COMPLETION),install -m 0644 $(COMPLETION) $(DESTDIR)$(BASHCOMPDIR)/cowpunch)
+
+# Removes exactly the files install writes, and the folders that are only cowpunch's.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir $(DESTDIR)$(PKGDATADIR)/prometheus $(DESTDIR)$(PKGDATADIR)/grafana \
+		$(DESTDIR)$(PKGDATADIR) 2>/dev/null || true
 
 unit: $(TEST_BINS)
 	@tests/run-unit.sh $(TEST_BINS)
