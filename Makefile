@@ -14,8 +14,9 @@ LIBS       = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio
 
 WARN    := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wformat-security \
 	   -Wno-unused-parameter
+# CPPFLAGS and LDFLAGS: dpkg-buildflags' hardening (_FORTIFY_SOURCE, relro) in a package build.
 CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DCOWPUNCH_VERSION='"$(VERSION)"' \
-	     -I. $(PKG_CFLAGS) $(WARN) $(WERROR) $(OPT) $(SAN) -g -MMD -MP $(CFLAGS)
+	     -I. $(PKG_CFLAGS) $(WARN) $(WERROR) $(OPT) $(SAN) -g -MMD -MP $(CPPFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c))
@@ -59,7 +60,7 @@ INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
 
 .DEFAULT_GOAL := all
 .PHONY: all deps help test unit clitest check vmtest demo bench fuzz fuzz-replay format \
-	format-check clean man install uninstall
+	format-check clean man install uninstall deb
 
 help:
 	@echo "make            build build/cowpunch"
@@ -74,6 +75,7 @@ help:
 	@echo "make format-check  clang-format check"
 	@echo "make man        render the man pages (man/*.scd) into build/man/"
 	@echo "make install    install under PREFIX (/usr/local) and DESTDIR; make uninstall undoes it"
+	@echo "make deb        build the Debian package into build/deb/"
 
 deps:
 	@scripts/deps.sh $(or $(DEPS),build)
@@ -146,6 +148,12 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	rmdir $(DESTDIR)$(PKGDATADIR)/prometheus $(DESTDIR)$(PKGDATADIR)/grafana \
 		$(DESTDIR)$(PKGDATADIR) 2>/dev/null || true
+
+# The Debian package, built from a copy of the tree in build/deb/src (dpkg-buildpackage
+# writes into the parent folder): build/deb/cowpunch_VERSION_ARCH.deb.
+deb:
+	@$(MAKE) --no-print-directory DEPS=pkg deps
+	@scripts/deb.sh $(BUILD)/deb $(VERSION)
 
 unit: $(TEST_BINS)
 	@tests/run-unit.sh $(TEST_BINS)
