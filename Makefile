@@ -60,7 +60,7 @@ INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
 
 .DEFAULT_GOAL := all
 .PHONY: all deps help test unit clitest check vmtest demo bench fuzz fuzz-replay format \
-	format-check clean man install uninstall deb
+	format-check clean man install uninstall deb pkgtest
 
 help:
 	@echo "make            build build/cowpunch"
@@ -76,6 +76,7 @@ help:
 	@echo "make man        render the man pages (man/*.scd) into build/man/"
 	@echo "make install    install under PREFIX (/usr/local) and DESTDIR; make uninstall undoes it"
 	@echo "make deb        build the Debian package into build/deb/"
+	@echo "make pkgtest    man pages, bash completion, install/uninstall and .deb tests (tests/pkg)"
 
 deps:
 	@scripts/deps.sh $(or $(DEPS),build)
@@ -155,6 +156,10 @@ deb:
 	@$(MAKE) --no-print-directory DEPS=pkg deps
 	@scripts/deb.sh $(BUILD)/deb $(VERSION)
 
+pkgtest: all $(MAN_PAGES)
+	@$(MAKE) --no-print-directory DEPS=pkg deps
+	@tests/cli/run.sh $(BUILD) tests/pkg
+
 unit: $(TEST_BINS)
 	@tests/run-unit.sh $(TEST_BINS)
 
@@ -200,6 +205,7 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory clitest
+	@$(MAKE) --no-print-directory pkgtest
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory vmtest
 
