@@ -14,8 +14,9 @@ LIBS       = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio
 
 WARN    := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wformat-security \
 	   -Wno-unused-parameter
+# CPPFLAGS and LDFLAGS: dpkg-buildflags' hardening (_FORTIFY_SOURCE, relro) in a package build.
 CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DCOWPUNCH_VERSION='"$(VERSION)"' \
-	     -I. $(PKG_CFLAGS) $(WARN) $(WERROR) $(OPT) $(SAN) -g -MMD -MP $(CFLAGS)
+	     -I. $(PKG_CFLAGS) $(WARN) $(WERROR) $(OPT) $(SAN) -g -MMD -MP $(CPPFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c host/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c))
@@ -29,9 +30,37 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
+# Man pages: scdoc sources in man/, rendered into $(BUILD)/man/.
+MAN_SRCS  := $(wildcard man/*.8.scd)
+MAN_PAGES := $(MAN_SRCS:man/%.scd=$(BUILD)/man/%)
+# The pages' date: SOURCE_DATE_EPOCH (dpkg-buildpackage sets it), else the last commit's.
+MAN_EPOCH := $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
+
+# make install: FHS paths under PREFIX, staged under DESTDIR.  cowpunch needs root
+# (loop and device-mapper devices), hence sbin.
+PREFIX         ?= /usr/local
+SBINDIR        ?= $(PREFIX)/sbin
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR    ?= $(DATADIR)/bash-completion/completions
+PKGDATADIR     ?= $(DATADIR)/cowpunch
+# What install takes from contrib/: whatever of it exists (CONTRIB points the tests elsewhere).
+CONTRIB        ?= contrib
+UNITS      = $(wildcard $(CONTRIB)/systemd/*.service $(CONTRIB)/systemd/*.timer)
+PROMETHEUS = $(wildcard $(CONTRIB)/prometheus/*)
+GRAFANA    = $(wildcard $(CONTRIB)/grafana/*)
+COMPLETION = $(wildcard $(CONTRIB)/bash-completion/cowpunch)
+# Every file install writes, for uninstall.
+INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
+	     $(addprefix $(SYSTEMDUNITDIR)/,$(notdir $(UNITS))) \
+	     $(addprefix $(PKGDATADIR)/prometheus/,$(notdir $(PROMETHEUS))) \
+	     $(addprefix $(PKGDATADIR)/grafana/,$(notdir $(GRAFANA))) \
+	     $(if $(COMPLETION),$(BASHCOMPDIR)/cowpunch)
+
 .DEFAULT_GOAL := all
 .PHONY: all deps help test unit clitest promtest check vmtest demo bench fuzz fuzz-replay format \
-	format-check clean
+	format-check clean man install uninstall deb pkgtest
 
 help:
 	@echo "make            build build/cowpunch"
@@ -45,6 +74,10 @@ help:
 	@echo "make bench      benchmarks (bench/); results go to docs/benchmarks.md by hand"
 	@echo "make fuzz       libFuzzer builds of tests/fuzz (clang)"
 	@echo "make format-check  clang-format check"
+	@echo "make man        render the man pages (man/*.scd) into build/man/"
+	@echo "make install    install under PREFIX (/usr/local) and DESTDIR; make uninstall undoes it"
+	@echo "make deb        build the Debian package into build/deb/"
+	@echo "make pkgtest    man pages, bash completion, install/uninstall and .deb tests (tests/pkg)"
 
 deps:
 	@scripts/deps.sh $(or $(DEPS),build)
@@ -80,6 +113,53 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(BUILD)/libcowpunch.a $(TESTH_OBJS) | dep
 $(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libcowpunch.a $(TESTH_OBJS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(TESTH_OBJS) $(BUILD)/libcowpunch.a $(LIBS)
+
+man: $(MAN_PAGES)
+
+# scdoc puts its .nh (no hyphenation) before .TH, which turns hyphenation back on: repeat it
+# after .TH; and .cflags 0 - keeps groff from breaking a line after a hyphen.  So option
+# names, paths and page names (cowpunch-attach(8)) are never split.
+$(BUILD)/man/%.8: man/%.8.scd Makefile
+	@mkdir -p $(dir $@)
+	@command -v scdoc >/dev/null || { echo "man: scdoc is missing (scripts/deps.sh pkg)" >&2; exit 1; }
+	sed 's/@VERSION@/$(VERSION)/g' $< > $@.scd
+	$(if $(MAN_EPOCH),SOURCE_DATE_EPOCH=$(MAN_EPOCH)) scdoc < $@.scd > $@.tmp
+	sed -i -e '/^\.TH /a .cflags 0 -' -e '/^\.TH /a .nh' $@.tmp
+	@rm -f $@.scd
+	@mv $@.tmp $@
+
+# The units' Exec lines name /usr/sbin/cowpunch (the package's path): rewritten to SBINDIR.
+install: $(BUILD)/cowpunch $(MAN_PAGES)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/cowpunch $(DESTDIR)$(SBINDIR)/cowpunch
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man8/
+	$(if $(UNITS),install -d $(DESTDIR)$(SYSTEMDUNITDIR))
+	$(if $(UNITS),for u in $(UNITS); do \
+		sed -E 's|^(Exec[A-Za-z]*=[-@+!:]*)/usr/s?bin/cowpunch\>|\1$(SBINDIR)/cowpunch|' "$$u" \
+			> $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; done)
+	$(if $(PROMETHEUS),install -d $(DESTDIR)$(PKGDATADIR)/prometheus)
+	$(if $(PROMETHEUS),install -m 0644 $(PROMETHEUS) $(DESTDIR)$(PKGDATADIR)/prometheus/)
+	$(if $(GRAFANA),install -d $(DESTDIR)$(PKGDATADIR)/grafana)
+	$(if $(GRAFANA),install -m 0644 $(GRAFANA) $(DESTDIR)$(PKGDATADIR)/grafana/)
+	$(if $(COMPLETION),install -d $(DESTDIR)$(BASHCOMPDIR))
+	$(if $(COMPLETION),install -m 0644 $(COMPLETION) $(DESTDIR)$(BASHCOMPDIR)/cowpunch)
+
+# Removes exactly the files install writes, and the folders that are only cowpunch's.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir $(DESTDIR)$(PKGDATADIR)/prometheus $(DESTDIR)$(PKGDATADIR)/grafana \
+		$(DESTDIR)$(PKGDATADIR) 2>/dev/null || true
+
+# The Debian package, built from a copy of the tree in build/deb/src (dpkg-buildpackage
+# writes into the parent folder): build/deb/cowpunch_VERSION_ARCH.deb.
+deb:
+	@$(MAKE) --no-print-directory DEPS=pkg deps
+	@scripts/deb.sh $(BUILD)/deb $(VERSION)
+
+pkgtest: all $(MAN_PAGES)
+	@$(MAKE) --no-print-directory DEPS=pkg deps
+	@tests/cli/run.sh $(BUILD) tests/pkg
 
 unit: $(TEST_BINS)
 	@tests/run-unit.sh $(TEST_BINS)
@@ -134,6 +214,7 @@ test:
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory clitest
 	@$(MAKE) --no-print-directory promtest
+	@$(MAKE) --no-print-directory pkgtest
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory vmtest
 

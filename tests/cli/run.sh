@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs every tests/cli/test-*.sh with COWPUNCH pointing at the built binary.
-# Each script exits 0 (pass), 77 (skip, with a reason printed) or anything else (fail).
+# Runs every test-*.sh of a folder (tests/cli unless given) with COWPUNCH pointing at the built
+# binary.  Each script exits 0 (pass), 77 (skip, with a reason printed) or anything else (fail).
+# Usage: tests/cli/run.sh [BUILD [DIR]]
 set -u
 build=${1:-build}
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "${2:-$(dirname "$0")}" && pwd)
 export COWPUNCH=$(cd "$build" && pwd)/cowpunch
 export BUILD_DIR=$(cd "$build" && pwd)
 pass=0 fail=0 skip=0 failed=()
@@ -19,5 +20,5 @@ for t in "$here"/test-*.sh; do
 	esac
 done
 for f in "${failed[@]}"; do echo "FAILED: $f"; done
-echo "cli: $pass passed, $fail failed, $skip skipped"
+echo "$(basename "$here"): $pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
