@@ -263,8 +263,11 @@ int vmcmd_attach(struct vmcmd *c, struct vmdisk_attached *ret)
 	if (!out.already) {
 		c->rec.attached = time(NULL);
 		r = vmcmd_save(c);
-		if (r != EXIT_OK)
+		if (r != EXIT_OK) {
+			/* Nothing left behind, as promised: create's undo then removes the COW. */
+			vmdisk_detach(c->id, c->cow_path);
 			return r;
+		}
 	}
 	*ret = out;
 	return EXIT_OK;

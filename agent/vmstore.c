@@ -426,7 +426,7 @@ int vmstore_record_format(const struct vmstore_record *r, char **ret)
 	return 0;
 }
 
-static int vmstore_fsync_dir_of(const char *path)
+int vmstore_sync_dir_of(const char *path)
 {
 	_cleanup_free_ char *dir = strdup(path);
 	_cleanup_close_ int fd = -1;
@@ -468,7 +468,7 @@ int vmstore_write_atomic(const char *path, const void *buf, size_t len)
 		r = -errno;
 		goto unlink_tmp;
 	}
-	return vmstore_fsync_dir_of(path);
+	return vmstore_sync_dir_of(path);
 
 unlink_tmp:
 	unlink(tmp);
@@ -531,6 +531,106 @@ int vmstore_record_save(const char *state, const struct vmstore_record *rec)
 	if (r < 0)
 		return r;
 	return vmstore_write_atomic(path, json, strlen(json));
+}
+
+int vmstore_marker_write(const char *state, const struct vmstore_record *rec)
+{
+	_cleanup_free_ char *path = vmstore_path(state, rec->id, VMSTORE_MARKER);
+	_cleanup_free_ char *json = NULL;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = vmstore_record_format(rec, &json);
+	if (r < 0)
+		return r;
+	/* Atomic and durable, directory entry included, before the COW file exists. */
+	return vmstore_write_atomic(path, json, strlen(json));
+}
+
+/* Renames STATE/ID/from to STATE/ID/to and makes the rename durable. */
+static int vmstore_rename_durable(const char *state, const char *id, const char *from,
+				  const char *to)
+{
+	_cleanup_free_ char *a = vmstore_path(state, id, from);
+	_cleanup_free_ char *b = vmstore_path(state, id, to);
+
+	if (!a || !b)
+		return -ENOMEM;
+	if (rename(a, b) < 0)
+		return -errno;
+	return vmstore_sync_dir_of(b);
+}
+
+int vmstore_marker_commit(const char *state, const char *id)
+{
+	return vmstore_rename_durable(state, id, VMSTORE_MARKER, "vm.json");
+}
+
+int vmstore_marker_revert(const char *state, const char *id)
+{
+	return vmstore_rename_durable(state, id, "vm.json", VMSTORE_MARKER);
+}
+
+int vmstore_marker_remove(const char *state, const char *id)
+{
+	_cleanup_free_ char *path = vmstore_path(state, id, VMSTORE_MARKER);
+
+	if (!path)
+		return -ENOMEM;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int vmstore_marker_exists(const char *state, const char *id)
+{
+	_cleanup_free_ char *path = vmstore_path(state, id, VMSTORE_MARKER);
+	struct stat st;
+
+	if (!path)
+		return -ENOMEM;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return 1;
+}
+
+/* True for NAME.tmp.DIGITS, the temp file vmstore_write_atomic() makes for NAME. */
+static bool vmstore_is_temp_of(const char *entry, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p;
+
+	if (strncmp(entry, name, n) != 0 || strncmp(entry + n, ".tmp.", 5) != 0)
+		return false;
+	p = entry + n + 5;
+	return *p && strspn(p, "0123456789") == strlen(p);
+}
+
+int vmstore_remove_stale_temps(const char *state, const char *id)
+{
+	_cleanup_free_ char *dir = vmstore_path(state, id, NULL);
+	struct dirent *de;
+	int n = 0, r = 0;
+	DIR *d;
+
+	if (!dir)
+		return -ENOMEM;
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (!vmstore_is_temp_of(de->d_name, "vm.json") &&
+		    !vmstore_is_temp_of(de->d_name, VMSTORE_MARKER))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
+			r = -errno;
+			break;
+		}
+		n++;
+	}
+	closedir(d);
+	return r < 0 ? r : n;
 }
 
 static int vmstore_flock(const char *path, bool wait)

@@ -262,6 +262,8 @@ wait_cow_loop:
 		struct timespec ts = {0, VMDISK_LOOP_GONE_NS};
 
 		r = vmdisk_file_in_use(cow_path);
+		if (r == -ENOENT)
+			return 0; /* no COW file, no loop on it */
 		if (r <= 0)
 			return r;
 		nanosleep(&ts, NULL);

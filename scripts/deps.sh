@@ -6,7 +6,7 @@ set -euo pipefail
 
 build=(gcc make pkg-config libc6-dev libdevmapper-dev liburing-dev libaio-dev libext2fs-dev
 	libjson-c-dev libssl-dev)
-test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq clang-format git)
+test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq clang-format git strace)
 vm=(qemu-system-x86 busybox-static kmod cpio dmsetup udev xfsprogs btrfs-progs strace e2fsprogs util-linux coreutils diffutils jq xz-utils
 	file)
 bench=(fio time jq e2fsprogs)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "agent/vmstore.h"
+#include "common/cleanup.h"
 
 static char dir[64];
 
@@ -274,6 +275,71 @@ static void test_save_load_list(void **state)
 	assert_int_equal(vmstore_list(path, &ids), 0);
 }
 
+static bool exists_in(const char *id, const char *name)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "%s/%s/%s", dir, id, name);
+	return access(path, F_OK) == 0;
+}
+
+/* The create marker: written, committed as the record in one rename, reverted, removed. */
+static void test_marker(void **state)
+{
+	struct vmstore_record r = sample(), back;
+	char err[256], path[160];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, r.id);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_write(dir, &r), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 1);
+	assert_int_equal(vmstore_record_load(dir, r.id, &back, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vmstore_marker_commit(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 0);
+	assert_int_equal(vmstore_record_load(dir, r.id, &back, err, sizeof(err)), 0);
+	assert_string_equal(back.id, r.id);
+	assert_int_equal(back.virt_bytes, r.virt_bytes);
+	/* A failed create turns its record back into the marker. */
+	assert_int_equal(vmstore_marker_revert(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 1);
+	assert_false(exists_in(r.id, "vm.json"));
+	assert_int_equal(vmstore_marker_remove(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_remove(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_commit(dir, r.id), -ENOENT);
+	assert_int_equal(vmstore_marker_exists(dir, "nosuchvm"), 0);
+}
+
+/* Temp files of killed atomic writes go; nothing else does. */
+static void test_stale_temps(void **state)
+{
+	static const char *const stale[] = {"vm.json.tmp.123", "creating.tmp.9"};
+	static const char *const kept[] = {
+		"vm.json",	   "cow",	  "lock",   "vm.json.tmp.",
+		"vm.json.tmp.12x", "vm.json.tmp", "x.tmp.1"};
+	struct vmstore_record r = sample();
+	char path[160];
+
+	assert_int_equal(vmstore_record_save(dir, &r), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(stale) + ARRAY_SIZE(kept); i++) {
+		const char *name = i < ARRAY_SIZE(stale) ? stale[i] : kept[i - ARRAY_SIZE(stale)];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s/%s", dir, r.id, name);
+		fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_int_equal(vmstore_remove_stale_temps(dir, r.id), 2);
+	for (size_t i = 0; i < ARRAY_SIZE(stale); i++)
+		assert_false(exists_in(r.id, stale[i]));
+	for (size_t i = 0; i < ARRAY_SIZE(kept); i++)
+		assert_true(exists_in(r.id, kept[i]));
+	assert_int_equal(vmstore_remove_stale_temps(dir, r.id), 0);
+	assert_int_equal(vmstore_remove_stale_temps(dir, "nosuchvm"), -ENOENT);
+}
+
 static void test_locks(void **state)
 {
 	struct vmstore_record r = sample();
@@ -351,6 +417,8 @@ int main(void)
 		cmocka_unit_test(test_bad_fields),
 		cmocka_unit_test_setup_teardown(test_atomic_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_marker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_temps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
 	};
