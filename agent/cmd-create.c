@@ -261,8 +261,9 @@ int cmd_create(int argc, char **argv)
 	}
 
 	state = vmstore_state_dir(state_opt);
-	if (mkdir(state, 0700) < 0 && errno != EEXIST) {
-		agent_error("%s: %s", state, strerror(errno));
+	r = vmstore_mkdir(state);
+	if (r < 0) {
+		agent_error("%s: %s", state, strerror(-r));
 		return EXIT_RUNTIME;
 	}
 	dir = vmstore_path(state, id, NULL);
@@ -275,8 +276,9 @@ int cmd_create(int argc, char **argv)
 		vmcmd_close(&c);
 		return EXIT_RUNTIME;
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		agent_error("%s: %s", dir, strerror(errno));
+	r = vmstore_mkdir(dir);
+	if (r < 0) {
+		agent_error("%s: %s", dir, strerror(-r));
 		vmcmd_close(&c);
 		return EXIT_RUNTIME;
 	}

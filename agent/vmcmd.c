@@ -94,6 +94,26 @@ int vmcmd_open(const char *state, const char *id, bool lock, struct vmcmd *c)
 		agent_error("out of memory");
 		return EXIT_RUNTIME;
 	}
+	/* The lock first: a record read before it may be rewritten by its holder. */
+	if (lock) {
+		c->lock_fd = vmstore_lock_vm(state, id);
+		if (c->lock_fd == -ENOENT) {
+			agent_error("no VM '%s' in %s", id, state);
+			vmcmd_close(c);
+			return EXIT_RUNTIME;
+		}
+		if (c->lock_fd < 0) {
+			r = c->lock_fd;
+			if (r == -EWOULDBLOCK)
+				agent_error("VM '%s' is locked by another cowpunch command", id);
+			else
+				agent_error("%s/%s/lock: %s", state, id, strerror(-r));
+			vmcmd_close(c);
+			return agent_exit_code(r);
+		}
+		/* Under the lock, a temp record is what a killed writer left. */
+		vmstore_remove_stale_temps(state, id);
+	}
 	r = vmstore_record_load(state, id, &c->rec, err, sizeof(err));
 	if (r == -ENOENT) {
 		agent_error("no VM '%s' in %s", id, state);
@@ -114,18 +134,6 @@ int vmcmd_open(const char *state, const char *id, bool lock, struct vmcmd *c)
 		agent_error("%s/%s/vm.json: record is for VM '%s'", state, id, c->rec.id);
 		vmcmd_close(c);
 		return EXIT_INVALID;
-	}
-	if (lock) {
-		c->lock_fd = vmstore_lock_vm(state, id);
-		if (c->lock_fd < 0) {
-			r = c->lock_fd;
-			if (r == -EWOULDBLOCK)
-				agent_error("VM '%s' is locked by another cowpunch command", id);
-			else
-				agent_error("%s/%s/lock: %s", state, id, strerror(-r));
-			vmcmd_close(c);
-			return agent_exit_code(r);
-		}
 	}
 	return EXIT_OK;
 }

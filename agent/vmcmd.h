@@ -41,9 +41,10 @@ void vmcmd_print_json(struct json_object *o);
 int vmcmd_check_id(const char *id);
 
 /*
- * Takes the VM's lock (when lock) and loads its record.  Returns EXIT_OK with
- * *c filled (release with vmcmd_close()), EXIT_BUSY when locked, EXIT_INVALID
- * on a damaged record, EXIT_RUNTIME when there is no such VM.
+ * Takes the VM's lock (when lock; then also removes the temp files of killed
+ * record writes) and loads its record.  Returns EXIT_OK with *c filled
+ * (release with vmcmd_close()), EXIT_BUSY when locked, EXIT_INVALID on a
+ * damaged record, EXIT_RUNTIME when there is no such VM.
  */
 int vmcmd_open(const char *state, const char *id, bool lock, struct vmcmd *c);
 void vmcmd_close(struct vmcmd *c);

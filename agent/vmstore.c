@@ -525,12 +525,20 @@ int vmstore_record_save(const char *state, const struct vmstore_record *rec)
 
 	if (!dir || !path)
 		return -ENOMEM;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	r = vmstore_mkdir(dir);
+	if (r < 0)
+		return r;
 	r = vmstore_record_format(rec, &json);
 	if (r < 0)
 		return r;
 	return vmstore_write_atomic(path, json, strlen(json));
+}
+
+int vmstore_mkdir(const char *path)
+{
+	if (mkdir(path, 0700) < 0)
+		return errno == EEXIST ? 0 : -errno;
+	return vmstore_sync_dir_of(path);
 }
 
 int vmstore_marker_write(const char *state, const struct vmstore_record *rec)

@@ -106,6 +106,13 @@ int vmstore_record_save(const char *state, const struct vmstore_record *rec);
  */
 int vmstore_write_atomic(const char *path, const void *buf, size_t len);
 
+/*
+ * mkdir(path) that survives a crash: when the folder is new, its parent is
+ * fsynced (a new directory entry is durable only then).  Returns 0, also when
+ * the folder existed, or -errno.
+ */
+int vmstore_mkdir(const char *path);
+
 /* fsyncs the folder holding path (after an entry there was made or renamed).  0 or -errno. */
 int vmstore_sync_dir_of(const char *path);
 

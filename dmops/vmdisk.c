@@ -223,6 +223,25 @@ close_base_loop:
 	return r;
 }
 
+/*
+ * Only a flush makes the COW loop's writes durable (buffered, they sit in the
+ * host's page cache; direct, the file's block map may not be on disk yet).
+ * dm-snapshot flushes when it commits new exceptions, but a guest's rewrite of
+ * a chunk it already owns reaches the file with no flush unless the guest sends
+ * one, and tearing the loop down writes nothing back.  Hence this fsync once
+ * the loop is gone.  A missing file has nothing to sync.
+ */
+static int vmdisk_sync_file(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
 int vmdisk_detach(const char *id, const char *cow_path)
 {
 	char base_name[VMDISK_NAME_MAX], overlay_name[VMDISK_NAME_MAX];
@@ -264,8 +283,10 @@ wait_cow_loop:
 		r = vmdisk_file_in_use(cow_path);
 		if (r == -ENOENT)
 			return 0; /* no COW file, no loop on it */
-		if (r <= 0)
+		if (r < 0)
 			return r;
+		if (r == 0)
+			return vmdisk_sync_file(cow_path);
 		nanosleep(&ts, NULL);
 	}
 	return -EBUSY; /* some other loop (not ours) serves the COW */

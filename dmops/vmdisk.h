@@ -64,8 +64,10 @@ int vmdisk_attach(const struct vmdisk_spec *spec, struct vmdisk_attached *ret);
 
 /*
  * Detaches: removes overlay-ID then base-ID; their loops go with their last
- * holder (autoclear).  Waits (bounded) until no loop serves cow_path.  Returns
- * 0 (also when nothing was attached), -EBUSY while overlay-ID is open, or -errno.
+ * holder (autoclear).  Waits (bounded) until no loop serves cow_path, then
+ * fsyncs cow_path, so that what the guest wrote survives a host crash once
+ * this returns.  Returns 0 (also when nothing was attached), -EBUSY while
+ * overlay-ID is open, or -errno (an fsync error included: not detached safely).
  */
 int vmdisk_detach(const char *id, const char *cow_path);
 

@@ -67,8 +67,15 @@ jq_is '.[0].id' vm1
 expect_rc 0 "$COWPUNCH" list
 grep -q "^vm1 " "$dir/out" || fail "list text has no vm1 row"
 
+# A temp record that a killed write left (vm.json.tmp.PID) is removed by the next command that
+# takes the VM's lock, and only by such one: status takes no lock, a writer may own the file.
+echo '{"partial' >"$COWPUNCH_STATE_DIR/vm1/vm.json.tmp.999999"
+expect_rc 0 "$COWPUNCH" status vm1
+[ -e "$COWPUNCH_STATE_DIR/vm1/vm.json.tmp.999999" ] || fail "status (no lock) removed a temp record"
+
 # The base does not match the record: attach refuses before building anything (exit 3).
 expect_rc 3 "$COWPUNCH" attach vm1
+[ ! -e "$COWPUNCH_STATE_DIR/vm1/vm.json.tmp.999999" ] || fail "attach left a stale temp record"
 grep -q "base image changed" "$dir/err" || fail "attach refusal does not say why: $(cat "$dir/err")"
 [ -z "$(losetup -j "$dir/base.img" 2>/dev/null)" ] || fail "refused attach left a loop on the base"
 
@@ -127,6 +134,25 @@ expect_rc 1 "$COWPUNCH" create vm4 --base "$dir/base.img" --size 8M
 	fail "create changed the COW of a VM without a record"
 grep -q "$COWPUNCH_STATE_DIR/vm4/cow" "$dir/err" || fail "the refusal does not name the COW: $(cat "$dir/err")"
 [ ! -e "$COWPUNCH_STATE_DIR/vm4/vm.json" ] || fail "the refused create wrote a record"
+
+# A new folder is fsynced in its parent (only then does its entry survive a crash): the state
+# directory's parent after it is made, the state directory after STATE/ID is made.
+if ! dm_loaded; then
+	require strace
+	mkdir "$dir/new"
+	strace -f -qq -y -o "$dir/trace" -e trace=mkdir,fsync \
+		"$COWPUNCH" create vm7 --state-dir "$dir/new/state" --base "$dir/base.img" --size 8M \
+		>/dev/null 2>&1
+	synced_after() { # synced_after MKDIR_PATH PARENT: fsync of PARENT follows mkdir of MKDIR_PATH
+		local m s
+		m=$(grep -n "^[0-9]* *mkdir(\"$1\", 0700) = 0" "$dir/trace" | head -1 | cut -d: -f1)
+		s=$(grep -n "^[0-9]* *fsync([0-9]*<$2>) = 0" "$dir/trace" | tail -1 | cut -d: -f1)
+		[ -n "$m" ] && [ -n "$s" ] && [ "$s" -gt "$m" ] ||
+			fail "no fsync of $2 after mkdir $1: $(tr '\n' ' ' <"$dir/trace")"
+	}
+	synced_after "$dir/new/state" "$dir/new"
+	synced_after "$dir/new/state/vm7" "$dir/new/state"
+fi
 
 # The leftover of a killed create (a COW beside the creating marker, no record) is removed and
 # made anew: here create then fails at attach (no device-mapper) and undoes all of it.

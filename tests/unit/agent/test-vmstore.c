@@ -290,7 +290,8 @@ static void test_marker(void **state)
 	char err[256], path[160];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, r.id);
-	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(vmstore_mkdir(path), 0);
+	assert_int_equal(vmstore_mkdir(path), 0); /* exists: fine */
 	assert_int_equal(vmstore_marker_exists(dir, r.id), 0);
 	assert_int_equal(vmstore_marker_write(dir, &r), 0);
 	assert_int_equal(vmstore_marker_exists(dir, r.id), 1);

@@ -9,7 +9,8 @@
  * the EBUSY race and the pre-5.8 EINVAL), autoclear (a bound loop with
  * LO_FLAGS_AUTOCLEAR goes when no fd and no dm table holds it), DM_DEVICE_CREATE
  * undone on failure, tables that must name live devices, EBUSY on removing an
- * open device, and udev cookies that must all be waited for.
+ * open device, and udev cookies that must all be waited for.  fsync() of one
+ * watched file is counted.
  *
  * Failure injection: every faked operation is a numbered step; with
  * fake.fail_at == N the Nth one fails with fake.fail_errno.
@@ -81,7 +82,11 @@ static struct {
 	bool no_configure;	  /* a kernel before 5.8 */
 	unsigned cookies_set, cookies_waited;
 	unsigned loops_configured;
-	char snapshot_status[256]; /* what STATUS of a snapshot reports */
+	char snapshot_status[256];   /* what STATUS of a snapshot reports */
+	uint64_t sync_dev, sync_ino; /* the file whose fsync() calls are watched */
+	unsigned syncs;		     /* fsync() calls of it */
+	unsigned live_at_sync;	     /* dm devices + loops still there at the last one */
+	int sync_errno;		     /* its fsync() fails with this (0: works) */
 } fake;
 
 /* Counts a step; true when this one must fail. */
@@ -351,6 +356,25 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 	}
 	errno = ENOTTY;
 	return -1;
+}
+
+/* fsync: the watched file's calls are counted, with what was still live at the time. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __wrap_fsync(int fd)
+{
+	struct stat st;
+
+	if (fake.sync_ino && fstat(fd, &st) == 0 && st.st_dev == fake.sync_dev &&
+	    st.st_ino == fake.sync_ino) {
+		fake.syncs++;
+		fake.live_at_sync = fake_live_devs() + fake_live_loops();
+		if (fake.sync_errno) {
+			errno = fake.sync_errno;
+			return -1;
+		}
+	}
+	return __real_fsync(fd);
 }
 
 /* loopscan walks /sys/block and /dev: answer from the fake loops instead. */

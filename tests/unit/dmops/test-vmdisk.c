@@ -208,6 +208,35 @@ static void test_detach_refuses_while_open(void **state)
 	assert_nothing_left();
 }
 
+/*
+ * Detach fsyncs the COW file once every device and loop is gone (what the guest
+ * wrote without a flush is durable only then), and fails when the fsync does.
+ */
+static void test_detach_syncs_cow(void **state)
+{
+	struct vmdisk_spec s = spec("vm1", 0);
+	struct vmdisk_attached a;
+	struct stat st;
+
+	assert_int_equal(stat(cow_path[0], &st), 0);
+	fake.sync_dev = st.st_dev;
+	fake.sync_ino = st.st_ino;
+	assert_int_equal(vmdisk_attach(&s, &a), 0);
+	assert_int_equal(fake.syncs, 0);
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+	assert_int_equal(fake.syncs, 1);
+	assert_int_equal(fake.live_at_sync, 0);
+	/* A detach of a detached VM syncs too: the one before may have been killed before it. */
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+	assert_int_equal(fake.syncs, 2);
+	/* An fsync error is a failed detach: the guest's writes may not be on disk. */
+	assert_int_equal(vmdisk_attach(&s, &a), 0);
+	fake.sync_errno = EIO;
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), -EIO);
+	fake.sync_errno = 0;
+	assert_nothing_left();
+}
+
 static void test_leftover_base_is_removed(void **state)
 {
 	struct vmdisk_spec s = spec("vm1", 0);
@@ -373,6 +402,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_keeps_other_vm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach_refuses_while_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detach_syncs_cow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_base_is_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_overlay_without_table, setup,
 						teardown),
