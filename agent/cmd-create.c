@@ -18,7 +18,7 @@
 void cmd_create_help(FILE *out)
 {
 	fputs("Usage: cowpunch create ID --base IMAGE --size SIZE [--chunk-size SIZE] [--discard]\n"
-	      "                       [--json] [--state-dir DIR]\n"
+	      "                       [--cow-direct-io auto|on|off] [--json] [--state-dir DIR]\n"
 	      "\n"
 	      "Creates VM ID's disk and attaches it: a sparse COW file and a record in\n"
 	      "STATE/ID/, then base-ID (the base image through a read-only loop shared by every\n"
@@ -46,6 +46,14 @@ void cmd_create_help(FILE *out)
 	      "  --discard          pass guest discards to the COW file (discard_zeroes_cow).\n"
 	      "                     Risky: current kernels corrupt other chunks on a discard\n"
 	      "                     not aligned to the chunk size.  Only with 4K chunks.\n"
+	      "  --cow-direct-io auto|on|off\n"
+	      "                     whether the COW file's loop device does direct I/O\n"
+	      "                     (O_DIRECT: the guest's writes are not cached a second\n"
+	      "                     time in the host's page cache).  auto (default): where\n"
+	      "                     the COW's file system takes it, else buffered; on: attach\n"
+	      "                     fails where it does not; off: buffered.  Kept in the\n"
+	      "                     record for every attach; the mode in effect is recorded\n"
+	      "                     at each attach and shown by status and list\n"
 	      "  --json             print a JSON object (with a Firecracker drive snippet)\n",
 	      out);
 	vmcmd_help_state_dir(out);
@@ -138,6 +146,10 @@ static void create_print_json(const struct vmcmd *c, const struct vmdisk_attache
 	json_object_object_add(o, "base_loop", json_object_new_string(a->base_loop));
 	json_object_object_add(o, "base_loop_shared", json_object_new_boolean(a->base_loop_shared));
 	json_object_object_add(o, "discard", json_object_new_boolean(c->rec.discard));
+	json_object_object_add(o, "cow_direct_io",
+			       json_object_new_string(vmstore_dio_name(c->rec.cow_dio)));
+	json_object_object_add(o, "cow_direct_io_active",
+			       json_object_new_boolean(a->cow_direct_io));
 	/* Firecracker's PUT /drives/{drive_id} body. */
 	json_object_object_add(fc, "drive_id", json_object_new_string("rootfs"));
 	json_object_object_add(fc, "path_on_host", json_object_new_string(a->overlay_path));
@@ -155,6 +167,7 @@ int cmd_create(int argc, char **argv)
 		{"size", required_argument, NULL, 's'},
 		{"chunk-size", required_argument, NULL, 'c'},
 		{"discard", no_argument, NULL, 'd'},
+		{"cow-direct-io", required_argument, NULL, 'D'},
 		{"json", no_argument, NULL, 'j'},
 		{"state-dir", required_argument, NULL, 'S'},
 		{0},
@@ -163,6 +176,7 @@ int cmd_create(int argc, char **argv)
 	_cleanup_free_ char *base_real = NULL, *dir = NULL, *json_path = NULL;
 	uint64_t size, chunk;
 	bool discard = false, json = false, committed = false;
+	enum loopdev_dio dio = LOOPDEV_DIO_AUTO;
 	struct vmdisk_attached att;
 	struct vmcmd c = {.lock_fd = -1};
 	struct stat st;
@@ -182,6 +196,13 @@ int cmd_create(int argc, char **argv)
 			break;
 		case 'd':
 			discard = true;
+			break;
+		case 'D':
+			if (vmstore_dio_parse(optarg, &dio) < 0) {
+				agent_error("create: --cow-direct-io '%s': want auto, on or off",
+					    optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'j':
 			json = agent_json = true;
@@ -308,6 +329,8 @@ int cmd_create(int argc, char **argv)
 	c.rec.virt_bytes = size;
 	c.rec.chunk_bytes = chunk;
 	c.rec.discard = discard;
+	c.rec.cow_dio = dio;
+	c.rec.cow_dio_active = -1;
 	c.rec.created = time(NULL);
 	r = vmstore_identity_read(base_real, &c.rec.base);
 	if (r < 0) {

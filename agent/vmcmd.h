@@ -70,6 +70,12 @@ int vmcmd_save(struct vmcmd *c);
 struct json_object *vmcmd_describe(const struct vmcmd *c);
 
 /*
+ * The COW loop's I/O at the last attach, from a vmcmd_describe() object:
+ * "direct", "buffered", or "-" when not known (not attached since recorded).
+ */
+const char *vmcmd_cow_io(struct json_object *o);
+
+/*
  * For `cowpunch reclaim ID`: when arg names a VM in state (no '/', and
  * STATE/arg/vm.json exists), takes its lock, refuses while it is attached
  * (EXIT_BUSY) and sets *ret_is_vm; c->cow_path is then the file to reclaim.

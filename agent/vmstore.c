@@ -67,6 +67,29 @@ char *vmstore_path(const char *state, const char *id, const char *name)
 	return p;
 }
 
+static const char *const vmstore_dio_names[] = {
+	[LOOPDEV_DIO_OFF] = "off",
+	[LOOPDEV_DIO_AUTO] = "auto",
+	[LOOPDEV_DIO_ON] = "on",
+};
+
+const char *vmstore_dio_name(enum loopdev_dio dio)
+{
+	if ((size_t)dio >= ARRAY_SIZE(vmstore_dio_names))
+		return "?";
+	return vmstore_dio_names[dio];
+}
+
+int vmstore_dio_parse(const char *s, enum loopdev_dio *ret)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(vmstore_dio_names); i++)
+		if (s && strcmp(s, vmstore_dio_names[i]) == 0) {
+			*ret = (enum loopdev_dio)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 void vmstore_format_time(time_t t, char buf[32])
 {
 	struct tm tm;
@@ -347,6 +370,19 @@ int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret
 	    (e = vmstore_get(&p, opts, "discard", json_type_boolean, false, &v)) < 0)
 		return e;
 	r.discard = json_object_get_boolean(v);
+	/* Both direct I/O fields came after version 1: absent means auto, not known. */
+	r.cow_dio = LOOPDEV_DIO_AUTO;
+	if (json_object_object_get_ex(opts, "cow_direct_io", &v) &&
+	    (!json_object_is_type(v, json_type_string) ||
+	     vmstore_dio_parse(json_object_get_string(v), &r.cow_dio) < 0))
+		return vmstore_fail(&p,
+				    "field \"cow_direct_io\" is not \"auto\", \"on\" or \"off\"");
+	r.cow_dio_active = -1;
+	if (json_object_object_get_ex(o, "cow_direct_io_active", &v) && v) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return vmstore_fail(&p, "field \"cow_direct_io_active\" is not a boolean");
+		r.cow_dio_active = json_object_get_boolean(v);
+	}
 	if (r.virt_bytes == 0 || r.virt_bytes % 512 || r.virt_bytes < r.base.size)
 		return vmstore_fail(&p, "field \"virtual_size\" is out of range");
 	if (r.chunk_bytes < 4096 || r.chunk_bytes > (1ULL << 30) ||
@@ -397,7 +433,12 @@ int vmstore_record_format(const struct vmstore_record *r, char **ret)
 	json_object_object_add(o, "chunk_size", json_object_new_int64((int64_t)r->chunk_bytes));
 	json_object_object_add(o, "cow_size", json_object_new_int64((int64_t)r->cow_bytes));
 	json_object_object_add(opts, "discard", json_object_new_boolean(r->discard));
+	json_object_object_add(opts, "cow_direct_io",
+			       json_object_new_string(vmstore_dio_name(r->cow_dio)));
 	json_object_object_add(o, "options", opts);
+	json_object_object_add(o, "cow_direct_io_active",
+			       r->cow_dio_active < 0 ? NULL
+						     : json_object_new_boolean(r->cow_dio_active));
 	json_object_object_add(o, "created", vmstore_time_json(r->created));
 	json_object_object_add(o, "attached", vmstore_time_json(r->attached));
 	json_object_object_add(o, "detached", vmstore_time_json(r->detached));

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "dmops/loopdev.h"
+
 #define VMSTORE_DEFAULT_DIR	"/var/lib/cowpunch"
 #define VMSTORE_ID_MAX		64
 #define VMSTORE_VERSION		1
@@ -52,6 +54,8 @@ struct vmstore_record {
 	uint64_t chunk_bytes;
 	uint64_t cow_bytes;
 	bool discard;
+	enum loopdev_dio cow_dio; /* options.cow_direct_io; a record without it: auto */
+	int cow_dio_active;	  /* direct I/O at the last attach: 1, 0, or -1 (not known) */
 	time_t created;
 	time_t attached; /* last successful attach, 0 = never */
 	time_t detached; /* last successful detach, 0 = never */
@@ -155,6 +159,10 @@ int vmstore_lock_host(const char *state);
 /* IDs of the VMs in STATE (folders holding a vm.json), sorted.  Count or -errno. */
 int vmstore_list(const char *state, char ***ret_ids);
 void vmstore_list_free(char **ids, int n);
+
+/* "off", "auto", "on" <-> enum loopdev_dio.  Parse: 0 or -EINVAL. */
+const char *vmstore_dio_name(enum loopdev_dio dio);
+int vmstore_dio_parse(const char *s, enum loopdev_dio *ret);
 
 /* time_t <-> "2026-11-27T10:41:09Z". */
 void vmstore_format_time(time_t t, char buf[32]);

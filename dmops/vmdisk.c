@@ -174,7 +174,7 @@ int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 		if (r < 0)
 			goto close_base_loop;
 	}
-	r = loopdev_attach(s->cow_path, false, &cow_lo);
+	r = loopdev_attach_dio(s->cow_path, false, s->cow_dio, &cow_lo);
 	if (r < 0)
 		goto close_tail_loop;
 
@@ -204,6 +204,7 @@ int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 
 	snprintf(out.base_loop, sizeof(out.base_loop), "%s", base_lo.path);
 	snprintf(out.cow_loop, sizeof(out.cow_loop), "%s", cow_lo.path);
+	out.cow_direct_io = cow_lo.flags & LO_FLAGS_DIRECT_IO;
 	/* The dm tables hold the loops now; our fds may go. */
 	loopdev_close(&cow_lo);
 	loopdev_close(&tail_lo);

@@ -18,6 +18,7 @@ for c in create attach detach destroy list status reclaim; do
 done
 expect_rc 0 "$COWPUNCH" create --help
 grep -q -- "--discard" "$dir/out" || fail "create --help does not describe --discard"
+grep -q -- "--cow-direct-io auto|on|off" "$dir/out" || fail "create --help does not describe --cow-direct-io"
 
 # IDs.
 truncate -s 4M "$dir/base.img"
@@ -32,6 +33,7 @@ expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 2M
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --chunk-size 6K
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8194K
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --chunk-size 64K --discard
+expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --cow-direct-io yes
 expect_rc 1 "$COWPUNCH" create vm1 --base "$dir/nonexistent" --size 8M
 [ ! -e "$COWPUNCH_STATE_DIR/vm1" ] || fail "a refused create left $COWPUNCH_STATE_DIR/vm1"
 
@@ -61,11 +63,26 @@ jq_is .id vm1
 jq_is .virtual_size 8388608
 jq_is .cow_allocated $(($(stat -c %b "$COWPUNCH_STATE_DIR/vm1/cow") * 512))
 jq_is .last_reclaim null
+# A record without the direct I/O fields (written before they existed): auto, not known.
+jq_is .cow_direct_io auto
+jq_is .cow_direct_io_active null
 if ! dm_loaded; then jq_is .attached false; fi
 expect_rc 0 "$COWPUNCH" list --json
 jq_is '.[0].id' vm1
 expect_rc 0 "$COWPUNCH" list
 grep -q "^vm1 " "$dir/out" || fail "list text has no vm1 row"
+grep -q "^ID  *ATTACHED  *COW-IO  *SIZE" "$dir/out" || fail "list text has no COW-IO column"
+# After an attach the mode in effect is recorded (here by hand: no device-mapper).
+jq '.cow_direct_io_active = false | .options.cow_direct_io = "off"' \
+	"$COWPUNCH_STATE_DIR/vm1/vm.json" >"$dir/rec" && cp "$dir/rec" "$COWPUNCH_STATE_DIR/vm1/vm.json"
+expect_rc 0 "$COWPUNCH" list --json
+jq_is '.[0].cow_direct_io' off
+jq_is '.[0].cow_direct_io_active' false
+expect_rc 0 "$COWPUNCH" list
+grep -q "^vm1  *[a-z]*  *buffered " "$dir/out" || fail "list text: vm1 not buffered: $(cat "$dir/out")"
+expect_rc 0 "$COWPUNCH" status vm1
+grep -q "^  cow I/O: *buffered at the last attach (--cow-direct-io off)" "$dir/out" ||
+	fail "status text has no cow I/O line: $(cat "$dir/out")"
 
 # A temp record that a killed write left (vm.json.tmp.PID) is removed by the next command that
 # takes the VM's lock, and only by such one: status takes no lock, a writer may own the file.

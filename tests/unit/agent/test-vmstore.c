@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "agent/vmstore.h"
 #include "common/cleanup.h"
@@ -51,6 +52,8 @@ static struct vmstore_record sample(void)
 	r.chunk_bytes = 4096;
 	r.cow_bytes = (1 + 8192 + 33) * 4096ULL;
 	r.discard = true;
+	r.cow_dio = LOOPDEV_DIO_ON;
+	r.cow_dio_active = 1;
 	r.created = 1764240000;
 	r.attached = 1764240100;
 	r.last_reclaim.present = true;
@@ -105,6 +108,8 @@ static void test_round_trip(void **state)
 	assert_int_equal(back.chunk_bytes, r.chunk_bytes);
 	assert_int_equal(back.cow_bytes, r.cow_bytes);
 	assert_true(back.discard);
+	assert_int_equal(back.cow_dio, LOOPDEV_DIO_ON);
+	assert_int_equal(back.cow_dio_active, 1);
 	assert_int_equal(back.created, r.created);
 	assert_int_equal(back.attached, r.attached);
 	assert_int_equal(back.detached, 0);
@@ -113,6 +118,50 @@ static void test_round_trip(void **state)
 	assert_int_equal(back.last_reclaim.reclaimed_bytes, 4190208);
 	assert_int_equal(back.last_reclaim.allocated_after, 4685824);
 	free(json);
+}
+
+/* The direct I/O fields: every value round trips; a record written before them means auto. */
+static void test_direct_io_fields(void **state)
+{
+	static const enum loopdev_dio modes[] = {LOOPDEV_DIO_OFF, LOOPDEV_DIO_AUTO, LOOPDEV_DIO_ON};
+	struct vmstore_record r = sample(), back;
+	char *json = NULL, err[256] = "";
+	enum loopdev_dio d;
+	const char *old;
+	json_object *o;
+
+	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
+		for (int active = -1; active <= 1; active++) {
+			r.cow_dio = modes[i];
+			r.cow_dio_active = active;
+			assert_int_equal(vmstore_record_format(&r, &json), 0);
+			assert_int_equal(
+				vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)),
+				0);
+			assert_int_equal(back.cow_dio, modes[i]);
+			assert_int_equal(back.cow_dio_active, active);
+			free(json);
+		}
+	/* Without both fields (as before they existed): auto, not known. */
+	r.cow_dio = LOOPDEV_DIO_OFF;
+	r.cow_dio_active = 0;
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	o = json_tokener_parse(json);
+	assert_non_null(o);
+	json_object_object_del(o, "cow_direct_io_active");
+	json_object_object_del(json_object_object_get(o, "options"), "cow_direct_io");
+	old = json_object_to_json_string(o);
+	assert_null(strstr(old, "cow_direct_io"));
+	assert_int_equal(vmstore_record_parse(old, strlen(old), &back, err, sizeof(err)), 0);
+	assert_int_equal(back.cow_dio, LOOPDEV_DIO_AUTO);
+	assert_int_equal(back.cow_dio_active, -1);
+	json_object_put(o);
+	free(json);
+	assert_int_equal(vmstore_dio_parse("auto", &d), 0);
+	assert_int_equal(d, LOOPDEV_DIO_AUTO);
+	assert_int_equal(vmstore_dio_parse("On", &d), -EINVAL);
+	assert_int_equal(vmstore_dio_parse("", &d), -EINVAL);
+	assert_string_equal(vmstore_dio_name(LOOPDEV_DIO_OFF), "off");
 }
 
 /* Every truncation of a good record is refused (the JSON is incomplete), never misread. */
@@ -206,6 +255,11 @@ static void test_bad_fields(void **state)
 	expect_replaced(json, "\"discard\": true", "\"discard\": 1", "discard");
 	expect_replaced(json, "\"path\": \"/", "\"path\": \"", "path");
 	expect_replaced(json, "\"options\"", "\"opts\"", "options");
+	expect_replaced(json, "\"cow_direct_io\": \"on\"", "\"cow_direct_io\": \"yes\"",
+			"cow_direct_io");
+	expect_replaced(json, "\"cow_direct_io\": \"on\"", "\"cow_direct_io\": 1", "cow_direct_io");
+	expect_replaced(json, "\"cow_direct_io_active\": true", "\"cow_direct_io_active\": 1",
+			"cow_direct_io_active");
 	{
 		char *trail = NULL;
 
@@ -413,6 +467,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_direct_io_fields),
 		cmocka_unit_test(test_truncated_records),
 		cmocka_unit_test(test_corrupted_bytes),
 		cmocka_unit_test(test_bad_fields),
