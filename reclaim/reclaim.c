@@ -188,13 +188,22 @@ static bool gap_is_hole(void *opaque, uint64_t from, uint64_t to)
 	return bitmap_next_set(s->data_map, from, to) >= to;
 }
 
+/* -ECANCELED once the caller has asked the run to stop (reclaim_opts.stop). */
+static int scan_stopped(const struct scan *s)
+{
+	return s->opts->stop && *s->opts->stop ? -ECANCELED : 0;
+}
+
+/* Hands a batch to the engine, unless the run is to stop: then nothing is punched. */
 static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
 {
-	int r = 0;
+	int r = scan_stopped(s);
 
-	s->rep->punched_ranges += co->n;
-	if (!s->opts->dry_run)
-		r = s->eng.ops->punch(&s->eng, co->batch, co->n);
+	if (r == 0) {
+		s->rep->punched_ranges += co->n;
+		if (!s->opts->dry_run)
+			r = s->eng.ops->punch(&s->eng, co->batch, co->n);
+	}
 	co->n = 0;
 	return r;
 }
@@ -493,12 +502,19 @@ static int scan_loop(struct scan *s)
 		while (!planned_all && s->inflight < s->depth) {
 			struct span *sp = &s->spans[(s->head + s->inflight) % s->depth];
 
-			r = plan_next(s, sp);
+			r = scan_stopped(s);
+			if (r == 0)
+				r = plan_next(s, sp);
 			if (r < 0)
 				return r;
 			if (r == 0) {
 				planned_all = true;
 				break;
+			}
+			if (s->opts->throttle) {
+				r = s->opts->throttle(s->opts->throttle_opaque, sp->io.len);
+				if (r < 0)
+					return r;
 			}
 			sp->io.res = 0;
 			sp->cached = false;

@@ -11,6 +11,7 @@
 #ifndef COWPUNCH_RECLAIM_RECLAIM_H
 #define COWPUNCH_RECLAIM_RECLAIM_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -57,6 +58,23 @@ struct reclaim_opts {
 	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
 	void (*punch_progress)(void *opaque, uint64_t done_chunks, uint64_t total_chunks);
 	void *progress_opaque;
+	/*
+	 * Optional cancellation (a signal handler may set it): once *stop is
+	 * non-zero, no further read is sent and no further batch of punches is
+	 * handed to the engine; the reads in flight complete, the punches already
+	 * handed over are waited for, and the run returns -ECANCELED.  What was
+	 * punched stays punched (whole ranges of chunks that read as zeros, or
+	 * fs-free), nothing else was written: the file reads as before.
+	 */
+	const volatile sig_atomic_t *stop;
+	/*
+	 * Optional read throttle: called before each read of the scan, from the
+	 * device or the page cache, with its length in bytes (on success the calls
+	 * add up to bytes_read).  It may sleep, e.g. for a token bucket.  A negative
+	 * return stops the run as *stop does, with that error (-ECANCELED to cancel).
+	 */
+	int (*throttle)(void *opaque, uint64_t bytes);
+	void *throttle_opaque;
 };
 
 /* "Listed data chunks": the chunks the layout lets be punched (every chunk of a plain file). */
@@ -108,8 +126,9 @@ void reclaim_layout_of_store(const struct snapstore_info *info, struct reclaim_l
  * read), and punches those that read as all zeros, plus those in
  * opts->free_bitmap.  fd is opened O_RDWR, ideally O_DIRECT; the caller makes
  * sure nobody else writes the file meanwhile.  report.exceptions is 0.
- * Returns 0 and fills *ret; -EINVAL for a bad layout; -ENOTSUP when a forced
- * engine is unavailable; or another -errno.
+ * Returns 0 and fills *ret; -EINVAL for a bad layout; -ECANCELED when
+ * opts->stop or opts->throttle stopped it; -ENOTSUP when a forced engine is
+ * unavailable; or another -errno.
  */
 int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
 		 struct reclaim_report *ret);
@@ -121,7 +140,7 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
  * info comes from snapstore_load() on the same fd.  reclaim_scan() over
  * reclaim_layout_of_store(info), with report.exceptions filled in.
  * Returns 0 and fills *ret, or -errno (-ENOTSUP when a forced engine is
- * unavailable).
+ * unavailable, -ECANCELED when stopped).
  */
 int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_opts *opts,
 		struct reclaim_report *ret);
