@@ -31,6 +31,9 @@ struct agent_command {
 /* Prints "cowpunch: " + message + "\n" to stderr.  The one place errors are printed. */
 void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The message of the last agent_error() ("" before any), e.g. for a JSON report. */
+const char *agent_last_error(void);
+
 /*
  * --json: a command sets agent_json when it is asked for JSON and prints its
  * object with agent_print_json().  When such a command fails without having
@@ -56,7 +59,7 @@ int agent_exit_code(int neg_errno);
 int agent_open_cow_exclusive(const char *path, int *ret_fd);
 
 /*
- * The options of the commands that scan files (reclaim, and more to come), parsed
+ * The options of the commands that scan files (reclaim, sparsify), parsed
  * alike: -n/--dry-run, -j/--json, -e/--engine ENGINE, -p/--progress,
  * --no-progress.  Put AGENT_SCAN_LONGOPTS in the getopt_long table and
  * AGENT_SCAN_SHORTOPTS in the short options; a command's own long-only options
@@ -102,6 +105,8 @@ int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
 int cmd_reclaim(int argc, char **argv);
 void cmd_reclaim_help(FILE *out);
+int cmd_sparsify(int argc, char **argv);
+void cmd_sparsify_help(FILE *out);
 int cmd_create(int argc, char **argv);
 void cmd_create_help(FILE *out);
 int cmd_attach(int argc, char **argv);
