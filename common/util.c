@@ -164,6 +164,12 @@ ssize_t util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 				continue;
 			return -errno;
 		}
+		/*
+		 * Nothing written and no error: trying again would loop for ever on
+		 * whatever stops it (POSIX leaves the reason open).  Say I/O error.
+		 */
+		if (n == 0)
+			return -EIO;
 		done += (size_t)n;
 	}
 	return (ssize_t)done;

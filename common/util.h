@@ -23,7 +23,11 @@ double util_now(void);
 /* True when every byte of buf[0..len) is zero.  Fast for large buffers. */
 bool util_is_zero(const void *buf, size_t len);
 
-/* pread/pwrite that loop over short transfers; return bytes done or -errno. */
+/*
+ * pread/pwrite that loop over short transfers; return bytes done or -errno.
+ * pread stops short at the end of the file; pwrite returns -EIO when a call
+ * writes nothing.
+ */
 ssize_t util_pread_full(int fd, void *buf, size_t len, uint64_t off);
 ssize_t util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 

@@ -184,12 +184,15 @@ static int uring_wait(struct reclaim_engine *e)
 	return 0;
 }
 
+/*
+ * Only the wait's own error: a punch error is reported by poll, punch and
+ * drain.  Were it sticky here, the scanner could not wait out its reads after
+ * a failed punch, and would free their buffers with the kernel still reading
+ * into them.
+ */
 static int uring_reap(struct reclaim_engine *e)
 {
-	struct uring_priv *p = e->priv;
-	int r = uring_wait(e);
-
-	return r < 0 ? r : p->punch_err;
+	return uring_wait(e);
 }
 
 /* Between reads: collects finished punches and starts the next chain, never waiting. */

@@ -42,7 +42,11 @@ struct reclaim_engine_ops {
 	int (*init)(struct reclaim_engine *e);
 	/* Queues a read; it may complete at once (io->done set) or in a later reap. */
 	int (*submit)(struct reclaim_engine *e, struct reclaim_io *io);
-	/* Sends what is queued and waits until at least one more read is done. */
+	/*
+	 * Sends what is queued and waits until at least one more read is done.
+	 * 0, or -errno when it cannot wait; never a punch error (poll, punch and
+	 * drain report those), so that reads can be waited for after one.
+	 */
 	int (*reap)(struct reclaim_engine *e);
 	/*
 	 * Optional (NULL: nothing to do): between reads, takes what has completed

@@ -580,18 +580,25 @@ static int punch_later(struct scan *s)
 	return reclaim_coalescer_flush(&s->later_co) ? punch_batch(s, &s->later_co) : 0;
 }
 
-/* Waits for every read still in flight, so no buffer is freed under the kernel. */
-static void scan_quiesce(struct scan *s)
+/*
+ * Waits for every read still in flight, whatever became of the punches: the
+ * read buffers are freed when reclaim_run() returns, and the kernel writes
+ * into a buffer until its read completes.  Returns false when the engine
+ * cannot wait (reap failed): the reads are then in an unknown state.
+ */
+static bool scan_quiesce(struct scan *s)
 {
-	for (unsigned tries = 0; s->inflight && tries < 1000; tries++) {
-		while (s->inflight && s->spans[s->head].io.done) {
-			span_unmap(&s->spans[s->head]);
-			s->head = (s->head + 1) % s->depth;
-			s->inflight--;
+	while (s->inflight) {
+		if (!s->spans[s->head].io.done) {
+			if (s->eng.ops->reap(&s->eng) < 0)
+				return false;
+			continue;
 		}
-		if (s->inflight && s->eng.ops->reap(&s->eng) < 0)
-			break;
+		span_unmap(&s->spans[s->head]);
+		s->head = (s->head + 1) % s->depth;
+		s->inflight--;
 	}
+	return true;
 }
 
 static const struct reclaim_engine_ops *engine_ops(enum reclaim_engine_kind kind)
@@ -764,7 +771,15 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 		r = punch_batch(&s, &s.zero_co);
 	if (r >= 0 && reclaim_coalescer_flush(&s.free_co))
 		r = punch_batch(&s, &s.free_co);
-	scan_quiesce(&s);
+	if (!scan_quiesce(&s)) {
+		/*
+		 * Reads may still land in the buffers: leave them allocated rather
+		 * than hand memory the kernel writes into back to the allocator.
+		 */
+		(void)TAKE_PTR(bufs);
+		if (r >= 0)
+			r = -EIO;
+	}
 	if (r >= 0)
 		r = punch_later(&s);
 	r2 = s.eng.ops->drain(&s.eng);

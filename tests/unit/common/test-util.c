@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,9 +11,50 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/util.h"
+
+/*
+ * pwrite(2) as util.c sees it (test-util.ldflags wraps pwrite64, its name
+ * with a 64-bit off_t): the real one, or with fake_zero one that writes
+ * nothing and returns 0, or with short_max one that writes at most that many
+ * bytes a call.  A call past max_calls fails the test: the caller is looping.
+ */
+ssize_t __real_pwrite64(int fd, const void *buf, size_t count, off_t offset);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t count, off_t offset);
+
+static bool fake_zero;
+static size_t short_max;
+static unsigned calls, max_calls = 1000;
+static bool in_child; /* a forked child: _exit(3) rather than fail into cmocka */
+
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t count, off_t offset)
+{
+	if (++calls > max_calls) {
+		fake_zero = false;
+		short_max = 0;
+		if (in_child)
+			_exit(3);
+		fail_msg("pwrite called %u times for one util_pwrite_full(): it loops", calls);
+	}
+	if (fake_zero)
+		return 0;
+	return __real_pwrite64(fd, buf, short_max && count > short_max ? short_max : count, offset);
+}
+
+static int tmpfile_fd(void)
+{
+	char path[] = "/tmp/cowpunch-test-util-XXXXXX";
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	unlink(path);
+	return fd;
+}
 
 static void test_parse_size(void **state)
 {
@@ -158,6 +200,67 @@ static void test_dio_alignment(void **state)
 	assert_int_equal(pread(dfd, buf, off, off), (ssize_t)off);
 }
 
+/* A pwrite that writes nothing (and sets no error) is an I/O error, not a retry. */
+static void test_pwrite_full_zero(void **state)
+{
+	char buf[100] = {1};
+	int fd = tmpfile_fd();
+
+	calls = 0;
+	fake_zero = true;
+	assert_int_equal(util_pwrite_full(fd, buf, sizeof(buf), 0), -EIO);
+	fake_zero = false;
+	assert_int_equal(calls, 1);
+	close(fd);
+}
+
+/* Short writes are carried on from where they stopped; the bytes land in place. */
+static void test_pwrite_full_short(void **state)
+{
+	char buf[100], back[100];
+	int fd = tmpfile_fd();
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (char)(i + 1);
+	calls = 0;
+	short_max = 7;
+	assert_int_equal(util_pwrite_full(fd, buf, sizeof(buf), 4096), (ssize_t)sizeof(buf));
+	short_max = 0;
+	assert_int_equal(calls, (sizeof(buf) + 6) / 7);
+	assert_int_equal(pread(fd, back, sizeof(back), 4096), (ssize_t)sizeof(back));
+	assert_memory_equal(buf, back, sizeof(buf));
+	close(fd);
+}
+
+/*
+ * The real kernel: a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) cuts a
+ * write short at the limit, and the next call fails with EFBIG, which is
+ * returned.  Runs in a child, so the limit does not outlive the test.
+ */
+static void test_pwrite_full_fsize_limit(void **state)
+{
+	char buf[8192] = {1};
+	int fd = tmpfile_fd(), status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = {4096 + 100, 4096 + 100};
+
+		in_child = true;
+		signal(SIGXFSZ, SIG_IGN);
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(2);
+		calls = 0;
+		_exit(util_pwrite_full(fd, buf, sizeof(buf), 4096) == -EFBIG && calls == 2 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(lseek(fd, 0, SEEK_END), 4096 + 100);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +268,9 @@ int main(void)
 		cmocka_unit_test(test_is_zero),
 		cmocka_unit_test(test_format_bytes),
 		cmocka_unit_test(test_dio_alignment),
+		cmocka_unit_test(test_pwrite_full_zero),
+		cmocka_unit_test(test_pwrite_full_short),
+		cmocka_unit_test(test_pwrite_full_fsize_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
