@@ -117,10 +117,9 @@ static int create_check_leftover(const struct vmcmd *c)
 	if (r == 0) {
 		agent_error("%s exists but VM '%s' has no record (%s/%s/vm.json) and no create of "
 			    "it was under way: it may be the disk of a VM whose record was lost, "
-			    "so it is left alone.  To adopt it, put its record back as "
-			    "%s/%s/vm.json and run 'cowpunch attach %s'; to create VM '%s' anew, "
-			    "remove that file first",
-			    c->cow_path, c->id, c->state, c->id, c->state, c->id, c->id, c->id);
+			    "so it is left alone.  To adopt it, put its record back and run "
+			    "'cowpunch attach %s'; to create VM '%s' anew, remove %s first",
+			    c->cow_path, c->id, c->state, c->id, c->id, c->id, c->cow_path);
 		return EXIT_RUNTIME;
 	}
 	if (unlink(c->cow_path) < 0) {
