@@ -18,7 +18,7 @@
 void cmd_create_help(FILE *out)
 {
 	fputs("Usage: cowpunch create ID --base IMAGE --size SIZE [--chunk-size SIZE] [--discard]\n"
-	      "                       [--json] [--state-dir DIR]\n"
+	      "                       [--cow-direct-io auto|on|off] [--json] [--state-dir DIR]\n"
 	      "\n"
 	      "Creates VM ID's disk and attaches it: a sparse COW file and a record in\n"
 	      "STATE/ID/, then base-ID (the base image through a read-only loop shared by every\n"
@@ -32,6 +32,11 @@ void cmd_create_help(FILE *out)
 	      "change afterwards: its size, mtime and a sampled sha256 are recorded, and attach\n"
 	      "refuses a changed base.  On failure nothing is left behind.\n"
 	      "\n"
+	      "A COW file already in STATE/ID/ without a record (vm.json) is refused: it may\n"
+	      "be a VM whose record was lost.  Only the leftover of a killed create (marked by\n"
+	      "STATE/ID/creating, written before the COW file and renamed to vm.json once it\n"
+	      "exists) is removed and made anew.\n"
+	      "\n"
 	      "Options:\n"
 	      "  --base IMAGE       the shared, read-only base image (size a multiple of 512)\n"
 	      "  --size SIZE        the disk size the VM sees, >= the base image (e.g. 10G;\n"
@@ -41,13 +46,22 @@ void cmd_create_help(FILE *out)
 	      "  --discard          pass guest discards to the COW file (discard_zeroes_cow).\n"
 	      "                     Risky: current kernels corrupt other chunks on a discard\n"
 	      "                     not aligned to the chunk size.  Only with 4K chunks.\n"
+	      "  --cow-direct-io auto|on|off\n"
+	      "                     whether the COW file's loop device does direct I/O\n"
+	      "                     (O_DIRECT: the guest's writes are not cached a second\n"
+	      "                     time in the host's page cache).  auto (default): where\n"
+	      "                     the COW's file system takes it, else buffered; on: attach\n"
+	      "                     fails where it does not; off: buffered.  Kept in the\n"
+	      "                     record for every attach; the mode in effect is recorded\n"
+	      "                     at each attach and shown by status and list\n"
 	      "  --json             print a JSON object (with a Firecracker drive snippet)\n",
 	      out);
 	vmcmd_help_state_dir(out);
 	fputs("\n"
 	      "Exit status:\n"
 	      "  0  created and attached\n"
-	      "  1  runtime error (I/O, device-mapper, the VM exists already)\n"
+	      "  1  runtime error (I/O, device-mapper, the VM exists already, or a COW\n"
+	      "     file without a record is in the way)\n"
 	      "  2  usage error (bad ID, size or option)\n"
 	      "  4  the VM is locked by another cowpunch command\n"
 	      "\n"
@@ -57,19 +71,63 @@ void cmd_create_help(FILE *out)
 	      out);
 }
 
-static int create_fail_undo(const char *dir, const char *cow, const char *json_path)
+/*
+ * Undoes a failed create.  A committed record first turns back into the
+ * marker (one rename), so that a kill anywhere in here leaves a COW beside
+ * the marker, which the next create removes: never a COW without record and
+ * marker, which create refuses to touch.  When that rename fails the VM stays
+ * as it is (record and COW, detached).
+ */
+static void create_fail_undo(const struct vmcmd *c, const char *dir, bool committed)
 {
-	/* Undo in reverse order: the record, the COW, the folder (the lock file with it). */
-	unlink(json_path);
-	unlink(cow);
-	{
-		_cleanup_free_ char *lock = NULL;
+	_cleanup_free_ char *lock = vmstore_path(c->state, c->id, "lock");
 
-		if (asprintf(&lock, "%s/lock", dir) >= 0)
-			unlink(lock);
-	}
+	if (committed && vmstore_marker_revert(c->state, c->id) < 0)
+		return;
+	unlink(c->cow_path);
+	vmstore_marker_remove(c->state, c->id);
+	if (lock)
+		unlink(lock);
 	rmdir(dir);
-	return 0;
+}
+
+/*
+ * What may be in STATE/ID before create makes anything (under the VM's lock,
+ * no record): nothing, the marker alone, or a COW.  A COW beside the marker is
+ * a killed create's (no guest wrote to it) and is removed.  A COW without the
+ * marker can be a VM whose vm.json was lost or is not restored yet: refused.
+ * Returns an exit code.
+ */
+static int create_check_leftover(const struct vmcmd *c)
+{
+	struct stat st;
+	int r;
+
+	if (lstat(c->cow_path, &st) < 0) {
+		if (errno == ENOENT)
+			return EXIT_OK;
+		agent_error("%s: %s", c->cow_path, strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	r = vmstore_marker_exists(c->state, c->id);
+	if (r < 0) {
+		agent_error("%s/%s/" VMSTORE_MARKER ": %s", c->state, c->id, strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	if (r == 0) {
+		agent_error("%s exists but VM '%s' has no record (%s/%s/vm.json) and no create of "
+			    "it was under way: it may be the disk of a VM whose record was lost, "
+			    "so it is left alone.  To adopt it, put its record back and run "
+			    "'cowpunch attach %s'; to create VM '%s' anew, remove %s first",
+			    c->cow_path, c->id, c->state, c->id, c->id, c->id, c->cow_path);
+		return EXIT_RUNTIME;
+	}
+	if (unlink(c->cow_path) < 0) {
+		agent_error("%s: cannot remove what a killed create left: %s", c->cow_path,
+			    strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
 }
 
 static void create_print_json(const struct vmcmd *c, const struct vmdisk_attached *a)
@@ -87,6 +145,10 @@ static void create_print_json(const struct vmcmd *c, const struct vmdisk_attache
 	json_object_object_add(o, "base_loop", json_object_new_string(a->base_loop));
 	json_object_object_add(o, "base_loop_shared", json_object_new_boolean(a->base_loop_shared));
 	json_object_object_add(o, "discard", json_object_new_boolean(c->rec.discard));
+	json_object_object_add(o, "cow_direct_io",
+			       json_object_new_string(vmstore_dio_name(c->rec.cow_dio)));
+	json_object_object_add(o, "cow_direct_io_active",
+			       json_object_new_boolean(a->cow_direct_io));
 	/* Firecracker's PUT /drives/{drive_id} body. */
 	json_object_object_add(fc, "drive_id", json_object_new_string("rootfs"));
 	json_object_object_add(fc, "path_on_host", json_object_new_string(a->overlay_path));
@@ -104,6 +166,7 @@ int cmd_create(int argc, char **argv)
 		{"size", required_argument, NULL, 's'},
 		{"chunk-size", required_argument, NULL, 'c'},
 		{"discard", no_argument, NULL, 'd'},
+		{"cow-direct-io", required_argument, NULL, 'D'},
 		{"json", no_argument, NULL, 'j'},
 		{"state-dir", required_argument, NULL, 'S'},
 		{0},
@@ -111,7 +174,8 @@ int cmd_create(int argc, char **argv)
 	const char *base = NULL, *size_s = NULL, *chunk_s = "4K", *state_opt = NULL, *id;
 	_cleanup_free_ char *base_real = NULL, *dir = NULL, *json_path = NULL;
 	uint64_t size, chunk;
-	bool discard = false, json = false;
+	bool discard = false, json = false, committed = false;
+	enum loopdev_dio dio = LOOPDEV_DIO_AUTO;
 	struct vmdisk_attached att;
 	struct vmcmd c = {.lock_fd = -1};
 	struct stat st;
@@ -131,6 +195,13 @@ int cmd_create(int argc, char **argv)
 			break;
 		case 'd':
 			discard = true;
+			break;
+		case 'D':
+			if (vmstore_dio_parse(optarg, &dio) < 0) {
+				agent_error("create: --cow-direct-io '%s': want auto, on or off",
+					    optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'j':
 			json = agent_json = true;
@@ -210,8 +281,9 @@ int cmd_create(int argc, char **argv)
 	}
 
 	state = vmstore_state_dir(state_opt);
-	if (mkdir(state, 0700) < 0 && errno != EEXIST) {
-		agent_error("%s: %s", state, strerror(errno));
+	r = vmstore_mkdir(state);
+	if (r < 0) {
+		agent_error("%s: %s", state, strerror(-r));
 		return EXIT_RUNTIME;
 	}
 	dir = vmstore_path(state, id, NULL);
@@ -224,8 +296,9 @@ int cmd_create(int argc, char **argv)
 		vmcmd_close(&c);
 		return EXIT_RUNTIME;
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		agent_error("%s: %s", dir, strerror(errno));
+	r = vmstore_mkdir(dir);
+	if (r < 0) {
+		agent_error("%s: %s", dir, strerror(-r));
 		vmcmd_close(&c);
 		return EXIT_RUNTIME;
 	}
@@ -236,14 +309,18 @@ int cmd_create(int argc, char **argv)
 		vmcmd_close(&c);
 		return r;
 	}
+	vmstore_remove_stale_temps(state, id);
 	if (access(json_path, F_OK) == 0) {
 		agent_error("VM '%s' exists already in %s (cowpunch destroy %s first)", id, state,
 			    id);
 		vmcmd_close(&c);
 		return EXIT_RUNTIME;
 	}
-	/* No record: a COW here is what a killed create left; it holds nothing yet. */
-	unlink(c.cow_path);
+	r = create_check_leftover(&c);
+	if (r != EXIT_OK) {
+		vmcmd_close(&c);
+		return r;
+	}
 
 	memset(&c.rec, 0, sizeof(c.rec));
 	snprintf(c.rec.id, sizeof(c.rec.id), "%s", id);
@@ -251,6 +328,8 @@ int cmd_create(int argc, char **argv)
 	c.rec.virt_bytes = size;
 	c.rec.chunk_bytes = chunk;
 	c.rec.discard = discard;
+	c.rec.cow_dio = dio;
+	c.rec.cow_dio_active = -1;
 	c.rec.created = time(NULL);
 	r = vmstore_identity_read(base_real, &c.rec.base);
 	if (r < 0) {
@@ -259,16 +338,33 @@ int cmd_create(int argc, char **argv)
 		goto undo;
 	}
 	r = dmops_cow_bytes(size, (uint32_t)(chunk / 512), &c.rec.cow_bytes);
+	if (r < 0) {
+		agent_error("create: %s", strerror(-r));
+		r = EXIT_RUNTIME;
+		goto undo;
+	}
+	/* The marker is durable before the COW exists: see vmstore_marker_write(). */
+	r = vmstore_marker_write(state, &c.rec);
+	if (r < 0) {
+		agent_error("%s/%s/" VMSTORE_MARKER ": %s", state, id, strerror(-r));
+		r = EXIT_RUNTIME;
+		goto undo;
+	}
+	r = vmdisk_cow_create(c.cow_path, size, (uint32_t)(chunk / 512));
 	if (r == 0)
-		r = vmdisk_cow_create(c.cow_path, size, (uint32_t)(chunk / 512));
+		r = vmstore_sync_dir_of(c.cow_path);
 	if (r < 0) {
 		agent_error("%s: cannot create the COW file: %s", c.cow_path, strerror(-r));
 		r = EXIT_RUNTIME;
 		goto undo;
 	}
-	r = vmcmd_save(&c);
-	if (r != EXIT_OK)
+	r = vmstore_marker_commit(state, id);
+	if (r < 0) {
+		agent_error("%s: cannot save the record: %s", json_path, strerror(-r));
+		r = EXIT_RUNTIME;
 		goto undo;
+	}
+	committed = true;
 	r = vmcmd_attach(&c, &att);
 	if (r != EXIT_OK)
 		goto undo;
@@ -280,7 +376,7 @@ int cmd_create(int argc, char **argv)
 	return EXIT_OK;
 
 undo:
-	create_fail_undo(dir, c.cow_path, json_path);
+	create_fail_undo(&c, dir, committed);
 	vmcmd_close(&c);
 	return r;
 }

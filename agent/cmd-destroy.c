@@ -57,8 +57,12 @@ int cmd_destroy(int argc, char **argv)
 		vmcmd_close(&c);
 		return EXIT_RUNTIME;
 	}
-	/* The record goes first: a crash after it leaves a folder 'create' reuses. */
-	if (unlink(json) < 0 || (unlink(c.cow_path) < 0 && errno != ENOENT)) {
+	/*
+	 * The COW goes first: a crash after it leaves a record without a COW, which
+	 * destroy removes when run again.  The other order would leave a COW without
+	 * a record, which create refuses to touch (it may be a VM whose record was lost).
+	 */
+	if ((unlink(c.cow_path) < 0 && errno != ENOENT) || unlink(json) < 0) {
 		agent_error("%s: %s", dir, strerror(errno));
 		vmcmd_close(&c);
 		return EXIT_RUNTIME;

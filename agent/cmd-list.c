@@ -12,11 +12,13 @@ void cmd_list_help(FILE *out)
 {
 	fputs("Usage: cowpunch list [--json] [--state-dir DIR]\n"
 	      "\n"
-	      "Lists the VMs in the state directory: ID, attached or not, virtual size, what\n"
-	      "the COW file holds on the host (st_blocks), bytes given back by the last\n"
-	      "reclaim, and the base image.  A VM whose record is damaged is listed with its\n"
-	      "error and makes the exit status 3.  With no VMs, the text is the one line\n"
-	      "'no VMs in DIR' (with --json, []).  Takes no lock.\n"
+	      "Lists the VMs in the state directory: ID, attached or not, whether the COW\n"
+	      "loop did direct I/O at the last attach (COW-IO: direct, buffered, or - when\n"
+	      "not known), virtual size, what the COW file holds on the host (st_blocks),\n"
+	      "bytes given back by the last reclaim, and the base image.  A VM whose record\n"
+	      "is damaged is listed with its error and makes the exit status 3.  With no\n"
+	      "VMs, the text is the one line 'no VMs in DIR' (with --json, []).  Takes no\n"
+	      "lock.\n"
 	      "\n"
 	      "Options:\n"
 	      "  --json           print a JSON array of the objects 'status --json' prints\n",
@@ -56,9 +58,9 @@ static void list_print_row(json_object *o)
 				  b3, sizeof(b3));
 	else
 		snprintf(b3, sizeof(b3), "-");
-	printf("%-20s %-8s %12s %12s %12s  %s\n",
-	       json_object_get_string(json_object_object_get(o, "id")), att, b1, b2, b3,
-	       json_object_get_string(json_object_object_get(o, "base")));
+	printf("%-20s %-8s %-8s %12s %12s %12s  %s\n",
+	       json_object_get_string(json_object_object_get(o, "id")), att, vmcmd_cow_io(o), b1,
+	       b2, b3, json_object_get_string(json_object_object_get(o, "base")));
 }
 
 int cmd_list(int argc, char **argv)
@@ -100,8 +102,8 @@ int cmd_list(int argc, char **argv)
 	if (!json && n == 0)
 		printf("no VMs in %s\n", state);
 	else if (!json)
-		printf("%-20s %-8s %12s %12s %12s  %s\n", "ID", "ATTACHED", "SIZE", "COW-ALLOC",
-		       "RECLAIMED", "BASE");
+		printf("%-20s %-8s %-8s %12s %12s %12s  %s\n", "ID", "ATTACHED", "COW-IO", "SIZE",
+		       "COW-ALLOC", "RECLAIMED", "BASE");
 	for (int i = 0; i < n; i++) {
 		struct vmcmd c;
 		json_object *o;

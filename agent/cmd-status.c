@@ -14,7 +14,9 @@ void cmd_status_help(FILE *out)
 	      "Shows VM ID: whether it is attached (and how many openers its overlay has),\n"
 	      "its virtual size and chunk size, what its COW file holds on the host (st_blocks),\n"
 	      "the snapshot's own accounting while attached (allocated and metadata bytes,\n"
-	      "valid/invalid/overflow), its base image, and the last reclaim.  Takes no lock.\n"
+	      "valid/invalid/overflow), its base image, whether its COW loop does direct I/O\n"
+	      "(as recorded at the last attach, and the create option asking for it), and\n"
+	      "the last reclaim.  Takes no lock.\n"
 	      "\n"
 	      "Options:\n"
 	      "  --json           print one JSON object\n",
@@ -71,6 +73,12 @@ static void status_print_text(json_object *o)
 	printf("  cow:           %s\n", status_str(o, "cow"));
 	printf("  cow allocated: %s of %s (sparse)\n", status_bytes(o, "cow_allocated", b1, 32),
 	       status_bytes(o, "cow_size", b2, 32));
+	if (strcmp(vmcmd_cow_io(o), "-") == 0)
+		printf("  cow I/O:       not known yet (--cow-direct-io %s)\n",
+		       status_str(o, "cow_direct_io"));
+	else
+		printf("  cow I/O:       %s at the last attach (--cow-direct-io %s)\n",
+		       vmcmd_cow_io(o), status_str(o, "cow_direct_io"));
 	if (json_object_object_get_ex(o, "snapshot", &snap) && snap)
 		printf("  snapshot:      %s, %s used (%s metadata) of %s\n",
 		       status_str(snap, "state"), status_bytes(snap, "allocated_bytes", b1, 32),

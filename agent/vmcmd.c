@@ -94,6 +94,26 @@ int vmcmd_open(const char *state, const char *id, bool lock, struct vmcmd *c)
 		agent_error("out of memory");
 		return EXIT_RUNTIME;
 	}
+	/* The lock first: a record read before it may be rewritten by its holder. */
+	if (lock) {
+		c->lock_fd = vmstore_lock_vm(state, id);
+		if (c->lock_fd == -ENOENT) {
+			agent_error("no VM '%s' in %s", id, state);
+			vmcmd_close(c);
+			return EXIT_RUNTIME;
+		}
+		if (c->lock_fd < 0) {
+			r = c->lock_fd;
+			if (r == -EWOULDBLOCK)
+				agent_error("VM '%s' is locked by another cowpunch command", id);
+			else
+				agent_error("%s/%s/lock: %s", state, id, strerror(-r));
+			vmcmd_close(c);
+			return agent_exit_code(r);
+		}
+		/* Under the lock, a temp record is what a killed writer left. */
+		vmstore_remove_stale_temps(state, id);
+	}
 	r = vmstore_record_load(state, id, &c->rec, err, sizeof(err));
 	if (r == -ENOENT) {
 		agent_error("no VM '%s' in %s", id, state);
@@ -114,18 +134,6 @@ int vmcmd_open(const char *state, const char *id, bool lock, struct vmcmd *c)
 		agent_error("%s/%s/vm.json: record is for VM '%s'", state, id, c->rec.id);
 		vmcmd_close(c);
 		return EXIT_INVALID;
-	}
-	if (lock) {
-		c->lock_fd = vmstore_lock_vm(state, id);
-		if (c->lock_fd < 0) {
-			r = c->lock_fd;
-			if (r == -EWOULDBLOCK)
-				agent_error("VM '%s' is locked by another cowpunch command", id);
-			else
-				agent_error("%s/%s/lock: %s", state, id, strerror(-r));
-			vmcmd_close(c);
-			return agent_exit_code(r);
-		}
 	}
 	return EXIT_OK;
 }
@@ -195,6 +203,7 @@ int vmcmd_attach(struct vmcmd *c, struct vmdisk_attached *ret)
 		.virt_bytes = c->rec.virt_bytes,
 		.chunk_sectors = (uint32_t)(c->rec.chunk_bytes / 512),
 		.discard = c->rec.discard,
+		.cow_dio = c->rec.cow_dio,
 	};
 	const char *bad;
 	int r;
@@ -255,16 +264,26 @@ int vmcmd_attach(struct vmcmd *c, struct vmdisk_attached *ret)
 			    c->id, c->cow_path);
 		return EXIT_BUSY;
 	}
+	if (r == -EOPNOTSUPP && c->rec.cow_dio == LOOPDEV_DIO_ON) {
+		agent_error("VM '%s': the file system of %s refuses direct I/O, which the VM's "
+			    "cow_direct_io \"on\" requires: not attached (nothing was left behind)",
+			    c->id, c->cow_path);
+		return EXIT_RUNTIME;
+	}
 	if (r < 0) {
 		agent_error("VM '%s': attach failed: %s (nothing was left behind)", c->id,
 			    vmcmd_errstr(r));
 		return EXIT_RUNTIME;
 	}
 	if (!out.already) {
+		c->rec.cow_dio_active = out.cow_direct_io;
 		c->rec.attached = time(NULL);
 		r = vmcmd_save(c);
-		if (r != EXIT_OK)
+		if (r != EXIT_OK) {
+			/* Nothing left behind, as promised: create's undo then removes the COW. */
+			vmdisk_detach(c->id, c->cow_path);
 			return r;
+		}
 	}
 	*ret = out;
 	return EXIT_OK;
@@ -342,6 +361,11 @@ json_object *vmcmd_describe(const struct vmcmd *c)
 	vmcmd_add_u64(o, "virtual_size", c->rec.virt_bytes);
 	vmcmd_add_u64(o, "chunk_size", c->rec.chunk_bytes);
 	json_object_object_add(o, "discard", json_object_new_boolean(c->rec.discard));
+	json_object_object_add(o, "cow_direct_io",
+			       json_object_new_string(vmstore_dio_name(c->rec.cow_dio)));
+	json_object_object_add(
+		o, "cow_direct_io_active",
+		c->rec.cow_dio_active < 0 ? NULL : json_object_new_boolean(c->rec.cow_dio_active));
 	json_object_object_add(o, "cow", json_object_new_string(c->cow_path));
 	vmcmd_add_u64(o, "cow_size", c->rec.cow_bytes);
 	if (stat(c->cow_path, &cs) == 0)
@@ -394,6 +418,15 @@ json_object *vmcmd_describe(const struct vmcmd *c)
 	} else
 		json_object_object_add(o, "last_reclaim", NULL);
 	return o;
+}
+
+const char *vmcmd_cow_io(json_object *o)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, "cow_direct_io_active", &v) || !v)
+		return "-";
+	return json_object_get_boolean(v) ? "direct" : "buffered";
 }
 
 int vmcmd_open_for_reclaim(const char *state, const char *arg, struct vmcmd *c, bool *ret_is_vm)

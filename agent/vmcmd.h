@@ -41,9 +41,10 @@ void vmcmd_print_json(struct json_object *o);
 int vmcmd_check_id(const char *id);
 
 /*
- * Takes the VM's lock (when lock) and loads its record.  Returns EXIT_OK with
- * *c filled (release with vmcmd_close()), EXIT_BUSY when locked, EXIT_INVALID
- * on a damaged record, EXIT_RUNTIME when there is no such VM.
+ * Takes the VM's lock (when lock; then also removes the temp files of killed
+ * record writes) and loads its record.  Returns EXIT_OK with *c filled
+ * (release with vmcmd_close()), EXIT_BUSY when locked, EXIT_INVALID on a
+ * damaged record, EXIT_RUNTIME when there is no such VM.
  */
 int vmcmd_open(const char *state, const char *id, bool lock, struct vmcmd *c);
 void vmcmd_close(struct vmcmd *c);
@@ -67,6 +68,12 @@ int vmcmd_save(struct vmcmd *c);
  * (and "dm_error" set) when device-mapper cannot be asked.  NULL on no memory.
  */
 struct json_object *vmcmd_describe(const struct vmcmd *c);
+
+/*
+ * The COW loop's I/O at the last attach, from a vmcmd_describe() object:
+ * "direct", "buffered", or "-" when not known (not attached since recorded).
+ */
+const char *vmcmd_cow_io(struct json_object *o);
 
 /*
  * For `cowpunch reclaim ID`: when arg names a VM in state (no '/', and

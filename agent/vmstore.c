@@ -67,6 +67,29 @@ char *vmstore_path(const char *state, const char *id, const char *name)
 	return p;
 }
 
+static const char *const vmstore_dio_names[] = {
+	[LOOPDEV_DIO_OFF] = "off",
+	[LOOPDEV_DIO_AUTO] = "auto",
+	[LOOPDEV_DIO_ON] = "on",
+};
+
+const char *vmstore_dio_name(enum loopdev_dio dio)
+{
+	if ((size_t)dio >= ARRAY_SIZE(vmstore_dio_names))
+		return "?";
+	return vmstore_dio_names[dio];
+}
+
+int vmstore_dio_parse(const char *s, enum loopdev_dio *ret)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(vmstore_dio_names); i++)
+		if (s && strcmp(s, vmstore_dio_names[i]) == 0) {
+			*ret = (enum loopdev_dio)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 void vmstore_format_time(time_t t, char buf[32])
 {
 	struct tm tm;
@@ -353,6 +376,19 @@ int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret
 	    (e = vmstore_get(&p, opts, "discard", json_type_boolean, false, &v)) < 0)
 		return e;
 	r.discard = json_object_get_boolean(v);
+	/* Both direct I/O fields came after version 1: absent means auto, not known. */
+	r.cow_dio = LOOPDEV_DIO_AUTO;
+	if (json_object_object_get_ex(opts, "cow_direct_io", &v) &&
+	    (!json_object_is_type(v, json_type_string) ||
+	     vmstore_dio_parse(json_object_get_string(v), &r.cow_dio) < 0))
+		return vmstore_fail(&p,
+				    "field \"cow_direct_io\" is not \"auto\", \"on\" or \"off\"");
+	r.cow_dio_active = -1;
+	if (json_object_object_get_ex(o, "cow_direct_io_active", &v) && v) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return vmstore_fail(&p, "field \"cow_direct_io_active\" is not a boolean");
+		r.cow_dio_active = json_object_get_boolean(v);
+	}
 	if (r.virt_bytes == 0 || r.virt_bytes % 512 || r.virt_bytes < r.base.size)
 		return vmstore_fail(&p, "field \"virtual_size\" is out of range");
 	if (r.chunk_bytes < 4096 || r.chunk_bytes > (1ULL << 30) ||
@@ -403,7 +439,12 @@ int vmstore_record_format(const struct vmstore_record *r, char **ret)
 	json_object_object_add(o, "chunk_size", json_object_new_int64((int64_t)r->chunk_bytes));
 	json_object_object_add(o, "cow_size", json_object_new_int64((int64_t)r->cow_bytes));
 	json_object_object_add(opts, "discard", json_object_new_boolean(r->discard));
+	json_object_object_add(opts, "cow_direct_io",
+			       json_object_new_string(vmstore_dio_name(r->cow_dio)));
 	json_object_object_add(o, "options", opts);
+	json_object_object_add(o, "cow_direct_io_active",
+			       r->cow_dio_active < 0 ? NULL
+						     : json_object_new_boolean(r->cow_dio_active));
 	json_object_object_add(o, "created", vmstore_time_json(r->created));
 	json_object_object_add(o, "attached", vmstore_time_json(r->attached));
 	json_object_object_add(o, "detached", vmstore_time_json(r->detached));
@@ -432,7 +473,7 @@ int vmstore_record_format(const struct vmstore_record *r, char **ret)
 	return 0;
 }
 
-static int vmstore_fsync_dir_of(const char *path)
+int vmstore_sync_dir_of(const char *path)
 {
 	_cleanup_free_ char *dir = strdup(path);
 	_cleanup_close_ int fd = -1;
@@ -474,7 +515,7 @@ int vmstore_write_atomic(const char *path, const void *buf, size_t len)
 		r = -errno;
 		goto unlink_tmp;
 	}
-	return vmstore_fsync_dir_of(path);
+	return vmstore_sync_dir_of(path);
 
 unlink_tmp:
 	unlink(tmp);
@@ -531,12 +572,120 @@ int vmstore_record_save(const char *state, const struct vmstore_record *rec)
 
 	if (!dir || !path)
 		return -ENOMEM;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	r = vmstore_mkdir(dir);
+	if (r < 0)
+		return r;
 	r = vmstore_record_format(rec, &json);
 	if (r < 0)
 		return r;
 	return vmstore_write_atomic(path, json, strlen(json));
+}
+
+int vmstore_mkdir(const char *path)
+{
+	if (mkdir(path, 0700) < 0)
+		return errno == EEXIST ? 0 : -errno;
+	return vmstore_sync_dir_of(path);
+}
+
+int vmstore_marker_write(const char *state, const struct vmstore_record *rec)
+{
+	_cleanup_free_ char *path = vmstore_path(state, rec->id, VMSTORE_MARKER);
+	_cleanup_free_ char *json = NULL;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = vmstore_record_format(rec, &json);
+	if (r < 0)
+		return r;
+	/* Atomic and durable, directory entry included, before the COW file exists. */
+	return vmstore_write_atomic(path, json, strlen(json));
+}
+
+/* Renames STATE/ID/from to STATE/ID/to and makes the rename durable. */
+static int vmstore_rename_durable(const char *state, const char *id, const char *from,
+				  const char *to)
+{
+	_cleanup_free_ char *a = vmstore_path(state, id, from);
+	_cleanup_free_ char *b = vmstore_path(state, id, to);
+
+	if (!a || !b)
+		return -ENOMEM;
+	if (rename(a, b) < 0)
+		return -errno;
+	return vmstore_sync_dir_of(b);
+}
+
+int vmstore_marker_commit(const char *state, const char *id)
+{
+	return vmstore_rename_durable(state, id, VMSTORE_MARKER, "vm.json");
+}
+
+int vmstore_marker_revert(const char *state, const char *id)
+{
+	return vmstore_rename_durable(state, id, "vm.json", VMSTORE_MARKER);
+}
+
+int vmstore_marker_remove(const char *state, const char *id)
+{
+	_cleanup_free_ char *path = vmstore_path(state, id, VMSTORE_MARKER);
+
+	if (!path)
+		return -ENOMEM;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int vmstore_marker_exists(const char *state, const char *id)
+{
+	_cleanup_free_ char *path = vmstore_path(state, id, VMSTORE_MARKER);
+	struct stat st;
+
+	if (!path)
+		return -ENOMEM;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return 1;
+}
+
+/* True for NAME.tmp.DIGITS, the temp file vmstore_write_atomic() makes for NAME. */
+static bool vmstore_is_temp_of(const char *entry, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p;
+
+	if (strncmp(entry, name, n) != 0 || strncmp(entry + n, ".tmp.", 5) != 0)
+		return false;
+	p = entry + n + 5;
+	return *p && strspn(p, "0123456789") == strlen(p);
+}
+
+int vmstore_remove_stale_temps(const char *state, const char *id)
+{
+	_cleanup_free_ char *dir = vmstore_path(state, id, NULL);
+	struct dirent *de;
+	int n = 0, r = 0;
+	DIR *d;
+
+	if (!dir)
+		return -ENOMEM;
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (!vmstore_is_temp_of(de->d_name, "vm.json") &&
+		    !vmstore_is_temp_of(de->d_name, VMSTORE_MARKER))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
+			r = -errno;
+			break;
+		}
+		n++;
+	}
+	closedir(d);
+	return r < 0 ? r : n;
 }
 
 static int vmstore_flock(const char *path, bool wait)

@@ -5,7 +5,8 @@
  *
  *   STATE/ID/vm.json   the record (written atomically: temp, fsync, rename, fsync dir)
  *   STATE/ID/cow       the sparse COW file
- *   STATE/ID/lock      flock()ed by attach, detach, reclaim and destroy
+ *   STATE/ID/creating  the record of a VM being created (see vmstore_marker_write())
+ *   STATE/ID/lock      flock()ed by create, attach, detach, reclaim and destroy
  *
  * The host-wide loop lock (/run/cowpunch.lock) serialises loop allocation and
  * the find-or-attach of shared base loops.
@@ -19,10 +20,13 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "dmops/loopdev.h"
+
 #define VMSTORE_DEFAULT_DIR	"/var/lib/cowpunch"
 #define VMSTORE_ID_MAX		64
 #define VMSTORE_VERSION		1
 #define VMSTORE_FINGERPRINT_LEN 64 /* sha256 in hex */
+#define VMSTORE_MARKER		"creating"
 
 struct vmstore_identity {
 	uint64_t size;
@@ -50,6 +54,8 @@ struct vmstore_record {
 	uint64_t chunk_bytes;
 	uint64_t cow_bytes;
 	bool discard;
+	enum loopdev_dio cow_dio; /* options.cow_direct_io; a record without it: auto */
+	int cow_dio_active;	  /* direct I/O at the last attach: 1, 0, or -1 (not known) */
 	time_t created;
 	time_t attached; /* last successful attach, 0 = never */
 	time_t detached; /* last successful detach, 0 = never */
@@ -112,6 +118,43 @@ int vmstore_record_save(const char *state, const struct vmstore_record *rec);
 int vmstore_write_atomic(const char *path, const void *buf, size_t len);
 
 /*
+ * mkdir(path) that survives a crash: when the folder is new, its parent is
+ * fsynced (a new directory entry is durable only then).  Returns 0, also when
+ * the folder existed, or -errno.
+ */
+int vmstore_mkdir(const char *path);
+
+/* fsyncs the folder holding path (after an entry there was made or renamed).  0 or -errno. */
+int vmstore_sync_dir_of(const char *path);
+
+/*
+ * The create marker, STATE/ID/creating: the record of a VM being created.
+ * create writes it (atomically and durably) BEFORE it makes the COW file, and
+ * commits the VM by renaming it to vm.json (one rename: the record appears
+ * and the marker goes at once).  So a COW file beside the marker and without a
+ * record is what a killed create left (no guest ever wrote to it) and may be
+ * removed, while a COW file with neither is a VM whose record is missing and
+ * must be left alone.  Each returns 0 or -errno.
+ */
+int vmstore_marker_write(const char *state, const struct vmstore_record *rec);
+/* creating -> vm.json, then fsync of the folder. */
+int vmstore_marker_commit(const char *state, const char *id);
+/* vm.json -> creating, then fsync of the folder: a failed create turns its VM back into a leftover. */
+int vmstore_marker_revert(const char *state, const char *id);
+/* Removes the marker (none: 0). */
+int vmstore_marker_remove(const char *state, const char *id);
+/* 1 when STATE/ID/creating exists, 0 when not, or -errno. */
+int vmstore_marker_exists(const char *state, const char *id);
+
+/*
+ * Removes the temp files a killed vmstore_write_atomic() left in STATE/ID
+ * (vm.json.tmp.PID, creating.tmp.PID).  Only under the VM's lock: every writer
+ * of those files holds it, so any such file is stale.  Returns how many were
+ * removed, or -errno.
+ */
+int vmstore_remove_stale_temps(const char *state, const char *id);
+
+/*
  * Takes the VM's lock without waiting.  Returns the lock fd (close it to
  * release), -EWOULDBLOCK when another command holds it, or -errno.
  */
@@ -123,6 +166,10 @@ int vmstore_lock_host(const char *state);
 /* IDs of the VMs in STATE (folders holding a vm.json), sorted.  Count or -errno. */
 int vmstore_list(const char *state, char ***ret_ids);
 void vmstore_list_free(char **ids, int n);
+
+/* "off", "auto", "on" <-> enum loopdev_dio.  Parse: 0 or -EINVAL. */
+const char *vmstore_dio_name(enum loopdev_dio dio);
+int vmstore_dio_parse(const char *s, enum loopdev_dio *ret);
 
 /* time_t <-> "2026-11-27T10:41:09Z". */
 void vmstore_format_time(time_t t, char buf[32]);

@@ -45,10 +45,11 @@ static int loopdev_read_flags(int fd, uint32_t *ret_flags)
 }
 
 /*
- * Binds file_fd to the open loop lfd.  Returns 0, -EBUSY when another process
- * bound it first, or -errno.
+ * Binds file_fd to the open loop lfd, asking for direct I/O when dio.  Returns
+ * 0, -EBUSY when another process bound it first, or -errno.  Whether direct
+ * I/O is in effect is for the caller to read back.
  */
-static int loopdev_bind(int lfd, int file_fd, const char *file, bool read_only)
+static int loopdev_bind(int lfd, int file_fd, const char *file, bool read_only, bool dio)
 {
 	struct loop_config cfg;
 
@@ -56,6 +57,15 @@ static int loopdev_bind(int lfd, int file_fd, const char *file, bool read_only)
 	cfg.fd = (uint32_t)file_fd;
 	cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (read_only ? LO_FLAGS_READ_ONLY : 0);
 	strncpy((char *)cfg.info.lo_file_name, file, LO_NAME_SIZE - 1);
+	if (dio) {
+		cfg.info.lo_flags |= LO_FLAGS_DIRECT_IO;
+		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
+			return 0;
+		if (errno != EINVAL && errno != ENOTTY)
+			return -errno;
+		/* Some kernels refuse the whole request when the file cannot do O_DIRECT. */
+		cfg.info.lo_flags &= ~LO_FLAGS_DIRECT_IO;
+	}
 	if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOTTY)
@@ -70,10 +80,22 @@ static int loopdev_bind(int lfd, int file_fd, const char *file, bool read_only)
 		ioctl(lfd, LOOP_CLR_FD, 0);
 		return r;
 	}
+	/* EINVAL: the file cannot do it (the flags read back tell); anything else fails. */
+	if (dio && ioctl(lfd, LOOP_SET_DIRECT_IO, 1UL) < 0 && errno != EINVAL) {
+		int r = -errno;
+
+		ioctl(lfd, LOOP_CLR_FD, 0);
+		return r;
+	}
 	return 0;
 }
 
 int loopdev_attach(const char *file, bool read_only, struct loopdev *ret)
+{
+	return loopdev_attach_dio(file, read_only, LOOPDEV_DIO_OFF, ret);
+}
+
+int loopdev_attach_dio(const char *file, bool read_only, enum loopdev_dio dio, struct loopdev *ret)
 {
 	_cleanup_close_ int file_fd = -1, ctl = -1;
 	char ctl_path[PATH_MAX];
@@ -98,7 +120,7 @@ int loopdev_attach(const char *file, bool read_only, struct loopdev *ret)
 			continue; /* node not made yet (udev): ask again */
 		if (r < 0)
 			return r;
-		r = loopdev_bind(lo.fd, file_fd, file, read_only);
+		r = loopdev_bind(lo.fd, file_fd, file, read_only, dio != LOOPDEV_DIO_OFF);
 		if (r == -EBUSY) {
 			/* Another process took this index between GET_FREE and CONFIGURE. */
 			close(lo.fd);
@@ -113,6 +135,8 @@ int loopdev_attach(const char *file, bool read_only, struct loopdev *ret)
 			r = -EROFS;
 		if (r >= 0 && !(lo.flags & LO_FLAGS_AUTOCLEAR))
 			r = -EOPNOTSUPP; /* would leak on a crash: refuse */
+		if (r >= 0 && dio == LOOPDEV_DIO_ON && !(lo.flags & LO_FLAGS_DIRECT_IO))
+			r = -EOPNOTSUPP; /* the kernel dropped it: this file system cannot */
 		if (r < 0) {
 			ioctl(lo.fd, LOOP_CLR_FD, 0);
 			close(lo.fd);

@@ -27,6 +27,19 @@ struct loopdev {
 	uint32_t flags;		     /* effective lo_flags, read back from the kernel */
 };
 
+/*
+ * Direct I/O (LO_FLAGS_DIRECT_IO): the loop reads and writes its file with
+ * O_DIRECT, so the data is not cached a second time in the host's page cache.
+ * Not every file system takes it (tmpfs before Linux 6.6 has no O_DIRECT; the
+ * file system's block size must fit the loop's): a kernel then drops the flag
+ * silently or fails the request, depending on its version.
+ */
+enum loopdev_dio {
+	LOOPDEV_DIO_OFF,  /* buffered */
+	LOOPDEV_DIO_AUTO, /* direct where the file system takes it, else buffered */
+	LOOPDEV_DIO_ON,	  /* direct, or fail */
+};
+
 /* Directory holding loop-control and loopN; "/dev" except in unit tests. */
 extern const char *loopdev_dev_dir;
 
@@ -39,6 +52,14 @@ extern const char *loopdev_dev_dir;
  * -EROFS when read_only was asked and the kernel did not set it, or -errno.
  */
 int loopdev_attach(const char *file, bool read_only, struct loopdev *ret);
+
+/*
+ * As loopdev_attach(), with direct I/O as dio asks.  Whether it is in effect is
+ * read back from the kernel (ret->flags & LO_FLAGS_DIRECT_IO).  With
+ * LOOPDEV_DIO_ON, returns -EOPNOTSUPP (nothing attached) when the kernel did
+ * not enable it.
+ */
+int loopdev_attach_dio(const char *file, bool read_only, enum loopdev_dio dio, struct loopdev *ret);
 
 /*
  * Finds a loop device bound to the file with this device/inode and opens it

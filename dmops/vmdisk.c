@@ -174,7 +174,7 @@ int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 		if (r < 0)
 			goto close_base_loop;
 	}
-	r = loopdev_attach(s->cow_path, false, &cow_lo);
+	r = loopdev_attach_dio(s->cow_path, false, s->cow_dio, &cow_lo);
 	if (r < 0)
 		goto close_tail_loop;
 
@@ -204,6 +204,7 @@ int vmdisk_attach(const struct vmdisk_spec *s, struct vmdisk_attached *ret)
 
 	snprintf(out.base_loop, sizeof(out.base_loop), "%s", base_lo.path);
 	snprintf(out.cow_loop, sizeof(out.cow_loop), "%s", cow_lo.path);
+	out.cow_direct_io = cow_lo.flags & LO_FLAGS_DIRECT_IO;
 	/* The dm tables hold the loops now; our fds may go. */
 	loopdev_close(&cow_lo);
 	loopdev_close(&tail_lo);
@@ -221,6 +222,25 @@ close_tail_loop:
 close_base_loop:
 	loopdev_close(&base_lo);
 	return r;
+}
+
+/*
+ * Only a flush makes the COW loop's writes durable (buffered, they sit in the
+ * host's page cache; direct, the file's block map may not be on disk yet).
+ * dm-snapshot flushes when it commits new exceptions, but a guest's rewrite of
+ * a chunk it already owns reaches the file with no flush unless the guest sends
+ * one, and tearing the loop down writes nothing back.  Hence this fsync once
+ * the loop is gone.  A missing file has nothing to sync.
+ */
+static int vmdisk_sync_file(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fsync(fd) < 0)
+		return -errno;
+	return 0;
 }
 
 int vmdisk_detach(const char *id, const char *cow_path)
@@ -262,8 +282,12 @@ wait_cow_loop:
 		struct timespec ts = {0, VMDISK_LOOP_GONE_NS};
 
 		r = vmdisk_file_in_use(cow_path);
-		if (r <= 0)
+		if (r == -ENOENT)
+			return 0; /* no COW file, no loop on it */
+		if (r < 0)
 			return r;
+		if (r == 0)
+			return vmdisk_sync_file(cow_path);
 		nanosleep(&ts, NULL);
 	}
 	return -EBUSY; /* some other loop (not ours) serves the COW */

@@ -26,6 +26,8 @@ struct vmdisk_spec {
 	uint32_t chunk_sectors;
 	bool discard;	       /* discard_zeroes_cow on the snapshot */
 	const char *tail_path; /* sparse zero file mapped as the tail, or NULL for `zero` */
+	enum loopdev_dio
+		cow_dio; /* direct I/O for the COW loop (the base loop is shared: cached) */
 };
 
 struct vmdisk_attached {
@@ -33,6 +35,7 @@ struct vmdisk_attached {
 	char base_loop[LOOPDEV_PATH_MAX];
 	char cow_loop[LOOPDEV_PATH_MAX];
 	bool base_loop_shared; /* an existing loop of the base image was reused */
+	bool cow_direct_io;    /* the COW loop does direct I/O (read back from the kernel) */
 	bool already;	       /* it was attached before the call; nothing was done */
 };
 
@@ -58,14 +61,18 @@ int vmdisk_cow_create(const char *path, uint64_t virt_bytes, uint32_t chunk_sect
  * Attaches the disk.  Already attached: returns 0 with ret->already set.  A
  * base-ID left by a killed attach is removed first.  Returns 0 and fills *ret,
  * -EBUSY when the COW is served by a loop that is not ours or a leftover is
- * still open, -EINVAL on bad sizes, or -errno; on failure nothing is left behind.
+ * still open, -EINVAL on bad sizes, -EOPNOTSUPP when spec->cow_dio is
+ * LOOPDEV_DIO_ON and the COW's file system refuses direct I/O, or -errno; on
+ * failure nothing is left behind.
  */
 int vmdisk_attach(const struct vmdisk_spec *spec, struct vmdisk_attached *ret);
 
 /*
  * Detaches: removes overlay-ID then base-ID; their loops go with their last
- * holder (autoclear).  Waits (bounded) until no loop serves cow_path.  Returns
- * 0 (also when nothing was attached), -EBUSY while overlay-ID is open, or -errno.
+ * holder (autoclear).  Waits (bounded) until no loop serves cow_path, then
+ * fsyncs cow_path, so that what the guest wrote survives a host crash once
+ * this returns.  Returns 0 (also when nothing was attached), -EBUSY while
+ * overlay-ID is open, or -errno (an fsync error included: not detached safely).
  */
 int vmdisk_detach(const char *id, const char *cow_path);
 

@@ -8,7 +8,7 @@ build=(gcc make pkg-config libc6-dev libdevmapper-dev liburing-dev libaio-dev li
 	libjson-c-dev libssl-dev libmicrohttpd-dev)
 # prometheus: the server and promtool (tests/prom); systemd: systemd-analyze (unit checks).
 test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq clang-format git prometheus curl
-	systemd)
+	systemd strace)
 vm=(qemu-system-x86 busybox-static kmod cpio dmsetup udev xfsprogs btrfs-progs strace e2fsprogs util-linux coreutils diffutils jq xz-utils
 	file)
 bench=(fio time jq e2fsprogs)

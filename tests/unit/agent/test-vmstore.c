@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "agent/vmstore.h"
+#include "common/cleanup.h"
 
 static char dir[64];
 
@@ -50,6 +52,8 @@ static struct vmstore_record sample(void)
 	r.chunk_bytes = 4096;
 	r.cow_bytes = (1 + 8192 + 33) * 4096ULL;
 	r.discard = true;
+	r.cow_dio = LOOPDEV_DIO_ON;
+	r.cow_dio_active = 1;
 	r.created = 1764240000;
 	r.attached = 1764240100;
 	r.last_reclaim.present = true;
@@ -104,6 +108,8 @@ static void test_round_trip(void **state)
 	assert_int_equal(back.chunk_bytes, r.chunk_bytes);
 	assert_int_equal(back.cow_bytes, r.cow_bytes);
 	assert_true(back.discard);
+	assert_int_equal(back.cow_dio, LOOPDEV_DIO_ON);
+	assert_int_equal(back.cow_dio_active, 1);
 	assert_int_equal(back.created, r.created);
 	assert_int_equal(back.attached, r.attached);
 	assert_int_equal(back.detached, 0);
@@ -112,6 +118,50 @@ static void test_round_trip(void **state)
 	assert_int_equal(back.last_reclaim.reclaimed_bytes, 4190208);
 	assert_int_equal(back.last_reclaim.allocated_after, 4685824);
 	free(json);
+}
+
+/* The direct I/O fields: every value round trips; a record written before them means auto. */
+static void test_direct_io_fields(void **state)
+{
+	static const enum loopdev_dio modes[] = {LOOPDEV_DIO_OFF, LOOPDEV_DIO_AUTO, LOOPDEV_DIO_ON};
+	struct vmstore_record r = sample(), back;
+	char *json = NULL, err[256] = "";
+	enum loopdev_dio d;
+	const char *old;
+	json_object *o;
+
+	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
+		for (int active = -1; active <= 1; active++) {
+			r.cow_dio = modes[i];
+			r.cow_dio_active = active;
+			assert_int_equal(vmstore_record_format(&r, &json), 0);
+			assert_int_equal(
+				vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)),
+				0);
+			assert_int_equal(back.cow_dio, modes[i]);
+			assert_int_equal(back.cow_dio_active, active);
+			free(json);
+		}
+	/* Without both fields (as before they existed): auto, not known. */
+	r.cow_dio = LOOPDEV_DIO_OFF;
+	r.cow_dio_active = 0;
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	o = json_tokener_parse(json);
+	assert_non_null(o);
+	json_object_object_del(o, "cow_direct_io_active");
+	json_object_object_del(json_object_object_get(o, "options"), "cow_direct_io");
+	old = json_object_to_json_string(o);
+	assert_null(strstr(old, "cow_direct_io"));
+	assert_int_equal(vmstore_record_parse(old, strlen(old), &back, err, sizeof(err)), 0);
+	assert_int_equal(back.cow_dio, LOOPDEV_DIO_AUTO);
+	assert_int_equal(back.cow_dio_active, -1);
+	json_object_put(o);
+	free(json);
+	assert_int_equal(vmstore_dio_parse("auto", &d), 0);
+	assert_int_equal(d, LOOPDEV_DIO_AUTO);
+	assert_int_equal(vmstore_dio_parse("On", &d), -EINVAL);
+	assert_int_equal(vmstore_dio_parse("", &d), -EINVAL);
+	assert_string_equal(vmstore_dio_name(LOOPDEV_DIO_OFF), "off");
 }
 
 /* Every truncation of a good record is refused (the JSON is incomplete), never misread. */
@@ -205,6 +255,11 @@ static void test_bad_fields(void **state)
 	expect_replaced(json, "\"discard\": true", "\"discard\": 1", "discard");
 	expect_replaced(json, "\"path\": \"/", "\"path\": \"", "path");
 	expect_replaced(json, "\"options\"", "\"opts\"", "options");
+	expect_replaced(json, "\"cow_direct_io\": \"on\"", "\"cow_direct_io\": \"yes\"",
+			"cow_direct_io");
+	expect_replaced(json, "\"cow_direct_io\": \"on\"", "\"cow_direct_io\": 1", "cow_direct_io");
+	expect_replaced(json, "\"cow_direct_io_active\": true", "\"cow_direct_io_active\": 1",
+			"cow_direct_io_active");
 	{
 		char *trail = NULL;
 
@@ -272,6 +327,72 @@ static void test_save_load_list(void **state)
 	vmstore_list_free(ids, n);
 	snprintf(path, sizeof(path), "%s/none", dir);
 	assert_int_equal(vmstore_list(path, &ids), 0);
+}
+
+static bool exists_in(const char *id, const char *name)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "%s/%s/%s", dir, id, name);
+	return access(path, F_OK) == 0;
+}
+
+/* The create marker: written, committed as the record in one rename, reverted, removed. */
+static void test_marker(void **state)
+{
+	struct vmstore_record r = sample(), back;
+	char err[256], path[160];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, r.id);
+	assert_int_equal(vmstore_mkdir(path), 0);
+	assert_int_equal(vmstore_mkdir(path), 0); /* exists: fine */
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_write(dir, &r), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 1);
+	assert_int_equal(vmstore_record_load(dir, r.id, &back, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vmstore_marker_commit(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 0);
+	assert_int_equal(vmstore_record_load(dir, r.id, &back, err, sizeof(err)), 0);
+	assert_string_equal(back.id, r.id);
+	assert_int_equal(back.virt_bytes, r.virt_bytes);
+	/* A failed create turns its record back into the marker. */
+	assert_int_equal(vmstore_marker_revert(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 1);
+	assert_false(exists_in(r.id, "vm.json"));
+	assert_int_equal(vmstore_marker_remove(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_exists(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_remove(dir, r.id), 0);
+	assert_int_equal(vmstore_marker_commit(dir, r.id), -ENOENT);
+	assert_int_equal(vmstore_marker_exists(dir, "nosuchvm"), 0);
+}
+
+/* Temp files of killed atomic writes go; nothing else does. */
+static void test_stale_temps(void **state)
+{
+	static const char *const stale[] = {"vm.json.tmp.123", "creating.tmp.9"};
+	static const char *const kept[] = {
+		"vm.json",	   "cow",	  "lock",   "vm.json.tmp.",
+		"vm.json.tmp.12x", "vm.json.tmp", "x.tmp.1"};
+	struct vmstore_record r = sample();
+	char path[160];
+
+	assert_int_equal(vmstore_record_save(dir, &r), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(stale) + ARRAY_SIZE(kept); i++) {
+		const char *name = i < ARRAY_SIZE(stale) ? stale[i] : kept[i - ARRAY_SIZE(stale)];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s/%s", dir, r.id, name);
+		fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_int_equal(vmstore_remove_stale_temps(dir, r.id), 2);
+	for (size_t i = 0; i < ARRAY_SIZE(stale); i++)
+		assert_false(exists_in(r.id, stale[i]));
+	for (size_t i = 0; i < ARRAY_SIZE(kept); i++)
+		assert_true(exists_in(r.id, kept[i]));
+	assert_int_equal(vmstore_remove_stale_temps(dir, r.id), 0);
+	assert_int_equal(vmstore_remove_stale_temps(dir, "nosuchvm"), -ENOENT);
 }
 
 static void test_locks(void **state)
@@ -358,11 +479,14 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_direct_io_fields),
 		cmocka_unit_test(test_truncated_records),
 		cmocka_unit_test(test_corrupted_bytes),
 		cmocka_unit_test(test_bad_fields),
 		cmocka_unit_test_setup_teardown(test_atomic_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_marker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_temps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
 	};

@@ -6,10 +6,12 @@
  * API keeps a table of fake dm devices.  #included by one test program.
  *
  * It models what the code relies on: LOOP_CTL_GET_FREE/LOOP_CONFIGURE (with
- * the EBUSY race and the pre-5.8 EINVAL), autoclear (a bound loop with
+ * the EBUSY race and the pre-5.8 EINVAL), direct I/O taken, dropped or refused
+ * (fake.dio), autoclear (a bound loop with
  * LO_FLAGS_AUTOCLEAR goes when no fd and no dm table holds it), DM_DEVICE_CREATE
  * undone on failure, tables that must name live devices, EBUSY on removing an
- * open device, and udev cookies that must all be waited for.
+ * open device, and udev cookies that must all be waited for.  fsync() of one
+ * watched file is counted.
  *
  * Failure injection: every faked operation is a numbered step; with
  * fake.fail_at == N the Nth one fails with fake.fail_errno.
@@ -79,9 +81,18 @@ static struct {
 	int fail_errno;
 	unsigned configure_ebusy; /* LOOP_CONFIGURE answers EBUSY this many times */
 	bool no_configure;	  /* a kernel before 5.8 */
+	enum {
+		FAKE_DIO_OK,	 /* direct I/O works on every file */
+		FAKE_DIO_DROP,	 /* dropped silently (6.1 on tmpfs); LOOP_SET_DIRECT_IO: EINVAL */
+		FAKE_DIO_EINVAL, /* LOOP_CONFIGURE asking for it fails with EINVAL */
+	} dio;
 	unsigned cookies_set, cookies_waited;
 	unsigned loops_configured;
-	char snapshot_status[256]; /* what STATUS of a snapshot reports */
+	char snapshot_status[256];   /* what STATUS of a snapshot reports */
+	uint64_t sync_dev, sync_ino; /* the file whose fsync() calls are watched */
+	unsigned syncs;		     /* fsync() calls of it */
+	unsigned live_at_sync;	     /* dm devices + loops still there at the last one */
+	int sync_errno;		     /* its fsync() fails with this (0: works) */
 } fake;
 
 /* Counts a step; true when this one must fail. */
@@ -290,12 +301,18 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 			errno = EBUSY;
 			return -1;
 		}
+		if ((cfg->info.lo_flags & LO_FLAGS_DIRECT_IO) && fake.dio == FAKE_DIO_EINVAL) {
+			errno = EINVAL;
+			return -1;
+		}
 		if (fstat((int)cfg->fd, &st) < 0)
 			return -1;
 		l->bound = true;
 		l->dev = st.st_dev;
 		l->ino = st.st_ino;
 		l->flags = cfg->info.lo_flags & LOOP_CONFIGURE_SETTABLE_FLAGS;
+		if (fake.dio != FAKE_DIO_OK)
+			l->flags &= ~LO_FLAGS_DIRECT_IO;
 		if ((fcntl((int)cfg->fd, F_GETFL) & O_ACCMODE) == O_RDONLY)
 			l->flags |= LO_FLAGS_READ_ONLY;
 		fake.loops_configured++;
@@ -341,6 +358,21 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 		info->lo_flags = l->flags;
 		return 0;
 	}
+	case LOOP_SET_DIRECT_IO:
+		if (!l->bound) {
+			errno = ENXIO;
+			return -1;
+		}
+		if (!arg) {
+			l->flags &= ~LO_FLAGS_DIRECT_IO;
+			return 0;
+		}
+		if (fake.dio != FAKE_DIO_OK) {
+			errno = EINVAL; /* as Linux 6.1's loop_set_dio() */
+			return -1;
+		}
+		l->flags |= LO_FLAGS_DIRECT_IO;
+		return 0;
 	case LOOP_CLR_FD:
 		if (!l->bound) {
 			errno = ENXIO;
@@ -351,6 +383,25 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 	}
 	errno = ENOTTY;
 	return -1;
+}
+
+/* fsync: the watched file's calls are counted, with what was still live at the time. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __wrap_fsync(int fd)
+{
+	struct stat st;
+
+	if (fake.sync_ino && fstat(fd, &st) == 0 && st.st_dev == fake.sync_dev &&
+	    st.st_ino == fake.sync_ino) {
+		fake.syncs++;
+		fake.live_at_sync = fake_live_devs() + fake_live_loops();
+		if (fake.sync_errno) {
+			errno = fake.sync_errno;
+			return -1;
+		}
+	}
+	return __real_fsync(fd);
 }
 
 /* loopscan walks /sys/block and /dev: answer from the fake loops instead. */

@@ -16,6 +16,7 @@
 
 #include "fakekernel.c"
 
+#include "common/cleanup.h"
 #include "dmops/table.h"
 #include "dmops/vmdisk.h"
 
@@ -63,7 +64,13 @@ static struct vmdisk_spec spec(const char *id, int cow)
 		.cow_path = cow_path[cow],
 		.virt_bytes = 32 << 20,
 		.chunk_sectors = 8,
+		.cow_dio = LOOPDEV_DIO_AUTO,
 	};
+}
+
+static uint32_t loop_flags(const char *path)
+{
+	return fake.loop[atoi(strrchr(path, '/') + 5)].flags;
 }
 
 static void assert_nothing_left(void)
@@ -101,9 +108,12 @@ static void test_attach_detach(void **state)
 	assert_string_equal(o->t[0].type, "snapshot");
 	snprintf(want, sizeof(want), "253:%u %s P 8", b->minor, a.cow_loop);
 	assert_string_equal(o->t[0].params, want);
-	/* The base loop is read-only and every loop autoclears. */
-	assert_true(fake.loop[atoi(strrchr(a.base_loop, '/') + 5)].flags & LO_FLAGS_READ_ONLY);
-	assert_false(fake.loop[atoi(strrchr(a.cow_loop, '/') + 5)].flags & LO_FLAGS_READ_ONLY);
+	/* The base loop is read-only and every loop autoclears; the COW loop does direct I/O. */
+	assert_true(loop_flags(a.base_loop) & LO_FLAGS_READ_ONLY);
+	assert_false(loop_flags(a.cow_loop) & LO_FLAGS_READ_ONLY);
+	assert_false(loop_flags(a.base_loop) & LO_FLAGS_DIRECT_IO);
+	assert_true(loop_flags(a.cow_loop) & LO_FLAGS_DIRECT_IO);
+	assert_true(a.cow_direct_io);
 
 	/* Attach of an attached VM: nothing done. */
 	assert_int_equal(vmdisk_attach(&s, &a), 0);
@@ -138,34 +148,48 @@ static void test_shared_base_refcount(void **state)
 	assert_nothing_left();
 }
 
-/* Counts the steps of a good attach, then fails each one in turn: nothing may stay behind. */
+/*
+ * Counts the steps of a good attach, then fails each one in turn: nothing may
+ * stay behind.  On three kernels: direct I/O taken by LOOP_CONFIGURE, refused
+ * by it (a second LOOP_CONFIGURE without), and before 5.8 (LOOP_SET_DIRECT_IO).
+ */
 static void test_failure_at_every_step(void **state)
 {
+	static const struct {
+		int dio;
+		bool no_configure;
+	} kernels[] = {{FAKE_DIO_OK, false}, {FAKE_DIO_EINVAL, false}, {FAKE_DIO_OK, true}};
 	struct vmdisk_spec s = spec("vm1", 0);
 	struct vmdisk_attached a;
 	unsigned steps, fds;
 
 	fds = fake_count_fds();
-	fake.steps = 0;
-	assert_int_equal(vmdisk_attach(&s, &a), 0);
-	steps = fake.steps;
-	assert_true(steps >= 8);
-	print_message("attach: %u faked kernel operations, each failed in turn\n", steps);
-	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
-	assert_nothing_left();
-
-	for (unsigned k = 1; k <= steps; k++) {
+	for (size_t kn = 0; kn < ARRAY_SIZE(kernels); kn++) {
+		fake.dio = kernels[kn].dio;
+		fake.no_configure = kernels[kn].no_configure;
 		fake.steps = 0;
-		fake.fail_at = k;
-		assert_int_equal(vmdisk_attach(&s, &a), -EIO);
-		fake.fail_at = 0;
+		assert_int_equal(vmdisk_attach(&s, &a), 0);
+		steps = fake.steps;
+		assert_true(steps >= 8);
+		print_message("attach on kernel %zu: %u faked kernel operations, each failed in "
+			      "turn\n",
+			      kn, steps);
+		assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
 		assert_nothing_left();
-		assert_int_equal(fake_count_fds(), fds);
+
+		for (unsigned k = 1; k <= steps; k++) {
+			fake.steps = 0;
+			fake.fail_at = k;
+			assert_int_equal(vmdisk_attach(&s, &a), -EIO);
+			fake.fail_at = 0;
+			assert_nothing_left();
+			assert_int_equal(fake_count_fds(), fds);
+		}
+		/* And after all that, an attach works. */
+		assert_int_equal(vmdisk_attach(&s, &a), 0);
+		assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+		assert_nothing_left();
 	}
-	/* And after all that, an attach works. */
-	assert_int_equal(vmdisk_attach(&s, &a), 0);
-	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
-	assert_nothing_left();
 }
 
 /* With another VM on the same base, a failed attach must leave that VM's devices alone. */
@@ -205,6 +229,35 @@ static void test_detach_refuses_while_open(void **state)
 	assert_int_equal(fake_live_loops(), 2);
 	fake_dev_find("overlay-vm1")->open_count = 0;
 	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+	assert_nothing_left();
+}
+
+/*
+ * Detach fsyncs the COW file once every device and loop is gone (what the guest
+ * wrote without a flush is durable only then), and fails when the fsync does.
+ */
+static void test_detach_syncs_cow(void **state)
+{
+	struct vmdisk_spec s = spec("vm1", 0);
+	struct vmdisk_attached a;
+	struct stat st;
+
+	assert_int_equal(stat(cow_path[0], &st), 0);
+	fake.sync_dev = st.st_dev;
+	fake.sync_ino = st.st_ino;
+	assert_int_equal(vmdisk_attach(&s, &a), 0);
+	assert_int_equal(fake.syncs, 0);
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+	assert_int_equal(fake.syncs, 1);
+	assert_int_equal(fake.live_at_sync, 0);
+	/* A detach of a detached VM syncs too: the one before may have been killed before it. */
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+	assert_int_equal(fake.syncs, 2);
+	/* An fsync error is a failed detach: the guest's writes may not be on disk. */
+	assert_int_equal(vmdisk_attach(&s, &a), 0);
+	fake.sync_errno = EIO;
+	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), -EIO);
+	fake.sync_errno = 0;
 	assert_nothing_left();
 }
 
@@ -267,13 +320,61 @@ static void test_loop_old_kernel_fallback(void **state)
 
 	fake.no_configure = true;
 	assert_int_equal(vmdisk_attach(&s, &a), 0);
-	bf = fake.loop[atoi(strrchr(a.base_loop, '/') + 5)].flags;
-	cf = fake.loop[atoi(strrchr(a.cow_loop, '/') + 5)].flags;
+	bf = loop_flags(a.base_loop);
+	cf = loop_flags(a.cow_loop);
 	assert_int_equal(bf, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR);
-	assert_int_equal(cf, LO_FLAGS_AUTOCLEAR);
+	assert_int_equal(cf, LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO);
 	assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
 	assert_nothing_left();
 	fake.no_configure = false;
+}
+
+/*
+ * The COW loop's direct I/O as asked (auto, on, off) on kernels that take it,
+ * drop it silently (6.1 on tmpfs) or refuse LOOP_CONFIGURE with it, and before
+ * LOOP_CONFIGURE (5.8): the mode in effect is what the kernel reports, "on"
+ * fails where it is not in effect, the shared base loop never does it.
+ */
+static void test_cow_direct_io(void **state)
+{
+	static const struct {
+		int dio;
+		bool no_configure;
+		enum loopdev_dio ask;
+		int want; /* 1 direct, 0 buffered, or the error */
+	} cases[] = {
+		{FAKE_DIO_OK, false, LOOPDEV_DIO_AUTO, 1},
+		{FAKE_DIO_OK, false, LOOPDEV_DIO_ON, 1},
+		{FAKE_DIO_OK, false, LOOPDEV_DIO_OFF, 0},
+		{FAKE_DIO_DROP, false, LOOPDEV_DIO_AUTO, 0},
+		{FAKE_DIO_DROP, false, LOOPDEV_DIO_ON, -EOPNOTSUPP},
+		{FAKE_DIO_EINVAL, false, LOOPDEV_DIO_AUTO, 0},
+		{FAKE_DIO_EINVAL, false, LOOPDEV_DIO_ON, -EOPNOTSUPP},
+		{FAKE_DIO_EINVAL, false, LOOPDEV_DIO_OFF, 0},
+		{FAKE_DIO_OK, true, LOOPDEV_DIO_AUTO, 1},
+		{FAKE_DIO_OK, true, LOOPDEV_DIO_OFF, 0},
+		{FAKE_DIO_DROP, true, LOOPDEV_DIO_AUTO, 0},
+		{FAKE_DIO_DROP, true, LOOPDEV_DIO_ON, -EOPNOTSUPP},
+	};
+	struct vmdisk_spec s = spec("vm1", 0);
+	struct vmdisk_attached a;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		fake.dio = cases[i].dio;
+		fake.no_configure = cases[i].no_configure;
+		s.cow_dio = cases[i].ask;
+		if (cases[i].want < 0) {
+			assert_int_equal(vmdisk_attach(&s, &a), cases[i].want);
+			assert_nothing_left();
+			continue;
+		}
+		assert_int_equal(vmdisk_attach(&s, &a), 0);
+		assert_int_equal(a.cow_direct_io, cases[i].want);
+		assert_int_equal(!!(loop_flags(a.cow_loop) & LO_FLAGS_DIRECT_IO), cases[i].want);
+		assert_false(loop_flags(a.base_loop) & LO_FLAGS_DIRECT_IO);
+		assert_int_equal(vmdisk_detach("vm1", cow_path[0]), 0);
+		assert_nothing_left();
+	}
 }
 
 static void test_refusals(void **state)
@@ -373,11 +474,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_keeps_other_vm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach_refuses_while_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detach_syncs_cow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_base_is_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_overlay_without_table, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_loop_configure_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_old_kernel_fallback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cow_direct_io, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_and_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_always_resumes, setup, teardown),
