@@ -31,6 +31,9 @@ struct agent_command {
 /* Prints "cowpunch: " + message + "\n" to stderr.  The one place errors are printed. */
 void agent_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The message of the last agent_error() ("" before any), e.g. for a JSON report. */
+const char *agent_last_error(void);
+
 /*
  * --json: a command sets agent_json when it is asked for JSON and prints its
  * object with agent_print_json().  When such a command fails without having
@@ -55,11 +58,55 @@ int agent_exit_code(int neg_errno);
  */
 int agent_open_cow_exclusive(const char *path, int *ret_fd);
 
+/*
+ * The options of the commands that scan files (reclaim, sparsify), parsed
+ * alike: -n/--dry-run, -j/--json, -e/--engine ENGINE, -p/--progress,
+ * --no-progress.  Put AGENT_SCAN_LONGOPTS in the getopt_long table and
+ * AGENT_SCAN_SHORTOPTS in the short options; a command's own long-only options
+ * number from AGENT_OPT_FIRST_FREE.
+ */
+struct agent_scan_args {
+	bool dry_run, json;
+	int progress; /* -1 auto (stderr is a tty), 0 never, 1 always */
+	enum reclaim_engine_kind engine;
+};
+#define AGENT_SCAN_ARGS_DEFAULT \
+	((struct agent_scan_args){.progress = -1, .engine = RECLAIM_ENGINE_AUTO})
+#define AGENT_OPT_NO_PROGRESS 256
+#define AGENT_OPT_FIRST_FREE  257
+#define AGENT_SCAN_SHORTOPTS  "nje:p"
+/* clang-format off */
+#define AGENT_SCAN_LONGOPTS \
+	{"dry-run", no_argument, NULL, 'n'}, \
+	{"json", no_argument, NULL, 'j'}, \
+	{"engine", required_argument, NULL, 'e'}, \
+	{"progress", no_argument, NULL, 'p'}, \
+	{"no-progress", no_argument, NULL, AGENT_OPT_NO_PROGRESS}
+/* clang-format on */
+
+/*
+ * Takes option c (getopt_long's return, arg its optarg) into s when it is one
+ * of those.  Returns 1 when it was, 0 when c is another option, -EINVAL for an
+ * unknown engine (printed, naming the command cmd).
+ */
+int agent_scan_option(const char *cmd, int c, const char *arg, struct agent_scan_args *s);
+
+/* Whether to show progress: --progress, or by default when stderr is a terminal. */
+bool agent_want_progress(const struct agent_scan_args *s);
+
+/*
+ * Prints the summary line of a scan of path: what was reclaimed (or, dry, would
+ * be), in zero units ("chunks", "blocks") and ranges.
+ */
+void agent_print_reclaimed(const char *path, const struct reclaim_report *r, const char *unit);
+
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
 int cmd_reclaim(int argc, char **argv);
 void cmd_reclaim_help(FILE *out);
+int cmd_sparsify(int argc, char **argv);
+void cmd_sparsify_help(FILE *out);
 int cmd_create(int argc, char **argv);
 void cmd_create_help(FILE *out);
 int cmd_attach(int argc, char **argv);
@@ -82,9 +129,7 @@ struct agent_reclaim_request {
 	int base_fd;	       /* fs-aware: the base already open (not closed here), or -1 */
 	bool base_verified;    /* fs-aware: base_fd's recorded identity matched (reclaim ID) */
 	uint64_t disk_size;    /* fs-aware: the VM's disk size in bytes */
-	bool dry_run, json;
-	int progress; /* -1 auto (stderr is a tty), 0 never, 1 always */
-	enum reclaim_engine_kind engine;
+	struct agent_scan_args scan;
 	uint32_t read_bytes, queue_depth; /* 0: the engine's defaults */
 };
 

@@ -150,15 +150,42 @@ void cmd_reclaim_help(FILE *out)
 	      out);
 }
 
+int agent_scan_option(const char *cmd, int c, const char *arg, struct agent_scan_args *s)
+{
+	switch (c) {
+	case 'n':
+		s->dry_run = true;
+		return 1;
+	case 'j':
+		s->json = agent_json = true;
+		return 1;
+	case 'e':
+		if (reclaim_engine_parse(arg, &s->engine) < 0) {
+			agent_error("%s: unknown engine '%s' (auto, uring, aio or sync)", cmd, arg);
+			return -EINVAL;
+		}
+		return 1;
+	case 'p':
+		s->progress = 1;
+		return 1;
+	case AGENT_OPT_NO_PROGRESS:
+		s->progress = 0;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+bool agent_want_progress(const struct agent_scan_args *s)
+{
+	return s->progress == 1 || (s->progress == -1 && isatty(STDERR_FILENO));
+}
+
 static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 {
-	enum { OPT_NO_PROGRESS = 256, OPT_READ_SIZE, OPT_QUEUE_DEPTH, OPT_STATE_DIR };
+	enum { OPT_READ_SIZE = AGENT_OPT_FIRST_FREE, OPT_QUEUE_DEPTH, OPT_STATE_DIR };
 	static const struct option longopts[] = {
-		{"dry-run", no_argument, NULL, 'n'},
-		{"json", no_argument, NULL, 'j'},
-		{"engine", required_argument, NULL, 'e'},
-		{"progress", no_argument, NULL, 'p'},
-		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		AGENT_SCAN_LONGOPTS,
 		{"read-size", required_argument, NULL, OPT_READ_SIZE},
 		{"queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH},
 		{"fs-aware", no_argument, NULL, 'f'},
@@ -168,34 +195,18 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 		{"help", no_argument, NULL, 'h'},
 		{}};
 	uint64_t v;
-	int c;
+	int c, r;
 
-	*a = (struct agent_reclaim_request){
-		.progress = -1, .engine = RECLAIM_ENGINE_AUTO, .base_fd = -1};
+	*a = (struct agent_reclaim_request){.scan = AGENT_SCAN_ARGS_DEFAULT, .base_fd = -1};
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "nje:phfb:s:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, AGENT_SCAN_SHORTOPTS "hfb:s:", longopts, NULL)) != -1) {
+		r = agent_scan_option("reclaim", c, optarg, &a->scan);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			continue;
 		switch (c) {
-		case 'n':
-			a->dry_run = true;
-			break;
-		case 'j':
-			a->json = agent_json = true;
-			break;
-		case 'e':
-			if (reclaim_engine_parse(optarg, &a->engine) < 0) {
-				agent_error(
-					"reclaim: unknown engine '%s' (auto, uring, aio or sync)",
-					optarg);
-				return -EINVAL;
-			}
-			break;
-		case 'p':
-			a->progress = 1;
-			break;
-		case OPT_NO_PROGRESS:
-			a->progress = 0;
-			break;
 		case OPT_READ_SIZE:
 			if (util_parse_size(optarg, &v) < 0 || v < 4096 || v > (4u << 20) ||
 			    (v & (v - 1))) {
@@ -321,25 +332,33 @@ static void print_json(const struct reclaim_report *r, const struct fsaware_resu
 	put_json(o);
 }
 
+void agent_print_reclaimed(const char *path, const struct reclaim_report *r, const char *unit)
+{
+	char a[32], b[32], c[32];
+
+	if (r->dry_run)
+		printf("%s: dry run, nothing written: %llu zero %s (%s) would be punched in "
+		       "%llu ranges; %s allocated now\n",
+		       path, (unsigned long long)r->zero_chunks, unit,
+		       util_format_bytes(r->zero_chunks * r->chunk_bytes, a, sizeof(a)),
+		       (unsigned long long)r->punched_ranges,
+		       util_format_bytes(r->allocated_before, b, sizeof(b)));
+	else
+		printf("%s: reclaimed %s of %s allocated (%s left), %llu zero %s in %llu "
+		       "ranges\n",
+		       path, util_format_bytes(r->reclaimed_bytes, a, sizeof(a)),
+		       util_format_bytes(r->allocated_before, b, sizeof(b)),
+		       util_format_bytes(r->allocated_after, c, sizeof(c)),
+		       (unsigned long long)r->zero_chunks, unit,
+		       (unsigned long long)r->punched_ranges);
+}
+
 static void print_human(const char *path, const struct reclaim_report *r,
 			const struct fsaware_result *fs)
 {
 	char a[32], b[32], c[32];
 
-	if (r->dry_run)
-		printf("%s: dry run, nothing written: %llu zero chunks (%s) would be punched in "
-		       "%llu ranges; %s allocated now\n",
-		       path, (unsigned long long)r->zero_chunks,
-		       util_format_bytes(r->zero_chunks * r->chunk_bytes, a, sizeof(a)),
-		       (unsigned long long)r->punched_ranges,
-		       util_format_bytes(r->allocated_before, b, sizeof(b)));
-	else
-		printf("%s: reclaimed %s of %s allocated (%s left), %llu zero chunks in %llu "
-		       "ranges\n",
-		       path, util_format_bytes(r->reclaimed_bytes, a, sizeof(a)),
-		       util_format_bytes(r->allocated_before, b, sizeof(b)),
-		       util_format_bytes(r->allocated_after, c, sizeof(c)),
-		       (unsigned long long)r->zero_chunks, (unsigned long long)r->punched_ranges);
+	agent_print_reclaimed(path, r, "chunks");
 	if (fs)
 		printf("  fs-aware: %llu chunks (%s) free in the guest's file system%s: %llu of "
 		       "%llu blocks of %u bytes free, %s of metadata read\n",
@@ -469,12 +488,12 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 	}
 
 	opts = (struct reclaim_opts){
-		.engine = a->engine,
-		.dry_run = a->dry_run,
+		.engine = a->scan.engine,
+		.dry_run = a->scan.dry_run,
 		.read_bytes = a->read_bytes,
 		.queue_depth = a->queue_depth,
 	};
-	if (a->progress == 1 || (a->progress == -1 && isatty(STDERR_FILENO))) {
+	if (agent_want_progress(&a->scan)) {
 		opts.progress = show_progress;
 		opts.punch_progress = show_punch_progress;
 	}
@@ -496,10 +515,10 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 			    (unsigned long long)err.offset, err.rule);
 		return EXIT_INVALID;
 	}
-	if (r == -ENOTSUP && a->engine != RECLAIM_ENGINE_AUTO) {
+	if (r == -ENOTSUP && a->scan.engine != RECLAIM_ENGINE_AUTO) {
 		agent_error("%s: engine '%s' is not available on this system; nothing written "
 			    "(try --engine auto)",
-			    a->cow_path, reclaim_engine_name(a->engine));
+			    a->cow_path, reclaim_engine_name(a->scan.engine));
 		return EXIT_RUNTIME;
 	}
 	if (r < 0) {
@@ -511,7 +530,7 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 	if (a->fs_aware && fs.status == FSAWARE_REFUSED) {
 		agent_error("%s: fs-aware reclaim refused as unsafe: %s; nothing written",
 			    a->cow_path, fs.reason);
-		if (a->json) {
+		if (a->scan.json) {
 			json_object *o = json_object_new_object();
 
 			json_object_object_add(o, "fs_aware", fsaware_json(&fs));
@@ -521,7 +540,7 @@ int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_repo
 			*ret_fs = fs;
 		return EXIT_UNSAFE;
 	}
-	if (a->json)
+	if (a->scan.json)
 		print_json(&rep, a->fs_aware ? &fs : NULL);
 	else
 		print_human(a->cow_path, &rep, a->fs_aware ? &fs : NULL);

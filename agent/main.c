@@ -22,6 +22,8 @@ static const struct agent_command commands[] = {
 	 cmd_inspect_help},
 	{"reclaim", "punch the all-zero data chunks out of a COW file", cmd_reclaim,
 	 cmd_reclaim_help},
+	{"sparsify", "punch the all-zero blocks out of files (memory snapshots, raw images)",
+	 cmd_sparsify, cmd_sparsify_help},
 	{"create", "create a VM's layered disk and attach it", cmd_create, cmd_create_help},
 	{"attach", "build a VM's devices from its record", cmd_attach, cmd_attach_help},
 	{"detach", "tear down a VM's devices (hibernate)", cmd_detach, cmd_detach_help},
@@ -44,6 +46,11 @@ void agent_error(const char *fmt, ...)
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "cowpunch: %s\n", last_error);
+}
+
+const char *agent_last_error(void)
+{
+	return last_error;
 }
 
 void agent_print_json(struct json_object *o, int flags)

@@ -3,15 +3,28 @@
 
 #include "reclaim/engine.h"
 
-void reclaim_coalescer_init(struct reclaim_coalescer *co, const struct snapstore_geometry *geom,
-			    const uint8_t *data_bitmap, struct reclaim_range *batch, size_t cap)
+void reclaim_coalescer_init_layout(struct reclaim_coalescer *co,
+				   const struct reclaim_layout *layout, struct reclaim_range *batch,
+				   size_t cap)
 {
 	*co = (struct reclaim_coalescer){
-		.geom = geom,
-		.data_bitmap = data_bitmap,
+		.layout = *layout,
 		.batch = batch,
 		.cap = cap,
 	};
+}
+
+void reclaim_coalescer_init(struct reclaim_coalescer *co, const struct snapstore_geometry *geom,
+			    const uint8_t *data_bitmap, struct reclaim_range *batch, size_t cap)
+{
+	const struct reclaim_layout l = {
+		.chunk_bytes = geom->chunk_bytes,
+		.chunks = geom->file_chunks,
+		.may_punch = data_bitmap,
+		.store = geom,
+	};
+
+	reclaim_coalescer_init_layout(co, &l, batch, cap);
 }
 
 void reclaim_coalescer_set_holes(struct reclaim_coalescer *co, reclaim_hole_fn is_hole,
@@ -26,11 +39,14 @@ void reclaim_coalescer_break(struct reclaim_coalescer *co)
 	co->broken = true;
 }
 
-/* True when [from, to) holds the header or a metadata chunk. */
+/* True when [from, to) holds the header or a metadata chunk of a store. */
 static bool gap_has_metadata(const struct snapstore_geometry *g, uint64_t from, uint64_t to)
 {
-	uint64_t stride = g->epa + 1, first;
+	uint64_t stride, first;
 
+	if (!g)
+		return false; /* a plain file: no chunk is kept for itself */
+	stride = g->epa + 1;
 	if (from == 0)
 		return to > 0;
 	/* The first metadata chunk at or after from: 1 + k * stride, k = ceil((from - 1) / stride). */
@@ -38,12 +54,12 @@ static bool gap_has_metadata(const struct snapstore_geometry *g, uint64_t from, 
 	return first < to;
 }
 
-bool reclaim_range_can_grow(const struct snapstore_geometry *g, reclaim_hole_fn is_hole,
-			    void *opaque, uint64_t end, uint64_t c)
+bool reclaim_range_can_grow(const struct reclaim_layout *l, reclaim_hole_fn is_hole, void *opaque,
+			    uint64_t end, uint64_t c)
 {
 	if (c == end)
 		return true;
-	if (c < end || !is_hole || gap_has_metadata(g, end, c))
+	if (c < end || !is_hole || gap_has_metadata(l->store, end, c))
 		return false;
 	return is_hole(opaque, end, c);
 }
@@ -57,7 +73,7 @@ bool reclaim_range_can_grow(const struct snapstore_geometry *g, reclaim_hole_fn 
 static bool coalescer_can_bridge(const struct reclaim_coalescer *co, uint64_t c)
 {
 	return co->start != co->end && !co->broken && c > co->end &&
-	       reclaim_range_can_grow(co->geom, co->is_hole, co->hole_opaque, co->end, c);
+	       reclaim_range_can_grow(&co->layout, co->is_hole, co->hole_opaque, co->end, c);
 }
 
 bool reclaim_coalescer_extends(const struct reclaim_coalescer *co, uint64_t c)
@@ -70,16 +86,25 @@ static void coalescer_close(struct reclaim_coalescer *co)
 	if (co->start == co->end)
 		return;
 	co->batch[co->n++] = (struct reclaim_range){
-		.off = co->start * co->geom->chunk_bytes,
-		.len = (co->end - co->start) * co->geom->chunk_bytes,
+		.off = co->start * co->layout.chunk_bytes,
+		.len = (co->end - co->start) * co->layout.chunk_bytes,
 	};
 	co->start = co->end = 0;
 }
 
+/* True when chunk c must never be punched: outside the layout, not allowed, a store's own. */
+static bool coalescer_refuses(const struct reclaim_coalescer *co, uint64_t c)
+{
+	const struct reclaim_layout *l = &co->layout;
+
+	return c < co->last || c >= l->chunks ||
+	       (l->store && (c == 0 || snapstore_is_metadata_chunk(l->store, c))) ||
+	       (l->may_punch && !snapstore_bitmap_test(l->may_punch, c));
+}
+
 int reclaim_coalescer_add(struct reclaim_coalescer *co, uint64_t c)
 {
-	if (c == 0 || c < co->last || c >= co->geom->file_chunks ||
-	    snapstore_is_metadata_chunk(co->geom, c) || !snapstore_bitmap_test(co->data_bitmap, c))
+	if (coalescer_refuses(co, c))
 		return -EINVAL;
 	if (co->n == co->cap)
 		return -ENOBUFS; /* the caller did not take a full batch */

@@ -67,23 +67,23 @@ extern const struct reclaim_engine_ops reclaim_engine_sync;
 int reclaim_punch_fallocate(int fd, const struct reclaim_range *r, size_t n);
 
 /*
- * Answers whether COW chunks [from, to) hold no data at all in the file (all
+ * Answers whether chunks [from, to) hold no data at all in the file (all
  * holes, as SEEK_DATA sees it).  True only when certain.
  */
 typedef bool (*reclaim_hole_fn)(void *opaque, uint64_t from, uint64_t to);
 
 /*
- * Coalesces zero chunks, fed in increasing COW order, into byte ranges, and
- * collects them into a batch for the engine.  Refuses (-EINVAL) to take chunk 0,
- * a metadata chunk, a chunk the store does not list as data, or a chunk not
- * above the last one: the engine must never punch anything else, whatever the
- * scanner's bugs.  With a hole oracle, a range also grows across chunks that are
- * already holes (punching them again changes nothing), but never across a
+ * Coalesces zero chunks, fed in increasing order, into byte ranges, and
+ * collects them into a batch for the engine.  Refuses (-EINVAL) to take a chunk
+ * past the layout's end, a chunk the layout does not let be punched, a chunk
+ * not above the last one, and for a COW store chunk 0 or a metadata chunk: the
+ * engine must never punch anything else, whatever the scanner's bugs.  With a
+ * hole oracle, a range also grows across chunks that are already holes
+ * (punching them again changes nothing), but never across a store's header or
  * metadata chunk, nor across anything the oracle does not call a hole.
  */
 struct reclaim_coalescer {
-	const struct snapstore_geometry *geom;
-	const uint8_t *data_bitmap;
+	struct reclaim_layout layout;
 	uint64_t start, end;	 /* pending chunk range [start, end); empty when start == end */
 	uint64_t last;		 /* last chunk added + 1, 0 before the first */
 	bool broken;		 /* a chunk with data came after end: the range cannot grow */
@@ -94,7 +94,12 @@ struct reclaim_coalescer {
 	size_t n, cap;
 };
 
-/* Points co at batch (cap entries, cap >= 1) and clears it. */
+/* Points co at batch (cap entries, cap >= 1) and clears it, for the chunks layout allows. */
+void reclaim_coalescer_init_layout(struct reclaim_coalescer *co,
+				   const struct reclaim_layout *layout, struct reclaim_range *batch,
+				   size_t cap);
+
+/* The same for a COW store: its listed data chunks (data_bitmap), never its metadata. */
 void reclaim_coalescer_init(struct reclaim_coalescer *co, const struct snapstore_geometry *geom,
 			    const uint8_t *data_bitmap, struct reclaim_range *batch, size_t cap);
 
@@ -114,13 +119,13 @@ void reclaim_coalescer_break(struct reclaim_coalescer *co);
 
 /*
  * True when a range whose last chunk is end - 1 may grow to take chunk c: c is
- * end itself, or the gap [end, c) holds no header or metadata chunk and
- * is_hole (may be NULL: never) says it holds no data.  The one rule for
+ * end itself, or the gap [end, c) holds no header or metadata chunk of a store
+ * and is_hole (may be NULL: never) says it holds no data.  The one rule for
  * growing a range, for the coalescer and for the scanner's choice between
  * punching now and later.
  */
-bool reclaim_range_can_grow(const struct snapstore_geometry *g, reclaim_hole_fn is_hole,
-			    void *opaque, uint64_t end, uint64_t c);
+bool reclaim_range_can_grow(const struct reclaim_layout *l, reclaim_hole_fn is_hole, void *opaque,
+			    uint64_t end, uint64_t c);
 
 /* True when adding chunk c to co would grow its pending range, not start a new one. */
 bool reclaim_coalescer_extends(const struct reclaim_coalescer *co, uint64_t c);

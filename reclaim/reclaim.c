@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The scanner: walks the listed data chunks in COW order, skips what is already
- * a hole, reads the rest in large spans through an engine, tests each chunk for
- * zeros and punches coalesced runs of zero chunks.  See docs/reclaim.md.
+ * The scanner: walks the chunks a layout lets be punched (a COW store's listed
+ * data chunks, or every chunk of a plain file) in file order, skips what is
+ * already a hole, reads the rest in large spans through an engine, tests each
+ * chunk for zeros and punches coalesced runs of zero chunks.  See docs/reclaim.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +67,7 @@ struct span {
 
 struct scan {
 	int fd;
-	const struct snapstore_info *info;
+	const struct reclaim_layout *l;
 	const struct reclaim_opts *opts;
 	struct reclaim_report *rep;
 	struct reclaim_engine eng;
@@ -144,7 +145,7 @@ static uint64_t bitmap_next_set(const uint8_t *bm, uint64_t from, uint64_t nbits
  */
 static void map_data(struct scan *s)
 {
-	uint64_t nbits = s->info->geom.file_chunks, limit = nbits * s->cb, pos = 0;
+	uint64_t nbits = s->l->chunks, limit = nbits * s->cb, pos = 0;
 
 	while (pos < limit) {
 		off_t d = lseek(s->fd, (off_t)pos, SEEK_DATA), h;
@@ -187,13 +188,22 @@ static bool gap_is_hole(void *opaque, uint64_t from, uint64_t to)
 	return bitmap_next_set(s->data_map, from, to) >= to;
 }
 
+/* -ECANCELED once the caller has asked the run to stop (reclaim_opts.stop). */
+static int scan_stopped(const struct scan *s)
+{
+	return s->opts->stop && *s->opts->stop ? -ECANCELED : 0;
+}
+
+/* Hands a batch to the engine, unless the run is to stop: then nothing is punched. */
 static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
 {
-	int r = 0;
+	int r = scan_stopped(s);
 
-	s->rep->punched_ranges += co->n;
-	if (!s->opts->dry_run)
-		r = s->eng.ops->punch(&s->eng, co->batch, co->n);
+	if (r == 0) {
+		s->rep->punched_ranges += co->n;
+		if (!s->opts->dry_run)
+			r = s->eng.ops->punch(&s->eng, co->batch, co->n);
+	}
 	co->n = 0;
 	return r;
 }
@@ -213,7 +223,7 @@ static int coalesce(struct scan *s, struct reclaim_coalescer *co, uint64_t c)
 	if (later && reclaim_coalescer_extends(co, c))
 		later = false;
 	else if (!later && s->later_tail &&
-		 reclaim_range_can_grow(&s->info->geom, gap_is_hole, s, s->later_tail, c))
+		 reclaim_range_can_grow(s->l, gap_is_hole, s, s->later_tail, c))
 		later = true;
 	if (later) {
 		s->later[c >> 3] |= (uint8_t)(1u << (c & 7));
@@ -239,20 +249,37 @@ static void progress(struct scan *s, bool force)
 }
 
 /*
+ * The next chunk from s->next on that may be punched.  In a plain file (no
+ * may_punch) that is the next chunk holding data: the holes skipped on the way
+ * are counted here, and s->next moves past them.
+ */
+static uint64_t next_candidate(struct scan *s)
+{
+	uint64_t c;
+
+	if (s->l->may_punch)
+		return bitmap_next_set(s->l->may_punch, s->next, s->l->chunks);
+	c = bitmap_next_set(s->data_map, s->next, s->l->chunks);
+	s->rep->hole_chunks += c - s->next;
+	s->done_bytes += (c - s->next) * s->cb;
+	s->next = c;
+	return c;
+}
+
+/*
  * Fills sp with the next read, classifying chunks on the way (holes counted,
  * fs-free chunks sent to their punches).  Returns 1 with a read, 0 at the end,
  * or -errno.
  */
 static int plan_next(struct scan *s, struct span *sp)
 {
-	const struct snapstore_geometry *g = &s->info->geom;
-	uint64_t nbits = g->file_chunks;
+	uint64_t nbits = s->l->chunks;
 	const uint8_t *freebm = s->opts->free_bitmap;
 
 	sp->n = 0;
 	sp->piece = false;
 	for (;;) {
-		uint64_t c = bitmap_next_set(s->info->data_bitmap, s->next, nbits);
+		uint64_t c = next_candidate(s);
 		int r;
 
 		if (c >= nbits)
@@ -303,7 +330,7 @@ static int plan_next(struct scan *s, struct span *sp)
 			 * than two.  The gap's bytes are read and ignored.
 			 */
 			if ((c + 1 - sp->first) * s->cb > s->read_bytes ||
-			    (c - end) * s->cb > s->gap_bytes)
+			    c + 1 - sp->first > SPAN_MAX_CHUNKS || (c - end) * s->cb > s->gap_bytes)
 				break;
 		} else {
 			sp->first = c;
@@ -475,12 +502,19 @@ static int scan_loop(struct scan *s)
 		while (!planned_all && s->inflight < s->depth) {
 			struct span *sp = &s->spans[(s->head + s->inflight) % s->depth];
 
-			r = plan_next(s, sp);
+			r = scan_stopped(s);
+			if (r == 0)
+				r = plan_next(s, sp);
 			if (r < 0)
 				return r;
 			if (r == 0) {
 				planned_all = true;
 				break;
+			}
+			if (s->opts->throttle) {
+				r = s->opts->throttle(s->opts->throttle_opaque, sp->io.len);
+				if (r < 0)
+					return r;
 			}
 			sp->io.res = 0;
 			sp->cached = false;
@@ -515,7 +549,7 @@ static int scan_loop(struct scan *s)
 /* After the last read: punches what was put off (see struct scan), in COW order. */
 static int punch_later(struct scan *s)
 {
-	uint64_t nbits = s->info->geom.file_chunks, done = 0, total = 0;
+	uint64_t nbits = s->l->chunks, done = 0, total = 0;
 	double last = 0;
 	int r;
 
@@ -608,8 +642,26 @@ static uint64_t pow2_clamp(uint64_t v, uint64_t def, uint64_t lo, uint64_t hi)
 	return p;
 }
 
-int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_opts *opts,
-		struct reclaim_report *ret)
+void reclaim_layout_of_store(const struct snapstore_info *info, struct reclaim_layout *ret)
+{
+	*ret = (struct reclaim_layout){
+		.chunk_bytes = info->geom.chunk_bytes,
+		.chunks = info->geom.file_chunks,
+		.may_punch = info->data_bitmap,
+		.store = &info->geom,
+	};
+}
+
+static bool layout_valid(const struct reclaim_layout *l)
+{
+	uint64_t cb = l->chunk_bytes;
+
+	return cb >= 512 && cb <= (1ULL << 30) && !(cb & (cb - 1)) &&
+	       l->chunks <= UINT64_MAX / cb && (!l->store || l->may_punch);
+}
+
+int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
+		 struct reclaim_report *ret)
 {
 	struct reclaim_report rep = {0};
 	_cleanup_free_ void *bufs = NULL;
@@ -621,7 +673,7 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	double t0 = util_now();
 	int fl, r, r2;
 
-	if (fd < 0 || !info || !info->data_bitmap || !opts || !ret)
+	if (fd < 0 || !layout || !layout_valid(layout) || !opts || !ret)
 		return -EINVAL;
 	/*
 	 * Write back anything dirty first, so that st_blocks already counts the blocks
@@ -634,17 +686,16 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	if (fl < 0)
 		return -errno;
 
-	rep.exceptions = info->exceptions;
-	rep.chunk_bytes = info->geom.chunk_bytes;
+	rep.chunk_bytes = layout->chunk_bytes;
 	rep.allocated_before = (uint64_t)st.st_blocks * 512;
 	rep.dry_run = opts->dry_run;
 
 	s.fd = fd;
-	s.info = info;
+	s.l = layout;
 	s.opts = opts;
 	s.rep = &rep;
 	s.direct = fl & O_DIRECT;
-	s.cb = info->geom.chunk_bytes;
+	s.cb = layout->chunk_bytes;
 	s.read_bytes = pow2_clamp(opts->read_bytes, RECLAIM_DEFAULT_READ_BYTES, IO_ALIGN,
 				  (uint64_t)SPAN_MAX_CHUNKS * IO_ALIGN);
 	s.gap_bytes = opts->gap_bytes ? opts->gap_bytes : RECLAIM_DEFAULT_GAP_BYTES;
@@ -652,11 +703,13 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 	if (s.depth > 256)
 		s.depth = 256;
 	s.big_zero = true;
-	s.total_bytes = 0;
-	for (uint64_t c = bitmap_next_set(info->data_bitmap, 0, info->geom.file_chunks);
-	     c < info->geom.file_chunks;
-	     c = bitmap_next_set(info->data_bitmap, c + 1, info->geom.file_chunks))
-		s.total_bytes += s.cb;
+	if (!layout->may_punch)
+		s.total_bytes = layout->chunks * s.cb;
+	else
+		for (uint64_t c = bitmap_next_set(layout->may_punch, 0, layout->chunks);
+		     c < layout->chunks;
+		     c = bitmap_next_set(layout->may_punch, c + 1, layout->chunks))
+			s.total_bytes += s.cb;
 
 	/* Reads are never larger than a chunk span or a piece: one buffer per slot. */
 	{
@@ -671,21 +724,18 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 			spans[i].io.buf = (char *)bufs + bufsz * i;
 	}
 	s.spans = spans;
-	data_map = calloc(1, (info->geom.file_chunks + 7) / 8 + 8);
+	data_map = calloc(1, (layout->chunks + 7) / 8 + 8);
 	if (!data_map)
 		return -ENOMEM;
 	s.data_map = data_map;
-	later = calloc(1, (info->geom.file_chunks + 7) / 8 + 8);
+	later = calloc(1, (layout->chunks + 7) / 8 + 8);
 	if (!later)
 		return -ENOMEM;
 	s.later = later;
 	map_data(&s);
-	reclaim_coalescer_init(&s.zero_co, &info->geom, info->data_bitmap, s.zero_batch,
-			       PUNCH_BATCH);
-	reclaim_coalescer_init(&s.free_co, &info->geom, info->data_bitmap, s.free_batch,
-			       PUNCH_BATCH);
-	reclaim_coalescer_init(&s.later_co, &info->geom, info->data_bitmap, s.later_batch,
-			       PUNCH_BATCH);
+	reclaim_coalescer_init_layout(&s.zero_co, layout, s.zero_batch, PUNCH_BATCH);
+	reclaim_coalescer_init_layout(&s.free_co, layout, s.free_batch, PUNCH_BATCH);
+	reclaim_coalescer_init_layout(&s.later_co, layout, s.later_batch, PUNCH_BATCH);
 	reclaim_coalescer_set_holes(&s.zero_co, gap_is_hole, &s);
 	reclaim_coalescer_set_holes(&s.free_co, gap_is_hole, &s);
 	reclaim_coalescer_set_holes(&s.later_co, gap_is_hole, &s);
@@ -732,6 +782,24 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 				      ? rep.allocated_before - rep.allocated_after
 				      : 0;
 	rep.seconds = util_now() - t0;
+	*ret = rep;
+	return 0;
+}
+
+int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_opts *opts,
+		struct reclaim_report *ret)
+{
+	struct reclaim_layout l;
+	struct reclaim_report rep;
+	int r;
+
+	if (!info || !info->data_bitmap || !ret)
+		return -EINVAL;
+	reclaim_layout_of_store(info, &l);
+	r = reclaim_scan(fd, &l, opts, &rep);
+	if (r < 0)
+		return r;
+	rep.exceptions = info->exceptions;
 	*ret = rep;
 	return 0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Zero-chunk (and fs-free-chunk) reclaim of a validated dm-snapshot COW file.
- * See docs/reclaim.md.
+ * Zero-chunk (and fs-free-chunk) reclaim of a validated dm-snapshot COW file,
+ * and the same scan over any regular file (reclaim/sparsify.h).  See
+ * docs/reclaim.md.
  *
  * The engine is the only code that writes to a COW file, and it only punches
  * whole data chunks the store lists.  Punching an all-zero chunk never changes
@@ -10,6 +11,7 @@
 #ifndef COWPUNCH_RECLAIM_RECLAIM_H
 #define COWPUNCH_RECLAIM_RECLAIM_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -56,10 +58,28 @@ struct reclaim_opts {
 	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
 	void (*punch_progress)(void *opaque, uint64_t done_chunks, uint64_t total_chunks);
 	void *progress_opaque;
+	/*
+	 * Optional cancellation (a signal handler may set it): once *stop is
+	 * non-zero, no further read is sent and no further batch of punches is
+	 * handed to the engine; the reads in flight complete, the punches already
+	 * handed over are waited for, and the run returns -ECANCELED.  What was
+	 * punched stays punched (whole ranges of chunks that read as zeros, or
+	 * fs-free), nothing else was written: the file reads as before.
+	 */
+	const volatile sig_atomic_t *stop;
+	/*
+	 * Optional read throttle: called before each read of the scan, from the
+	 * device or the page cache, with its length in bytes (on success the calls
+	 * add up to bytes_read).  It may sleep, e.g. for a token bucket.  A negative
+	 * return stops the run as *stop does, with that error (-ECANCELED to cancel).
+	 */
+	int (*throttle)(void *opaque, uint64_t bytes);
+	void *throttle_opaque;
 };
 
+/* "Listed data chunks": the chunks the layout lets be punched (every chunk of a plain file). */
 struct reclaim_report {
-	uint64_t exceptions;
+	uint64_t exceptions; /* of the store; 0 from reclaim_scan() */
 	uint64_t chunk_bytes;
 	uint64_t chunks_scanned;   /* listed data chunks that held data and were read */
 	uint64_t zero_chunks;	   /* listed data chunks found all zero (punched unless dry run) */
@@ -78,11 +98,49 @@ struct reclaim_report {
 };
 
 /*
+ * What a scan may punch: the file seen as chunks of chunk_bytes, chunk c at byte
+ * c * chunk_bytes.  A chunk that holds data is read and punched when it reads as
+ * all zeros (or is in reclaim_opts.free_bitmap), if may_punch allows it.
+ */
+struct reclaim_layout {
+	uint64_t chunk_bytes; /* a power of two, 512 .. 1 GiB */
+	uint64_t chunks;      /* chunks [0, chunks); bytes after them are never read or punched */
+	/*
+	 * chunks bits: bit c set when chunk c may be punched (a listed data chunk of
+	 * a COW store).  NULL: every chunk may (a plain file).
+	 */
+	const uint8_t *may_punch;
+	/*
+	 * A COW store's geometry, or NULL for a plain file.  With it, chunk 0 and
+	 * the metadata areas are never punched nor spanned by a punch, whatever
+	 * may_punch says (the coalescer refuses them).
+	 */
+	const struct snapstore_geometry *store;
+};
+
+/* The layout of a validated store: its listed data chunks, its header and metadata kept. */
+void reclaim_layout_of_store(const struct snapstore_info *info, struct reclaim_layout *ret);
+
+/*
+ * Scans the chunks of fd that layout allows and that hold data (holes are never
+ * read), and punches those that read as all zeros, plus those in
+ * opts->free_bitmap.  fd is opened O_RDWR, ideally O_DIRECT; the caller makes
+ * sure nobody else writes the file meanwhile.  report.exceptions is 0.
+ * Returns 0 and fills *ret; -EINVAL for a bad layout; -ECANCELED when
+ * opts->stop or opts->throttle stopped it; -ENOTSUP when a forced engine is
+ * unavailable; or another -errno.
+ */
+int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
+		 struct reclaim_report *ret);
+
+/*
  * Scans the listed data chunks of the COW file fd (opened O_RDWR, ideally
  * O_DIRECT; the caller holds the lock and has checked nothing has it attached)
  * and punches those that are all zero, plus those in opts->free_bitmap.
- * info comes from snapstore_load() on the same fd.
- * Returns 0 and fills *ret, or -errno (-ENOTSUP when a forced engine is unavailable).
+ * info comes from snapstore_load() on the same fd.  reclaim_scan() over
+ * reclaim_layout_of_store(info), with report.exceptions filled in.
+ * Returns 0 and fills *ret, or -errno (-ENOTSUP when a forced engine is
+ * unavailable, -ECANCELED when stopped).
  */
 int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_opts *opts,
 		struct reclaim_report *ret);

@@ -2,6 +2,8 @@
 # temporary directory removed at exit (add more clean-up to the `cleanup_hooks` array).
 # fail MSG counts a failure; expect_rc RC CMD... runs CMD with stdout in $dir/out and stderr in
 # $dir/err; require TOOL... fails when a tool is missing; jq_is FILTER VALUE checks the JSON in $dir/out; finish NAME exits 0 or 1.
+# state FILE: its sha256 and st_blocks; loop_refused FILE CMD...: CMD refuses FILE while a loop
+# device is backed by it.
 : "${COWPUNCH:?}" "${BUILD_DIR:?}"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cowpunch-cli.XXXXXX")
@@ -13,6 +15,8 @@ cli_cleanup() {
 }
 trap cli_cleanup EXIT
 fails=0
+loopdev=
+cleanup_hooks+=('[ -n "$loopdev" ] && losetup -d "$loopdev"')
 
 fail() {
 	echo "FAIL: $*"
@@ -43,6 +47,33 @@ jq_is() {
 	local got
 	got=$(jq -r "$1" "$dir/out" 2>/dev/null)
 	[ "$got" = "$2" ] || fail "$1 = '$got', want '$2' (output: $(tr -d '\n' <"$dir/out"))"
+}
+
+state() { # FILE: bytes and allocation
+	echo "$(sha256sum <"$1") $(stat -c %b "$1")"
+}
+
+# loop_refused FILE CMD...: with FILE backing a read-only loop device, CMD... exits 4 naming the
+# device and FILE stays as it was; the device is detached after.  Returns 1, saying why, when no
+# loop device can be had here (not root, no loop support), 0 otherwise.
+loop_refused() {
+	local f=$1 s
+	shift
+	if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/loop-control ] || ! command -v losetup >/dev/null; then
+		echo "note: not root or no loop devices: attached case not run"
+		return 1
+	fi
+	if ! loopdev=$(losetup --find --show --read-only "$f" 2>"$dir/err"); then
+		echo "note: losetup failed ($(cat "$dir/err")): attached case not run"
+		loopdev=
+		return 1
+	fi
+	s=$(state "$f")
+	expect_rc 4 "$@"
+	grep -q "$loopdev" "$dir/err" || fail "attached: stderr does not name $loopdev"
+	[ "$(state "$f")" = "$s" ] || fail "attached: $f changed"
+	losetup -d "$loopdev" && loopdev=
+	return 0
 }
 
 finish() {

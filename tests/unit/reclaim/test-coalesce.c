@@ -251,13 +251,80 @@ static void test_bridge_break(void **state)
 	assert_int_equal(reclaim_coalescer_add(&co, 300), -EINVAL);
 }
 
+/*
+ * A store's layout keeps its refusals whatever may_punch says: chunk 0 and the
+ * metadata areas are never taken, even when a (buggy) bitmap lists them.
+ */
+static void test_store_layout_keeps_metadata(void **state)
+{
+	struct reclaim_layout l = {
+		.chunk_bytes = 4096, .chunks = 1024, .may_punch = listed, .store = &geom};
+	struct reclaim_range batch[4];
+	struct reclaim_coalescer co;
+
+	memset(listed, 0xff, sizeof(listed));
+	reclaim_coalescer_init_layout(&co, &l, batch, 4);
+	reclaim_coalescer_set_holes(&co, fake_is_hole, holes);
+	memset(holes, 0xff, sizeof(holes));
+	assert_int_equal(reclaim_coalescer_add(&co, 0), -EINVAL);
+	assert_int_equal(reclaim_coalescer_add(&co, 1), -EINVAL);
+	assert_int_equal(reclaim_coalescer_add(&co, 258), -EINVAL);
+	assert_int_equal(reclaim_coalescer_add(&co, 250), 0);
+	/* All holes from 251 to 300, but area 1 (258) lies between: no bridge. */
+	assert_int_equal(reclaim_coalescer_add(&co, 300), 0);
+	assert_int_equal(reclaim_coalescer_flush(&co), 1);
+	expect_ranges(&co, (const uint64_t[][2]){{250, 251}, {300, 301}}, 2);
+}
+
+/*
+ * A plain file's layout (no store, no bitmap): every chunk may be punched,
+ * chunk 0 and the chunks where a store keeps its metadata included, and ranges
+ * grow across holes anywhere; past the end and going backwards stay refused.
+ * With a bitmap, chunks outside it are refused.
+ */
+static void test_plain_layout(void **state)
+{
+	struct reclaim_layout l = {.chunk_bytes = 4096, .chunks = 600};
+	struct reclaim_range batch[4];
+	struct reclaim_coalescer co;
+
+	memset(holes, 0, sizeof(holes));
+	oracle_calls = 0;
+	reclaim_coalescer_init_layout(&co, &l, batch, 4);
+	reclaim_coalescer_set_holes(&co, fake_is_hole, holes);
+	assert_int_equal(reclaim_coalescer_add(&co, 0), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 1), 0);
+	set_holes(251, 300); /* 258 would be area 1 of a store */
+	assert_int_equal(reclaim_coalescer_add(&co, 250), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 300), 0);
+	assert_int_equal(oracle_calls, 2); /* [2, 250): data; [251, 300): holes */
+	assert_int_equal(reclaim_coalescer_add(&co, 600), -EINVAL); /* past the end */
+	assert_int_equal(reclaim_coalescer_add(&co, 300), -EINVAL); /* not increasing */
+	assert_int_equal(reclaim_coalescer_add(&co, 599), 0);
+	assert_int_equal(reclaim_coalescer_flush(&co), 1);
+	assert_int_equal(co.bridged, 1);
+	expect_ranges(&co, (const uint64_t[][2]){{0, 2}, {250, 301}, {599, 600}}, 3);
+
+	memset(listed, 0, sizeof(listed));
+	listed[0] = 0x0f; /* chunks 0..3 only */
+	l.may_punch = listed;
+	reclaim_coalescer_init_layout(&co, &l, batch, 4);
+	assert_int_equal(reclaim_coalescer_add(&co, 3), 0);
+	assert_int_equal(reclaim_coalescer_add(&co, 4), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_adjacent_merge), cmocka_unit_test(test_metadata_splits),
-		cmocka_unit_test(test_refusals),       cmocka_unit_test(test_batch_full),
-		cmocka_unit_test(test_bridge_holes),   cmocka_unit_test(test_bridge_never_metadata),
+		cmocka_unit_test(test_adjacent_merge),
+		cmocka_unit_test(test_metadata_splits),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_batch_full),
+		cmocka_unit_test(test_bridge_holes),
+		cmocka_unit_test(test_bridge_never_metadata),
 		cmocka_unit_test(test_bridge_break),
+		cmocka_unit_test(test_store_layout_keeps_metadata),
+		cmocka_unit_test(test_plain_layout),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,6 +38,9 @@ run cowpunch detach vm1
 touch "$base" # the base image changes (here only its mtime)
 run cowpunch attach vm1
 run cowpunch create "bad/id" --base "$base" --size 64M
+mv "$COWPUNCH_STATE_DIR/vm1/vm.json" "$TMPWORK/vm1.json" # the record is lost
+run cowpunch create vm1 --base "$base" --size 64M
+mv "$TMPWORK/vm1.json" "$COWPUNCH_STATE_DIR/vm1/vm.json"
 run cowpunch destroy vm2
 run cowpunch list --json
 sed -i -e "s|$WORK/state|/var/lib/cowpunch|g" -e "s|$WORK/images|/srv/images|g" "$t"
