@@ -12,7 +12,7 @@
 
 struct json_object;
 
-#include "agent/vmstore.h"
+#include "host/vmstore.h"
 #include "dmops/vmdisk.h"
 
 struct vmcmd {

@@ -28,7 +28,7 @@
 #include <json-c/json.h>
 
 #include "agent/agent.h"
-#include "agent/vmstore.h"
+#include "host/vmstore.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "tests/unit/helpers/fsimg.h"
