@@ -105,16 +105,16 @@ int cmd_list(int argc, char **argv)
 		printf("%-20s %-8s %-8s %12s %12s %12s  %s\n", "ID", "ATTACHED", "COW-IO", "SIZE",
 		       "COW-ALLOC", "RECLAIMED", "BASE");
 	for (int i = 0; i < n; i++) {
-		struct vmcmd c;
+		struct vm v;
 		json_object *o;
-		int r = vmcmd_open(state, ids[i], false, &c);
+		int r = vmcmd_open(state, ids[i], false, &v);
 
 		if (r != EXIT_OK) {
 			rc = r; /* the error is printed; go on with the others */
 			continue;
 		}
-		o = vmcmd_describe(&c);
-		vmcmd_close(&c);
+		o = vm_describe(&v);
+		vm_close(&v);
 		if (!o)
 			continue;
 		if (json)

@@ -102,17 +102,17 @@ int cmd_status(int argc, char **argv)
 	const char *state, *id;
 	bool json = false;
 	json_object *o;
-	struct vmcmd c;
+	struct vm v;
 	int r;
 
 	r = vmcmd_parse_id_args(argc, argv, &json, &state, &id);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_open(state, id, false, &c);
+	r = vmcmd_open(state, id, false, &v);
 	if (r != EXIT_OK)
 		return r;
-	o = vmcmd_describe(&c);
-	vmcmd_close(&c);
+	o = vm_describe(&v);
+	vm_close(&v);
 	if (!o) {
 		agent_error("out of memory");
 		return EXIT_RUNTIME;

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/vmstore.h"
+#include "host/vmstore.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 

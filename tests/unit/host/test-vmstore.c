@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "agent/vmstore.h"
+#include "host/vmstore.h"
 #include "common/cleanup.h"
 
 static char dir[64];

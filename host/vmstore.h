@@ -11,8 +11,8 @@
  * The host-wide loop lock (/run/cowpunch.lock) serialises loop allocation and
  * the find-or-attach of shared base loops.
  */
-#ifndef COWPUNCH_AGENT_VMSTORE_H
-#define COWPUNCH_AGENT_VMSTORE_H
+#ifndef COWPUNCH_HOST_VMSTORE_H
+#define COWPUNCH_HOST_VMSTORE_H
 
 #include <limits.h>
 #include <stdbool.h>
