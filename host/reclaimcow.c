@@ -189,28 +189,56 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 /*
  * Records a reclaim in the VM's record: a finished one (r 0, rep given; a dry
  * run is not recorded) or a failed one (nothing given back, the COW's
- * allocation now).  Returns r, or the save's -errno (err says so).
+ * allocation now, err's message).  fs: the fs-aware outcome when asked (NULL:
+ * not asked), fs_refused the reason when it was refused before it ran.
+ * Returns r, or the save's -errno (err says so).
  */
 static int host_record_reclaim(struct vm *v, int r, const struct reclaim_report *rep,
+			       const struct fsaware_result *fs, const char *fs_refused,
 			       struct host_error *err)
 {
-	struct stat st;
-	uint64_t now = stat(v->cow_path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+	struct vmstore_reclaim *l = &v->rec.last_reclaim;
+	struct vmstore_filestamp stamp = {0};
+	uint64_t z;
 	int s;
 
 	if (r == 0 && rep->dry_run)
 		return r;
 	if (r != 0)
 		rep = NULL;
-	v->rec.last_reclaim = (struct vmstore_reclaim){
+	vmstore_filestamp_read(v->cow_path, &stamp);
+	*l = (struct vmstore_reclaim){
 		.present = true,
 		.time = time(NULL),
 		.exit_code = host_exit_status(r),
-		.reclaimed_bytes = rep ? rep->reclaimed_bytes : 0,
-		.allocated_before = rep ? rep->allocated_before : now,
-		.allocated_after = rep ? rep->allocated_after : now,
-		.seconds = rep ? rep->seconds : 0,
+		.allocated_before = stamp.blocks * 512,
+		.allocated_after = stamp.blocks * 512,
+		.interrupted = r == -ECANCELED,
+		.cow_stamp = stamp,
 	};
+	if (rep) {
+		/*
+		 * st_blocks' drop is the only honest measure of what was given back; it
+		 * is split between zero and fs-free chunks by their counts.
+		 */
+		z = rep->zero_chunks * rep->chunk_bytes;
+		l->reclaimed_bytes = rep->reclaimed_bytes;
+		l->zero_bytes = rep->reclaimed_bytes < z ? rep->reclaimed_bytes : z;
+		l->fs_free_bytes = rep->reclaimed_bytes - l->zero_bytes;
+		l->allocated_before = rep->allocated_before;
+		l->allocated_after = rep->allocated_after;
+		l->bytes_read = rep->bytes_read;
+		l->seconds = rep->seconds;
+	} else if (err)
+		snprintf(l->error, sizeof(l->error), "%.*s", (int)sizeof(l->error) - 1, err->msg);
+	if (fs_refused) {
+		snprintf(l->fs_aware, sizeof(l->fs_aware), "refused");
+		snprintf(l->fs_aware_reason, sizeof(l->fs_aware_reason), "%s", fs_refused);
+	} else if (fs && (r == 0 || r == HOST_RECLAIM_REFUSED)) {
+		snprintf(l->fs_aware, sizeof(l->fs_aware), "%s",
+			 fs->status == FSAWARE_REFUSED ? "refused" : "done");
+		snprintf(l->fs_aware_reason, sizeof(l->fs_aware_reason), "%s", fs->reason);
+	}
 	s = vmstore_record_save(v->state, &v->rec);
 	if (s < 0 && err) {
 		/* After a failed reclaim, both are said. */
@@ -230,8 +258,10 @@ int host_reclaim_vm(struct vm *v, const struct host_reclaim_request *req,
 	_cleanup_close_ int base_fd = -1;
 	struct host_reclaim_request a = *req;
 	struct vmstore_identity now;
+	struct fsaware_result fs = {0};
 	struct reclaim_report rep;
 	const char *bad;
+	char why[128];
 	int r;
 
 	a.cow_path = v->cow_path;
@@ -249,7 +279,8 @@ int host_reclaim_vm(struct vm *v, const struct host_reclaim_request *req,
 		if (r < 0) {
 			host_seterr(err, "%s: cannot read the base image of VM %s: %s",
 				    v->rec.base_path, v->id, strerror(-r));
-			return host_record_reclaim(v, r == -ESTALE ? -EIO : r, NULL, err);
+			return host_record_reclaim(v, r == -ESTALE ? -EIO : r, NULL, NULL, NULL,
+						   err);
 		}
 		bad = vmstore_identity_mismatch(&v->rec.base, &now);
 		if (bad) {
@@ -259,18 +290,23 @@ int host_reclaim_vm(struct vm *v, const struct host_reclaim_request *req,
 				"fs-aware reclaim over it would misread the guest's file system; "
 				"nothing written",
 				v->rec.base_path, v->id, bad);
-			return host_record_reclaim(v, -ESTALE, NULL, err);
+			snprintf(why, sizeof(why),
+				 "the base image changed since the VM was created (%s differs)",
+				 bad);
+			return host_record_reclaim(v, -ESTALE, NULL, NULL, why, err);
 		}
 		a.base_path = v->rec.base_path;
 		a.base_fd = base_fd;
 		a.base_verified = true;
 		a.disk_size = v->rec.virt_bytes;
 	}
-	r = host_reclaim_cow(&a, &rep, ret_fs, ret_store_err, err);
+	r = host_reclaim_cow(&a, &rep, &fs, ret_store_err, err);
+	if (ret_fs && a.fs_aware && (r == 0 || r == HOST_RECLAIM_REFUSED))
+		*ret_fs = fs;
 	/* A refusal for a busy COW says nothing about the store: not recorded. */
 	if (r == -EBUSY || r == -EWOULDBLOCK)
 		return r;
 	if (r == 0)
 		*ret_report = rep;
-	return host_record_reclaim(v, r, &rep, err);
+	return host_record_reclaim(v, r, &rep, a.fs_aware ? &fs : NULL, NULL, err);
 }

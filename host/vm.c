@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +323,93 @@ int vm_check_base(const char *path, uint64_t virt_bytes, char **ret_real, struct
 	return 0;
 }
 
+int vm_mem_path(const char *path, char **ret, struct host_error *err)
+{
+	_cleanup_free_ char *copy = NULL, *dir = NULL, *abs = NULL;
+	const char *base;
+
+	if (!path || !path[0]) {
+		host_seterr(err, "--mem-file: an empty path");
+		return -EINVAL;
+	}
+	abs = realpath(path, NULL);
+	if (!abs) {
+		/* Not there yet: its folder resolved when it exists, else the working directory's. */
+		copy = strdup(path);
+		if (!copy)
+			goto oom;
+		base = basename(copy);
+		dir = realpath(dirname(strdupa(path)), NULL);
+		if (dir && asprintf(&abs, "%s/%s", strcmp(dir, "/") ? dir : "", base) < 0)
+			abs = NULL;
+		else if (!dir && path[0] == '/')
+			abs = strdup(path);
+		else if (!dir) {
+			_cleanup_free_ char *cwd = getcwd(NULL, 0);
+
+			if (cwd && asprintf(&abs, "%s/%s", cwd, path) < 0)
+				abs = NULL;
+		}
+		if (!abs)
+			goto oom;
+	}
+	if (strlen(abs) >= PATH_MAX) {
+		host_seterr(err, "%s: --mem-file: the path is longer than %d bytes", path,
+			    PATH_MAX - 1);
+		return -EINVAL;
+	}
+	*ret = TAKE_PTR(abs);
+	return 0;
+oom:
+	host_seterr(err, "out of memory");
+	return -ENOMEM;
+}
+
+/* Same file: the same path, or the same inode when both exist. */
+static bool vm_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (strcmp(a, b) == 0)
+		return true;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+static int vm_check_mem_path(const struct vm *v, const char *path, struct host_error *err)
+{
+	if (!path || !path[0])
+		return 0;
+	if (path[0] != '/') {
+		host_seterr(err, "%s: --mem-file: not an absolute path", path);
+		return -EINVAL;
+	}
+	if (vm_same_file(path, v->rec.base_path) || vm_same_file(path, v->cow_path)) {
+		host_seterr(err,
+			    "%s: --mem-file names VM '%s''s %s: a memory file is punched where it "
+			    "reads as zeros, which would change that file: refused",
+			    path, v->id,
+			    vm_same_file(path, v->cow_path) ? "COW file" : "base image");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vm_set_mem_path(struct vm *v, const char *path, struct host_error *err)
+{
+	char old[sizeof(v->rec.mem_path)];
+	int r = vm_check_mem_path(v, path, err);
+
+	if (r < 0)
+		return r;
+	memcpy(old, v->rec.mem_path, sizeof(old));
+	snprintf(v->rec.mem_path, sizeof(v->rec.mem_path), "%s", path ? path : "");
+	r = vm_save(v, err);
+	if (r < 0)
+		memcpy(v->rec.mem_path, old, sizeof(old));
+	return r;
+}
+
 /*
  * Undoes a failed create.  A committed record first turns back into the
  * marker (one rename), so that a kill anywhere in here leaves a COW beside
@@ -437,6 +525,11 @@ int vm_create(const char *state, const char *id, const struct vm_create_spec *sp
 	v.rec.cow_dio = spec->cow_dio;
 	v.rec.cow_dio_active = -1;
 	v.rec.created = time(NULL);
+	r = vm_check_mem_path(&v, spec->mem_path, err);
+	if (r < 0)
+		goto undo;
+	if (spec->mem_path)
+		snprintf(v.rec.mem_path, sizeof(v.rec.mem_path), "%s", spec->mem_path);
 	r = vmstore_identity_read(spec->base_path, &v.rec.base);
 	if (r < 0) {
 		host_seterr(err, "%s: %s", spec->base_path, strerror(-r));
@@ -564,6 +657,12 @@ json_object *vm_describe(const struct vm *v)
 		vm_add_u64(o, "cow_allocated", (uint64_t)cs.st_blocks * 512);
 	else
 		json_object_object_add(o, "cow_allocated", NULL);
+	json_object_object_add(o, "mem_file",
+			       v->rec.mem_path[0] ? json_object_new_string(v->rec.mem_path) : NULL);
+	if (v->rec.mem_path[0] && stat(v->rec.mem_path, &cs) == 0)
+		vm_add_u64(o, "mem_allocated", (uint64_t)cs.st_blocks * 512);
+	else
+		json_object_object_add(o, "mem_allocated", NULL);
 
 	r = vmdisk_get_state(v->id, &st);
 	if (r < 0) {
@@ -606,6 +705,17 @@ json_object *vm_describe(const struct vm *v)
 		vm_add_u64(l, "allocated_before", rc->allocated_before);
 		vm_add_u64(l, "allocated_after", rc->allocated_after);
 		json_object_object_add(l, "seconds", json_object_new_double(rc->seconds));
+		vm_add_u64(l, "zero_bytes", rc->zero_bytes);
+		vm_add_u64(l, "fs_free_bytes", rc->fs_free_bytes);
+		vm_add_u64(l, "mem_reclaimed_bytes", rc->mem_reclaimed_bytes);
+		vm_add_u64(l, "bytes_read", rc->bytes_read);
+		json_object_object_add(l, "fs_aware",
+				       rc->fs_aware[0] ? json_object_new_string(rc->fs_aware)
+						       : NULL);
+		json_object_object_add(l, "fs_aware_reason",
+				       json_object_new_string(rc->fs_aware_reason));
+		json_object_object_add(l, "interrupted", json_object_new_boolean(rc->interrupted));
+		json_object_object_add(l, "error", json_object_new_string(rc->error));
 		json_object_object_add(o, "last_reclaim", l);
 	} else
 		json_object_object_add(o, "last_reclaim", NULL);

@@ -70,6 +70,7 @@ struct vm_create_spec {
 	uint64_t chunk_bytes;
 	bool discard;
 	enum loopdev_dio cow_dio;
+	const char *mem_path; /* the memory snapshot file (vm_mem_path()'s), or NULL */
 };
 
 /*
@@ -79,6 +80,21 @@ struct vm_create_spec {
  * (a usage error); -errno when it cannot be resolved.
  */
 int vm_check_base(const char *path, uint64_t virt_bytes, char **ret_real, struct host_error *err);
+
+/*
+ * The memory snapshot file path as a record keeps it: absolute (relative to
+ * the working directory; the file need not exist yet, its folder is resolved
+ * when it exists), malloc()ed into *ret.  -EINVAL for an empty or too long
+ * path, -errno.
+ */
+int vm_mem_path(const char *path, char **ret, struct host_error *err);
+
+/*
+ * Sets (path from vm_mem_path(), or NULL for none) the VM's memory file and
+ * saves the record; v is open under its lock.  -EINVAL when path names the
+ * VM's base image or COW file (a reclaim would punch it as a memory file).
+ */
+int vm_set_mem_path(struct vm *v, const char *path, struct host_error *err);
 
 /*
  * Creates VM id in state and attaches it: the create marker, the sparse COW
