@@ -186,7 +186,8 @@ promtest: all
 	@$(MAKE) --no-print-directory DEPS=test deps
 	@export BUILD_DIR=$(abspath $(BUILD)); \
 		timeout 120 tests/prom/test-systemd-units.sh && \
-		timeout 120 tests/prom/test-prometheus.sh && echo "promtest: passed"
+		timeout 120 tests/prom/test-prometheus.sh && \
+		timeout 120 tests/prom/test-agent.sh && echo "promtest: passed"
 
 fuzz-replay: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \

@@ -231,8 +231,8 @@ static void agent_log_vm(void *opaque, const struct cycle_vm *vm)
 	if (vm->result == METRICS_RESULT_UNCHANGED)
 		return; /* the common case on an idle host: counted, not logged */
 	if (!vm->ran) {
-		fprintf(stderr, "cowpunch: agent: vm=%s result=%s%s%s\n", vm->id,
-			names[vm->result], vm->reason[0] ? ": " : "", vm->reason);
+		fprintf(stderr, "cowpunch: agent: vm=%s result=%s%s%s\n", vm->id, names[vm->result],
+			vm->reason[0] ? ": " : "", vm->reason);
 		return;
 	}
 	fprintf(stderr,
@@ -332,9 +332,10 @@ int cmd_agent(int argc, char **argv)
 		socklen_t len;
 
 		if (util_parse_listen(a.listen, &ss, &len) < 0) {
-			agent_error("agent: --listen '%s': want a numeric IPV4:PORT or [IPV6]:PORT, "
-				    "port 1-65535, or 'none'",
-				    a.listen);
+			agent_error(
+				"agent: --listen '%s': want a numeric IPV4:PORT or [IPV6]:PORT, "
+				"port 1-65535, or 'none'",
+				a.listen);
 			return EXIT_USAGE;
 		}
 		r = httpd_start((const struct sockaddr *)&ss, len, &h);
@@ -406,7 +407,8 @@ int cmd_agent(int argc, char **argv)
 				s.results[METRICS_RESULT_OK], s.results[METRICS_RESULT_UNCHANGED],
 				s.results[METRICS_RESULT_ATTACHED], s.results[METRICS_RESULT_BUSY],
 				s.results[METRICS_RESULT_REFUSED], s.results[METRICS_RESULT_FAILED],
-				s.seconds, util_format_bytes(s.host.cow_allocated_bytes, cow, sizeof(cow)),
+				s.seconds,
+				util_format_bytes(s.host.cow_allocated_bytes, cow, sizeof(cow)),
 				util_format_bytes(s.host.cow_virtual_bytes, virt, sizeof(virt)),
 				util_format_bytes(s.host.mem_allocated_bytes, mem, sizeof(mem)));
 			if (agent_publish(&a, &m, h, last_end) < 0 && a.once)

@@ -96,8 +96,8 @@ int cycle_throttle_take(struct cycle_throttle *t, uint64_t bytes, const volatile
 
 int cycle_set_idle_ioprio(void)
 {
-	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) <
-	    0)
+	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0,
+		    IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) < 0)
 		return -errno;
 	return 0;
 }
@@ -189,7 +189,7 @@ static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct 
 		ropts.throttle = cycle_throttle_cb;
 		ropts.throttle_opaque = (void *)o;
 	}
-	r = host_open_file_exclusive(v->rec.mem_path, &fd, err);
+	r = sparsefile_open_exclusive(v->rec.mem_path, &fd, err);
 	if (r < 0)
 		return r;
 	r = sparsify_run(fd, &ropts, &rep);
@@ -285,7 +285,9 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 	if (out->result == METRICS_RESULT_FAILED) {
 		if (!l->exit_code)
 			l->exit_code = 1;
-		snprintf(l->error, sizeof(l->error), "%s", out->reason);
+		/* Cut to the record's field: the log line has it whole. */
+		memcpy(l->error, out->reason, sizeof(l->error) - 1);
+		l->error[sizeof(l->error) - 1] = '\0';
 	}
 	l->cow_stamp = cow;
 	l->mem_stamp = mem;
@@ -491,7 +493,9 @@ static int cycle_visit(const struct cycle_opts *o, const char *id, struct vm *v,
 
 int cycle_run(const struct cycle_opts *o, struct metrics *m, struct cycle_summary *ret)
 {
-	unsigned n = o->parallel < 1 ? 1 : o->parallel > CYCLE_PARALLEL_MAX ? CYCLE_PARALLEL_MAX : o->parallel;
+	unsigned n = o->parallel < 1			? 1
+		     : o->parallel > CYCLE_PARALLEL_MAX ? CYCLE_PARALLEL_MAX
+							: o->parallel;
 	struct cycle_summary s = {0};
 	struct cycle_slot *slots;
 	bool forwarded = false;

@@ -40,7 +40,8 @@ void cycle_throttle_free(struct cycle_throttle *t);
  * Takes bytes from the bucket, sleeping as long as the rate says, in slices
  * short enough to notice *stop (may be NULL).  0, or -ECANCELED when stopped.
  */
-int cycle_throttle_take(struct cycle_throttle *t, uint64_t bytes, const volatile sig_atomic_t *stop);
+int cycle_throttle_take(struct cycle_throttle *t, uint64_t bytes,
+			const volatile sig_atomic_t *stop);
 
 struct cycle_vm;
 
@@ -63,15 +64,16 @@ struct cycle_opts {
 struct cycle_vm {
 	char id[VMSTORE_ID_MAX + 1];
 	enum metrics_result result;
-	bool ran;     /* a reclaim ran (in a child): seconds is its duration */
+	bool ran; /* a reclaim ran (in a child): seconds is its duration */
 	bool attached;
 	bool interrupted;      /* stopped by a signal part-way; the store is valid */
 	bool fs_aware_refused; /* fs-aware refused (reason says why), zero-only ran */
 	uint64_t reclaimed[METRICS_KIND_N];
 	uint64_t scanned_bytes;
 	double seconds;
-	uint64_t cow_allocated, cow_virtual, mem_allocated; /* after the visit, from st_blocks/st_size */
-	char reason[512]; /* failed, busy, refused: why */
+	uint64_t cow_allocated, cow_virtual,
+		mem_allocated; /* after the visit, from st_blocks/st_size */
+	char reason[512];      /* failed, busy, refused: why */
 };
 
 struct cycle_summary {

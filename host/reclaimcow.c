@@ -140,6 +140,9 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 		.progress = req->progress,
 		.punch_progress = req->punch_progress,
 		.progress_opaque = req->progress_opaque,
+		.stop = req->stop,
+		.throttle = req->throttle,
+		.throttle_opaque = req->throttle_opaque,
 	};
 	if (req->fs_aware) {
 		r = fsaware_reclaim(fd, base_fd, req->disk_size,

@@ -9,6 +9,7 @@
 #ifndef COWPUNCH_HOST_RECLAIMCOW_H
 #define COWPUNCH_HOST_RECLAIMCOW_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,6 +34,9 @@ struct host_reclaim_request {
 	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
 	void (*punch_progress)(void *opaque, uint64_t done_chunks, uint64_t total_chunks);
 	void *progress_opaque;
+	const volatile sig_atomic_t *stop;
+	int (*throttle)(void *opaque, uint64_t bytes);
+	void *throttle_opaque;
 };
 
 /*

@@ -13,7 +13,7 @@
 #include "host/sparsefile.h"
 #include "reclaim/sparsify.h"
 
-int host_open_file_exclusive(const char *path, int *ret_fd, struct host_error *err)
+int sparsefile_open_exclusive(const char *path, int *ret_fd, struct host_error *err)
 {
 	_cleanup_close_ int fd = -1, ro = -1;
 	struct sparsify_writer w;
@@ -59,7 +59,8 @@ int host_open_file_exclusive(const char *path, int *ret_fd, struct host_error *e
 		return -EBUSY;
 	}
 	if (r == 1) {
-		host_seterr(err, "%s: mapped shared and writable by process %d (%s): busy, not touched",
+		host_seterr(err,
+			    "%s: mapped shared and writable by process %d (%s): busy, not touched",
 			    path, (int)w.pid, w.comm);
 		return -EBUSY;
 	}

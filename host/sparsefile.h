@@ -18,6 +18,6 @@
  * file; -EBUSY or -EWOULDBLOCK when somebody may write it or holds its lock;
  * -errno otherwise.  err says which, naming the file and the process.
  */
-int host_open_file_exclusive(const char *path, int *ret_fd, struct host_error *err);
+int sparsefile_open_exclusive(const char *path, int *ret_fd, struct host_error *err);
 
 #endif

@@ -47,7 +47,8 @@ static int write_mem(const char *path, uint64_t size, uint64_t seed)
 		return fd < 0 ? -errno : -ENOMEM;
 	while (off < size) {
 		/* Runs of 1..16 pages, zero or data, alternating with a random length. */
-		uint64_t pages = 1 + ((s = s * 6364136223846793005ULL + 1442695040888963407ULL) >> 60);
+		uint64_t pages =
+			1 + ((s = s * 6364136223846793005ULL + 1442695040888963407ULL) >> 60);
 		size_t len = (size_t)(pages * 4096 < size - off ? pages * 4096 : size - off);
 		bool zero = (s >> 32) & 1;
 
@@ -117,12 +118,15 @@ static int make_vm(const char *state, const char *id, const char *base, uint64_t
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"base", required_argument, NULL, 'b'},	  {"prefix", required_argument, NULL, 'p'},
-		{"chunks", required_argument, NULL, 'c'}, {"zero-pct", required_argument, NULL, 'z'},
-		{"mem-size", required_argument, NULL, 'm'}, {"seed", required_argument, NULL, 's'},
-		{"origin-from", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
-		{0}};
+	static const struct option opts[] = {{"base", required_argument, NULL, 'b'},
+					     {"prefix", required_argument, NULL, 'p'},
+					     {"chunks", required_argument, NULL, 'c'},
+					     {"zero-pct", required_argument, NULL, 'z'},
+					     {"mem-size", required_argument, NULL, 'm'},
+					     {"seed", required_argument, NULL, 's'},
+					     {"origin-from", required_argument, NULL, 'o'},
+					     {"help", no_argument, NULL, 'h'},
+					     {0}};
 	const char *base = NULL, *prefix = "vm";
 	uint64_t chunks = 64, zero_pct = 50, mem_size = 0, seed = 1, count, origin_from = 0;
 	_cleanup_free_ char *base_default = NULL, *state = NULL;
