@@ -15,7 +15,8 @@
 void cmd_create_help(FILE *out)
 {
 	fputs("Usage: cowpunch create ID --base IMAGE --size SIZE [--chunk-size SIZE] [--discard]\n"
-	      "                       [--cow-direct-io auto|on|off] [--json] [--state-dir DIR]\n"
+	      "                       [--cow-direct-io auto|on|off] [--mem-file PATH] [--json]\n"
+	      "                       [--state-dir DIR]\n"
 	      "\n"
 	      "Creates VM ID's disk and attaches it: a sparse COW file and a record in\n"
 	      "STATE/ID/, then base-ID (the base image through a read-only loop shared by every\n"
@@ -51,6 +52,9 @@ void cmd_create_help(FILE *out)
 	      "                     fails where it does not; off: buffered.  Kept in the\n"
 	      "                     record for every attach; the mode in effect is recorded\n"
 	      "                     at each attach and shown by status and list\n"
+	      "  --mem-file PATH    the VM's memory snapshot file, recorded (made absolute)\n"
+	      "                     for the agent to reclaim with the COW file; it need not\n"
+	      "                     exist yet (see 'cowpunch set' to change it)\n"
 	      "  --json             print a JSON object (with a Firecracker drive snippet)\n",
 	      out);
 	vmcmd_help_state_dir(out);
@@ -59,7 +63,8 @@ void cmd_create_help(FILE *out)
 	      "  0  created and attached\n"
 	      "  1  runtime error (I/O, device-mapper, the VM exists already, or a COW\n"
 	      "     file without a record is in the way)\n"
-	      "  2  usage error (bad ID, size or option)\n"
+	      "  2  usage error (bad ID, size or option; --mem-file naming the base image or\n"
+	      "     the COW file)\n"
 	      "  4  the VM is locked by another cowpunch command\n"
 	      "\n"
 	      "Examples:\n"
@@ -87,6 +92,8 @@ static void create_print_json(const struct vm *c, const struct vmdisk_attached *
 			       json_object_new_string(vmstore_dio_name(c->rec.cow_dio)));
 	json_object_object_add(o, "cow_direct_io_active",
 			       json_object_new_boolean(a->cow_direct_io));
+	json_object_object_add(o, "mem_file",
+			       c->rec.mem_path[0] ? json_object_new_string(c->rec.mem_path) : NULL);
 	/* Firecracker's PUT /drives/{drive_id} body. */
 	json_object_object_add(fc, "drive_id", json_object_new_string("rootfs"));
 	json_object_object_add(fc, "path_on_host", json_object_new_string(a->overlay_path));
@@ -105,12 +112,14 @@ int cmd_create(int argc, char **argv)
 		{"chunk-size", required_argument, NULL, 'c'},
 		{"discard", no_argument, NULL, 'd'},
 		{"cow-direct-io", required_argument, NULL, 'D'},
+		{"mem-file", required_argument, NULL, 'm'},
 		{"json", no_argument, NULL, 'j'},
 		{"state-dir", required_argument, NULL, 'S'},
 		{0},
 	};
 	const char *base = NULL, *size_s = NULL, *chunk_s = "4K", *state_opt = NULL, *id;
-	_cleanup_free_ char *base_real = NULL;
+	_cleanup_free_ char *base_real = NULL, *mem = NULL;
+	const char *mem_opt = NULL;
 	uint64_t size, chunk;
 	bool discard = false, json = false;
 	enum loopdev_dio dio = LOOPDEV_DIO_AUTO;
@@ -140,6 +149,9 @@ int cmd_create(int argc, char **argv)
 					    optarg);
 				return EXIT_USAGE;
 			}
+			break;
+		case 'm':
+			mem_opt = optarg;
 			break;
 		case 'j':
 			json = agent_json = true;
@@ -204,12 +216,32 @@ int cmd_create(int argc, char **argv)
 		agent_error("%s", err.msg);
 		return r == -EINVAL ? EXIT_USAGE : agent_exit_code(r);
 	}
+	if (mem_opt) {
+		r = vm_mem_path(mem_opt, &mem, &err);
+		if (r < 0) {
+			agent_error("create: %s", err.msg);
+			return r == -EINVAL ? EXIT_USAGE : agent_exit_code(r);
+		}
+	}
+	if (mem) {
+		_cleanup_free_ char *cow = vmstore_path(vmstore_state_dir(state_opt), id, "cow");
+
+		if (!cow) {
+			agent_error("out of memory");
+			return EXIT_RUNTIME;
+		}
+		if (vm_check_mem_file(mem, base_real, cow, &err) < 0) {
+			agent_error("create: %s", err.msg);
+			return EXIT_USAGE;
+		}
+	}
 	spec = (struct vm_create_spec){
 		.base_path = base_real,
 		.virt_bytes = size,
 		.chunk_bytes = chunk,
 		.discard = discard,
 		.cow_dio = dio,
+		.mem_path = mem,
 	};
 	r = vm_create(vmstore_state_dir(state_opt), id, &spec, &c, &att, &err);
 	if (r < 0)

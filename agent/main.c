@@ -29,6 +29,7 @@ static const struct agent_command commands[] = {
 	{"list", "list the VMs in the state directory", cmd_list, cmd_list_help},
 	{"status", "show one VM: attached, sizes, COW use, last reclaim", cmd_status,
 	 cmd_status_help},
+	{"set", "change a VM's record: its memory snapshot file", cmd_set, cmd_set_help},
 	{"agent", "reclaim every hibernated VM periodically; serve metrics", cmd_agent,
 	 cmd_agent_help},
 	{"version", "print the version", cmd_version, cmd_version_help},

@@ -222,9 +222,11 @@ static int host_record_reclaim(struct vm *v, int r, const struct reclaim_report 
 	if (rep) {
 		/*
 		 * st_blocks' drop is the only honest measure of what was given back; it
-		 * is split between zero and fs-free chunks by their counts.
+		 * is split between zero and fs-free chunks by their counts (all of it to
+		 * zero chunks when no chunk was fs-free: the host file system may free
+		 * an extent block too).
 		 */
-		z = rep->zero_chunks * rep->chunk_bytes;
+		z = rep->fs_free_chunks ? rep->zero_chunks * rep->chunk_bytes : UINT64_MAX;
 		l->reclaimed_bytes = rep->reclaimed_bytes;
 		l->zero_bytes = rep->reclaimed_bytes < z ? rep->reclaimed_bytes : z;
 		l->fs_free_bytes = rep->reclaimed_bytes - l->zero_bytes;

@@ -376,7 +376,8 @@ static bool vm_same_file(const char *a, const char *b)
 	       sa.st_ino == sb.st_ino;
 }
 
-static int vm_check_mem_path(const struct vm *v, const char *path, struct host_error *err)
+int vm_check_mem_file(const char *path, const char *base_path, const char *cow_path,
+		      struct host_error *err)
 {
 	if (!path || !path[0])
 		return 0;
@@ -384,15 +385,19 @@ static int vm_check_mem_path(const struct vm *v, const char *path, struct host_e
 		host_seterr(err, "%s: --mem-file: not an absolute path", path);
 		return -EINVAL;
 	}
-	if (vm_same_file(path, v->rec.base_path) || vm_same_file(path, v->cow_path)) {
+	if (vm_same_file(path, base_path) || vm_same_file(path, cow_path)) {
 		host_seterr(err,
-			    "%s: --mem-file names VM '%s''s %s: a memory file is punched where it "
+			    "%s: --mem-file names the VM's %s: a memory file is punched where it "
 			    "reads as zeros, which would change that file: refused",
-			    path, v->id,
-			    vm_same_file(path, v->cow_path) ? "COW file" : "base image");
+			    path, vm_same_file(path, cow_path) ? "COW file" : "base image");
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static int vm_check_mem_path(const struct vm *v, const char *path, struct host_error *err)
+{
+	return vm_check_mem_file(path, v->rec.base_path, v->cow_path, err);
 }
 
 int vm_set_mem_path(struct vm *v, const char *path, struct host_error *err)

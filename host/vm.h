@@ -90,6 +90,15 @@ int vm_check_base(const char *path, uint64_t virt_bytes, char **ret_real, struct
 int vm_mem_path(const char *path, char **ret, struct host_error *err);
 
 /*
+ * 0 when path (absolute, or NULL/"" for none) may be a VM's memory file:
+ * -EINVAL when it is not absolute, or names the VM's base image or COW file
+ * (the same path, or the same inode).  vm_create() and vm_set_mem_path()
+ * check it too; a command checks first to call that a usage error.
+ */
+int vm_check_mem_file(const char *path, const char *base_path, const char *cow_path,
+		      struct host_error *err);
+
+/*
  * Sets (path from vm_mem_path(), or NULL for none) the VM's memory file and
  * saves the record; v is open under its lock.  -EINVAL when path names the
  * VM's base image or COW file (a reclaim would punch it as a memory file).
