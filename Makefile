@@ -19,8 +19,11 @@ CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DCOWPUNCH_VERSION=
 	     -I. $(PKG_CFLAGS) $(WARN) $(WERROR) $(OPT) $(SAN) -g -MMD -MP $(CPPFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
-LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c host/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c))
+# The library: everything but the CLI (agent/ is the only code that prints and exits).
+LIB_SRCS  := $(wildcard common/*.c reclaim/*.c dmops/*.c host/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+AGENT_SRCS := $(filter-out agent/main.c,$(wildcard agent/*.c))
+AGENT_OBJS := $(AGENT_SRCS:%.c=$(BUILD)/%.o)
 TESTH_SRCS := $(wildcard tests/unit/helpers/*.c)
 TESTH_OBJS := $(TESTH_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/*/test-*.c)
@@ -96,23 +99,34 @@ $(BUILD)/libtesthelpers.a: $(TESTH_OBJS)
 	@rm -f $@
 	ar rcs $@ $^ $(if $^,,)
 
-$(BUILD)/cowpunch: $(BUILD)/agent/main.o $(BUILD)/libcowpunch.a
+# The CLI's objects (but main), for the binary and the tests of agent/ code.
+$(BUILD)/libcowpunch-agent.a: $(AGENT_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/cowpunch: $(BUILD)/agent/main.o $(BUILD)/libcowpunch-agent.a $(BUILD)/libcowpunch.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # A test may add link flags (e.g. -Wl,--wrap=ioctl) in tests/unit/DIR/test-NAME.ldflags.
-$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libcowpunch.a $(TESTH_OBJS) | deps
+# Only tests/unit/agent/ links the CLI's code.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libcowpunch.a $(BUILD)/libcowpunch-agent.a \
+		$(TESTH_OBJS) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(TESTH_OBJS) $(BUILD)/libcowpunch.a $(LIBS) \
-		-lcmocka $$(cat tests/unit/$*.ldflags 2>/dev/null)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(TESTH_OBJS) \
+		$(if $(filter agent/%,$*),$(BUILD)/libcowpunch-agent.a) $(BUILD)/libcowpunch.a \
+		$(LIBS) -lcmocka $$(cat tests/unit/$*.ldflags 2>/dev/null)
 
 # Fuzz targets built as plain programs that replay files (see tests/fuzz/README.md).
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(BUILD)/libcowpunch.a $(TESTH_OBJS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(TESTH_OBJS) $(BUILD)/libcowpunch.a $(LIBS)
 
-$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libcowpunch.a $(TESTH_OBJS) | deps
+# metricsd serves with agent/httpd.
+$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libcowpunch.a $(BUILD)/libcowpunch-agent.a \
+		$(TESTH_OBJS) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(TESTH_OBJS) $(BUILD)/libcowpunch.a $(LIBS)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(TESTH_OBJS) $(BUILD)/libcowpunch-agent.a \
+		$(BUILD)/libcowpunch.a $(LIBS)
 
 man: $(MAN_PAGES)
 
@@ -172,7 +186,8 @@ promtest: all
 	@$(MAKE) --no-print-directory DEPS=test deps
 	@export BUILD_DIR=$(abspath $(BUILD)); \
 		timeout 120 tests/prom/test-systemd-units.sh && \
-		timeout 120 tests/prom/test-prometheus.sh && echo "promtest: passed"
+		timeout 120 tests/prom/test-prometheus.sh && \
+		timeout 120 tests/prom/test-agent.sh && echo "promtest: passed"
 
 fuzz-replay: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The CLI face: subcommands, exit codes, output.  Only agent/ prints or exits.
+ * The CLI face: subcommands, exit codes, output.  Only agent/ prints or exits:
+ * the library (common/, reclaim/, dmops/, host/) returns -errno and says what
+ * failed in a struct host_error, which the commands print with agent_error().
+ * The exit statuses (EXIT_*) are in host/error.h.
  */
 #ifndef COWPUNCH_AGENT_AGENT_H
 #define COWPUNCH_AGENT_AGENT_H
@@ -9,17 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "host/error.h"
 #include "reclaim/reclaim.h"
-
-/* Exit codes: a contract scripts rely on (README, docs/operations.md). */
-enum {
-	EXIT_OK = 0,
-	EXIT_RUNTIME = 1, /* I/O error, kernel refused, out of memory */
-	EXIT_USAGE = 2,	  /* bad command line */
-	EXIT_INVALID = 3, /* invalid or damaged store, base mismatch: nothing written */
-	EXIT_BUSY = 4,	  /* attached, open or locked */
-	EXIT_UNSAFE = 5,  /* fs-aware reclaim refused as unsafe: nothing written */
-};
 
 struct agent_command {
 	const char *name;
@@ -46,15 +40,27 @@ struct json_object;
 /* Prints o on stdout (json-c's JSON_C_TO_STRING_* flags) and drops it. */
 void agent_print_json(struct json_object *o, int flags);
 
-/* Maps a -errno from a library to an exit code (EBUSY/EWOULDBLOCK -> 4, EBADMSG -> 3, else 1). */
+/*
+ * Maps a library result to an exit code: host_exit_status() (0 -> 0,
+ * EBUSY/EWOULDBLOCK -> 4, EBADMSG/ESTALE -> 3, HOST_RECLAIM_REFUSED -> 5, else
+ * 1).  A command whose -EINVAL means a usage error maps that itself.
+ */
 int agent_exit_code(int neg_errno);
 
+/* Prints err->msg with agent_error() and returns agent_exit_code(r). */
+int agent_host_error(int r, const struct host_error *err);
+
 /*
- * Opens the COW file at path for writing (O_DIRECT when the file system allows
- * it), takes an exclusive flock and checks that no loop device is backed by it.
- * Prints the reason when it refuses.  Returns EXIT_OK and writes *ret_fd (the
- * lock lives as long as the fd), or the exit code: EXIT_BUSY when locked or
- * attached, EXIT_RUNTIME otherwise.
+ * For main(): a failed --json command that printed nothing on stdout says why
+ * there, as {"error": ..., "exit_code": rc}.  Returns rc.
+ */
+int agent_json_failure(int rc);
+
+/*
+ * host_open_cow_exclusive() (host/reclaimcow.h) for a command: prints the
+ * reason when it refuses.  Returns EXIT_OK and writes *ret_fd (the lock lives
+ * as long as the fd), or the exit code: EXIT_BUSY when locked or attached,
+ * EXIT_RUNTIME otherwise.
  */
 int agent_open_cow_exclusive(const char *path, int *ret_fd);
 
@@ -106,6 +112,8 @@ void cmd_inspect_help(FILE *out);
 int cmd_reclaim(int argc, char **argv);
 void cmd_reclaim_help(FILE *out);
 int cmd_sparsify(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+void cmd_agent_help(FILE *out);
 void cmd_sparsify_help(FILE *out);
 int cmd_create(int argc, char **argv);
 void cmd_create_help(FILE *out);
@@ -119,10 +127,12 @@ int cmd_list(int argc, char **argv);
 void cmd_list_help(FILE *out);
 int cmd_status(int argc, char **argv);
 void cmd_status_help(FILE *out);
+int cmd_set(int argc, char **argv);
+void cmd_set_help(FILE *out);
 
 /* What `cowpunch reclaim` does to one COW file, whoever resolved the paths. */
 struct agent_reclaim_request {
-	const char *cow_path;  /* the COW file (or, before vmcmd_open_for_reclaim, the ID) */
+	const char *cow_path;  /* the COW file (or, before vm_open_for_reclaim, the ID) */
 	const char *state_dir; /* --state-dir, NULL for the default */
 	bool fs_aware;	       /* also punch chunks free in the guest's ext2/3/4 */
 	const char *base_path; /* fs-aware: the base image under the COW */
@@ -134,9 +144,10 @@ struct agent_reclaim_request {
 };
 
 /*
- * Locks the COW, refuses when a loop device uses it, validates the store and runs
- * zero reclaim, plus fs-aware reclaim when asked (reclaim/fsaware.h), printing
- * the report (text or --json) and errors.  The caller (`reclaim COW`, or `reclaim
+ * host_reclaim_cow() for `cowpunch reclaim`: locks the COW, refuses when a loop
+ * device uses it, validates the store and runs zero reclaim, plus fs-aware
+ * reclaim when asked (reclaim/fsaware.h), printing the report (text or --json),
+ * the progress and errors.  The caller (`reclaim COW`, or `reclaim
  * ID` with the paths and the size from the VM record) has checked the arguments.
  * Returns an exit code: 0, 1, 3 (invalid store), 4 (busy), 5 (fs-aware refused).
  * ret_report (may be NULL) is filled on 0, e.g. to record it in the VM's record;

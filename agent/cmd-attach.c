@@ -35,19 +35,21 @@ void cmd_attach_help(FILE *out)
 int cmd_attach(int argc, char **argv)
 {
 	const char *state, *id;
+	struct host_error err = {""};
 	struct vmdisk_attached att;
-	struct vmcmd c;
+	struct vm v;
 	int r;
 
 	r = vmcmd_parse_id_args(argc, argv, NULL, &state, &id);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_open(state, id, true, &c);
+	r = vmcmd_open(state, id, true, &v);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_attach(&c, &att);
-	if (r == EXIT_OK)
-		printf("%s\n", att.overlay_path);
-	vmcmd_close(&c);
-	return r;
+	r = vm_attach(&v, &att, &err);
+	vm_close(&v);
+	if (r < 0)
+		return agent_host_error(r, &err);
+	printf("%s\n", att.overlay_path);
+	return EXIT_OK;
 }

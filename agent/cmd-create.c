@@ -2,12 +2,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/vmcmd.h"
@@ -18,7 +15,8 @@
 void cmd_create_help(FILE *out)
 {
 	fputs("Usage: cowpunch create ID --base IMAGE --size SIZE [--chunk-size SIZE] [--discard]\n"
-	      "                       [--cow-direct-io auto|on|off] [--json] [--state-dir DIR]\n"
+	      "                       [--cow-direct-io auto|on|off] [--mem-file PATH] [--json]\n"
+	      "                       [--state-dir DIR]\n"
 	      "\n"
 	      "Creates VM ID's disk and attaches it: a sparse COW file and a record in\n"
 	      "STATE/ID/, then base-ID (the base image through a read-only loop shared by every\n"
@@ -54,6 +52,9 @@ void cmd_create_help(FILE *out)
 	      "                     fails where it does not; off: buffered.  Kept in the\n"
 	      "                     record for every attach; the mode in effect is recorded\n"
 	      "                     at each attach and shown by status and list\n"
+	      "  --mem-file PATH    the VM's memory snapshot file, recorded (made absolute)\n"
+	      "                     for the agent to reclaim with the COW file; it need not\n"
+	      "                     exist yet (see 'cowpunch set' to change it)\n"
 	      "  --json             print a JSON object (with a Firecracker drive snippet)\n",
 	      out);
 	vmcmd_help_state_dir(out);
@@ -62,7 +63,8 @@ void cmd_create_help(FILE *out)
 	      "  0  created and attached\n"
 	      "  1  runtime error (I/O, device-mapper, the VM exists already, or a COW\n"
 	      "     file without a record is in the way)\n"
-	      "  2  usage error (bad ID, size or option)\n"
+	      "  2  usage error (bad ID, size or option; --mem-file naming the base image or\n"
+	      "     the COW file)\n"
 	      "  4  the VM is locked by another cowpunch command\n"
 	      "\n"
 	      "Examples:\n"
@@ -71,66 +73,7 @@ void cmd_create_help(FILE *out)
 	      out);
 }
 
-/*
- * Undoes a failed create.  A committed record first turns back into the
- * marker (one rename), so that a kill anywhere in here leaves a COW beside
- * the marker, which the next create removes: never a COW without record and
- * marker, which create refuses to touch.  When that rename fails the VM stays
- * as it is (record and COW, detached).
- */
-static void create_fail_undo(const struct vmcmd *c, const char *dir, bool committed)
-{
-	_cleanup_free_ char *lock = vmstore_path(c->state, c->id, "lock");
-
-	if (committed && vmstore_marker_revert(c->state, c->id) < 0)
-		return;
-	unlink(c->cow_path);
-	vmstore_marker_remove(c->state, c->id);
-	if (lock)
-		unlink(lock);
-	rmdir(dir);
-}
-
-/*
- * What may be in STATE/ID before create makes anything (under the VM's lock,
- * no record): nothing, the marker alone, or a COW.  A COW beside the marker is
- * a killed create's (no guest wrote to it) and is removed.  A COW without the
- * marker can be a VM whose vm.json was lost or is not restored yet: refused.
- * Returns an exit code.
- */
-static int create_check_leftover(const struct vmcmd *c)
-{
-	struct stat st;
-	int r;
-
-	if (lstat(c->cow_path, &st) < 0) {
-		if (errno == ENOENT)
-			return EXIT_OK;
-		agent_error("%s: %s", c->cow_path, strerror(errno));
-		return EXIT_RUNTIME;
-	}
-	r = vmstore_marker_exists(c->state, c->id);
-	if (r < 0) {
-		agent_error("%s/%s/" VMSTORE_MARKER ": %s", c->state, c->id, strerror(-r));
-		return EXIT_RUNTIME;
-	}
-	if (r == 0) {
-		agent_error("%s exists but VM '%s' has no record (%s/%s/vm.json) and no create of "
-			    "it was under way: it may be the disk of a VM whose record was lost, "
-			    "so it is left alone.  To adopt it, put its record back and run "
-			    "'cowpunch attach %s'; to create VM '%s' anew, remove %s first",
-			    c->cow_path, c->id, c->state, c->id, c->id, c->id, c->cow_path);
-		return EXIT_RUNTIME;
-	}
-	if (unlink(c->cow_path) < 0) {
-		agent_error("%s: cannot remove what a killed create left: %s", c->cow_path,
-			    strerror(errno));
-		return EXIT_RUNTIME;
-	}
-	return EXIT_OK;
-}
-
-static void create_print_json(const struct vmcmd *c, const struct vmdisk_attached *a)
+static void create_print_json(const struct vm *c, const struct vmdisk_attached *a)
 {
 	json_object *o = json_object_new_object(), *fc = json_object_new_object();
 
@@ -149,6 +92,8 @@ static void create_print_json(const struct vmcmd *c, const struct vmdisk_attache
 			       json_object_new_string(vmstore_dio_name(c->rec.cow_dio)));
 	json_object_object_add(o, "cow_direct_io_active",
 			       json_object_new_boolean(a->cow_direct_io));
+	json_object_object_add(o, "mem_file",
+			       c->rec.mem_path[0] ? json_object_new_string(c->rec.mem_path) : NULL);
 	/* Firecracker's PUT /drives/{drive_id} body. */
 	json_object_object_add(fc, "drive_id", json_object_new_string("rootfs"));
 	json_object_object_add(fc, "path_on_host", json_object_new_string(a->overlay_path));
@@ -167,19 +112,21 @@ int cmd_create(int argc, char **argv)
 		{"chunk-size", required_argument, NULL, 'c'},
 		{"discard", no_argument, NULL, 'd'},
 		{"cow-direct-io", required_argument, NULL, 'D'},
+		{"mem-file", required_argument, NULL, 'm'},
 		{"json", no_argument, NULL, 'j'},
 		{"state-dir", required_argument, NULL, 'S'},
 		{0},
 	};
 	const char *base = NULL, *size_s = NULL, *chunk_s = "4K", *state_opt = NULL, *id;
-	_cleanup_free_ char *base_real = NULL, *dir = NULL, *json_path = NULL;
+	_cleanup_free_ char *base_real = NULL, *mem = NULL;
+	const char *mem_opt = NULL;
 	uint64_t size, chunk;
-	bool discard = false, json = false, committed = false;
+	bool discard = false, json = false;
 	enum loopdev_dio dio = LOOPDEV_DIO_AUTO;
+	struct host_error err = {""};
+	struct vm_create_spec spec;
 	struct vmdisk_attached att;
-	struct vmcmd c = {.lock_fd = -1};
-	struct stat st;
-	const char *state;
+	struct vm c;
 	int opt, r;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -203,6 +150,9 @@ int cmd_create(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'm':
+			mem_opt = optarg;
+			break;
 		case 'j':
 			json = agent_json = true;
 			break;
@@ -218,9 +168,10 @@ int cmd_create(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	id = argv[optind];
-	r = vmcmd_check_id(id);
-	if (r != EXIT_OK)
-		return r;
+	if (vm_check_id(id, &err) < 0) {
+		agent_error("%s", err.msg);
+		return EXIT_USAGE;
+	}
 	if (!base || !size_s) {
 		agent_error("create: --base and --size are required");
 		return EXIT_USAGE;
@@ -260,123 +211,45 @@ int cmd_create(int argc, char **argv)
 			"cowpunch: warning: whose filesystem has 4 KiB blocks, and prefer offline "
 			"reclaim (cowpunch reclaim).\n");
 
-	base_real = realpath(base, NULL);
-	if (!base_real) {
-		agent_error("%s: %s", base, strerror(errno));
-		return EXIT_RUNTIME;
+	r = vm_check_base(base, size, &base_real, &err);
+	if (r < 0) {
+		agent_error("%s", err.msg);
+		return r == -EINVAL ? EXIT_USAGE : agent_exit_code(r);
 	}
-	if (stat(base_real, &st) < 0 || !S_ISREG(st.st_mode)) {
-		agent_error("%s: not a regular file", base_real);
-		return EXIT_USAGE;
+	if (mem_opt) {
+		r = vm_mem_path(mem_opt, &mem, &err);
+		if (r < 0) {
+			agent_error("create: %s", err.msg);
+			return r == -EINVAL ? EXIT_USAGE : agent_exit_code(r);
+		}
 	}
-	if (st.st_size == 0 || st.st_size % 512) {
-		agent_error("%s: size %lld is not a non-zero multiple of 512 bytes", base_real,
-			    (long long)st.st_size);
-		return EXIT_USAGE;
-	}
-	if ((uint64_t)st.st_size > size) {
-		agent_error("create: --size %llu is smaller than the base image (%lld bytes)",
-			    (unsigned long long)size, (long long)st.st_size);
-		return EXIT_USAGE;
-	}
+	if (mem) {
+		_cleanup_free_ char *cow = vmstore_path(vmstore_state_dir(state_opt), id, "cow");
 
-	state = vmstore_state_dir(state_opt);
-	r = vmstore_mkdir(state);
-	if (r < 0) {
-		agent_error("%s: %s", state, strerror(-r));
-		return EXIT_RUNTIME;
+		if (!cow) {
+			agent_error("out of memory");
+			return EXIT_RUNTIME;
+		}
+		if (vm_check_mem_file(mem, base_real, cow, &err) < 0) {
+			agent_error("create: %s", err.msg);
+			return EXIT_USAGE;
+		}
 	}
-	dir = vmstore_path(state, id, NULL);
-	json_path = vmstore_path(state, id, "vm.json");
-	c.cow_path = vmstore_path(state, id, "cow");
-	c.state = state;
-	c.id = id;
-	if (!dir || !json_path || !c.cow_path) {
-		agent_error("out of memory");
-		vmcmd_close(&c);
-		return EXIT_RUNTIME;
-	}
-	r = vmstore_mkdir(dir);
-	if (r < 0) {
-		agent_error("%s: %s", dir, strerror(-r));
-		vmcmd_close(&c);
-		return EXIT_RUNTIME;
-	}
-	c.lock_fd = vmstore_lock_vm(state, id);
-	if (c.lock_fd < 0) {
-		agent_error("VM '%s' is locked by another cowpunch command", id);
-		r = agent_exit_code(c.lock_fd);
-		vmcmd_close(&c);
-		return r;
-	}
-	vmstore_remove_stale_temps(state, id);
-	if (access(json_path, F_OK) == 0) {
-		agent_error("VM '%s' exists already in %s (cowpunch destroy %s first)", id, state,
-			    id);
-		vmcmd_close(&c);
-		return EXIT_RUNTIME;
-	}
-	r = create_check_leftover(&c);
-	if (r != EXIT_OK) {
-		vmcmd_close(&c);
-		return r;
-	}
-
-	memset(&c.rec, 0, sizeof(c.rec));
-	snprintf(c.rec.id, sizeof(c.rec.id), "%s", id);
-	snprintf(c.rec.base_path, sizeof(c.rec.base_path), "%s", base_real);
-	c.rec.virt_bytes = size;
-	c.rec.chunk_bytes = chunk;
-	c.rec.discard = discard;
-	c.rec.cow_dio = dio;
-	c.rec.cow_dio_active = -1;
-	c.rec.created = time(NULL);
-	r = vmstore_identity_read(base_real, &c.rec.base);
-	if (r < 0) {
-		agent_error("%s: %s", base_real, strerror(-r));
-		r = EXIT_RUNTIME;
-		goto undo;
-	}
-	r = dmops_cow_bytes(size, (uint32_t)(chunk / 512), &c.rec.cow_bytes);
-	if (r < 0) {
-		agent_error("create: %s", strerror(-r));
-		r = EXIT_RUNTIME;
-		goto undo;
-	}
-	/* The marker is durable before the COW exists: see vmstore_marker_write(). */
-	r = vmstore_marker_write(state, &c.rec);
-	if (r < 0) {
-		agent_error("%s/%s/" VMSTORE_MARKER ": %s", state, id, strerror(-r));
-		r = EXIT_RUNTIME;
-		goto undo;
-	}
-	r = vmdisk_cow_create(c.cow_path, size, (uint32_t)(chunk / 512));
-	if (r == 0)
-		r = vmstore_sync_dir_of(c.cow_path);
-	if (r < 0) {
-		agent_error("%s: cannot create the COW file: %s", c.cow_path, strerror(-r));
-		r = EXIT_RUNTIME;
-		goto undo;
-	}
-	r = vmstore_marker_commit(state, id);
-	if (r < 0) {
-		agent_error("%s: cannot save the record: %s", json_path, strerror(-r));
-		r = EXIT_RUNTIME;
-		goto undo;
-	}
-	committed = true;
-	r = vmcmd_attach(&c, &att);
-	if (r != EXIT_OK)
-		goto undo;
+	spec = (struct vm_create_spec){
+		.base_path = base_real,
+		.virt_bytes = size,
+		.chunk_bytes = chunk,
+		.discard = discard,
+		.cow_dio = dio,
+		.mem_path = mem,
+	};
+	r = vm_create(vmstore_state_dir(state_opt), id, &spec, &c, &att, &err);
+	if (r < 0)
+		return agent_host_error(r, &err);
 	if (json)
 		create_print_json(&c, &att);
 	else
 		printf("%s\n", att.overlay_path);
-	vmcmd_close(&c);
+	vm_close(&c);
 	return EXIT_OK;
-
-undo:
-	create_fail_undo(&c, dir, committed);
-	vmcmd_close(&c);
-	return r;
 }

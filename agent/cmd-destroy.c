@@ -1,12 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-#include <errno.h>
 #include <stdio.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/vmcmd.h"
-#include "common/cleanup.h"
 
 void cmd_destroy_help(FILE *out)
 {
@@ -34,45 +30,18 @@ void cmd_destroy_help(FILE *out)
 
 int cmd_destroy(int argc, char **argv)
 {
-	_cleanup_free_ char *json = NULL, *lock = NULL, *dir = NULL;
+	struct host_error err = {""};
 	const char *state, *id;
-	struct vmcmd c;
+	struct vm v;
 	int r;
 
 	r = vmcmd_parse_id_args(argc, argv, NULL, &state, &id);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_open(state, id, true, &c);
+	r = vmcmd_open(state, id, true, &v);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_detach(&c);
-	if (r != EXIT_OK) {
-		vmcmd_close(&c);
-		return r;
-	}
-	json = vmstore_path(state, c.id, "vm.json");
-	lock = vmstore_path(state, c.id, "lock");
-	dir = vmstore_path(state, c.id, NULL);
-	if (!json || !lock || !dir) {
-		vmcmd_close(&c);
-		return EXIT_RUNTIME;
-	}
-	/*
-	 * The COW goes first: a crash after it leaves a record without a COW, which
-	 * destroy removes when run again.  The other order would leave a COW without
-	 * a record, which create refuses to touch (it may be a VM whose record was lost).
-	 */
-	if ((unlink(c.cow_path) < 0 && errno != ENOENT) || unlink(json) < 0) {
-		agent_error("%s: %s", dir, strerror(errno));
-		vmcmd_close(&c);
-		return EXIT_RUNTIME;
-	}
-	unlink(lock);
-	vmcmd_close(&c);
-	if (rmdir(dir) < 0) {
-		agent_error("%s: %s (the VM is destroyed; remove the folder by hand)", dir,
-			    strerror(errno));
-		return EXIT_RUNTIME;
-	}
-	return EXIT_OK;
+	r = vm_destroy(&v, &err);
+	vm_close(&v);
+	return r < 0 ? agent_host_error(r, &err) : EXIT_OK;
 }

@@ -33,16 +33,17 @@ void cmd_detach_help(FILE *out)
 int cmd_detach(int argc, char **argv)
 {
 	const char *state, *id;
-	struct vmcmd c;
+	struct host_error err = {""};
+	struct vm v;
 	int r;
 
 	r = vmcmd_parse_id_args(argc, argv, NULL, &state, &id);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_open(state, id, true, &c);
+	r = vmcmd_open(state, id, true, &v);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_detach(&c);
-	vmcmd_close(&c);
-	return r;
+	r = vm_detach(&v, &err);
+	vm_close(&v);
+	return r < 0 ? agent_host_error(r, &err) : EXIT_OK;
 }

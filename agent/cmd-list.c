@@ -15,7 +15,9 @@ void cmd_list_help(FILE *out)
 	      "Lists the VMs in the state directory: ID, attached or not, whether the COW\n"
 	      "loop did direct I/O at the last attach (COW-IO: direct, buffered, or - when\n"
 	      "not known), virtual size, what the COW file holds on the host (st_blocks),\n"
-	      "bytes given back by the last reclaim, and the base image.  A VM whose record\n"
+	      "bytes given back by the last reclaim, what the memory snapshot file holds\n"
+	      "on the host (MEM-ALLOC; - when the VM has none or it is missing), and the\n"
+	      "base image.  A VM whose record\n"
 	      "is damaged is listed with its error and makes the exit status 3.  With no\n"
 	      "VMs, the text is the one line 'no VMs in DIR' (with --json, []).  Takes no\n"
 	      "lock.\n"
@@ -38,7 +40,7 @@ void cmd_list_help(FILE *out)
 
 static void list_print_row(json_object *o)
 {
-	char b1[32], b2[32], b3[32];
+	char b1[32], b2[32], b3[32], b4[32];
 	json_object *v, *rc;
 	const char *att = "?";
 
@@ -58,9 +60,14 @@ static void list_print_row(json_object *o)
 				  b3, sizeof(b3));
 	else
 		snprintf(b3, sizeof(b3), "-");
-	printf("%-20s %-8s %-8s %12s %12s %12s  %s\n",
+	v = json_object_object_get(o, "mem_allocated");
+	if (v)
+		util_format_bytes((uint64_t)json_object_get_int64(v), b4, sizeof(b4));
+	else
+		snprintf(b4, sizeof(b4), "-");
+	printf("%-20s %-8s %-8s %12s %12s %12s %12s  %s\n",
 	       json_object_get_string(json_object_object_get(o, "id")), att, vmcmd_cow_io(o), b1,
-	       b2, b3, json_object_get_string(json_object_object_get(o, "base")));
+	       b2, b3, b4, json_object_get_string(json_object_object_get(o, "base")));
 }
 
 int cmd_list(int argc, char **argv)
@@ -102,19 +109,19 @@ int cmd_list(int argc, char **argv)
 	if (!json && n == 0)
 		printf("no VMs in %s\n", state);
 	else if (!json)
-		printf("%-20s %-8s %-8s %12s %12s %12s  %s\n", "ID", "ATTACHED", "COW-IO", "SIZE",
-		       "COW-ALLOC", "RECLAIMED", "BASE");
+		printf("%-20s %-8s %-8s %12s %12s %12s %12s  %s\n", "ID", "ATTACHED", "COW-IO",
+		       "SIZE", "COW-ALLOC", "RECLAIMED", "MEM-ALLOC", "BASE");
 	for (int i = 0; i < n; i++) {
-		struct vmcmd c;
+		struct vm v;
 		json_object *o;
-		int r = vmcmd_open(state, ids[i], false, &c);
+		int r = vmcmd_open(state, ids[i], false, &v);
 
 		if (r != EXIT_OK) {
 			rc = r; /* the error is printed; go on with the others */
 			continue;
 		}
-		o = vmcmd_describe(&c);
-		vmcmd_close(&c);
+		o = vm_describe(&v);
+		vm_close(&v);
 		if (!o)
 			continue;
 		if (json)

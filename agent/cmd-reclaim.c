@@ -17,9 +17,9 @@
 
 #include "agent/agent.h"
 #include "agent/vmcmd.h"
+#include "host/reclaimcow.h"
 #include "common/cleanup.h"
 #include "common/util.h"
-#include "dmops/loopscan.h"
 #include "reclaim/fsaware.h"
 #include "reclaim/reclaim.h"
 #include "reclaim/snapstore.h"
@@ -266,10 +266,12 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 	return 0;
 }
 
+/* opaque: a bool set once something is drawn, for the line to be cleared after. */
 static void show_progress(void *opaque, uint64_t done, uint64_t total)
 {
 	char d[32], t[32];
 
+	*(bool *)opaque = true;
 	fprintf(stderr, "\rcowpunch: scanning %3.0f%% (%s of %s)   ",
 		total ? 100.0 * (double)done / (double)total : 100.0,
 		util_format_bytes(done, d, sizeof(d)), util_format_bytes(total, t, sizeof(t)));
@@ -278,6 +280,7 @@ static void show_progress(void *opaque, uint64_t done, uint64_t total)
 
 static void show_punch_progress(void *opaque, uint64_t done, uint64_t total)
 {
+	*(bool *)opaque = true;
 	fprintf(stderr, "\rcowpunch: punching %3.0f%% (%llu of %llu chunks)   ",
 		total ? 100.0 * (double)done / (double)total : 100.0, (unsigned long long)done,
 		(unsigned long long)total);
@@ -381,183 +384,96 @@ static void print_human(const char *path, const struct reclaim_report *r,
 
 int agent_open_cow_exclusive(const char *path, int *ret_fd)
 {
-	_cleanup_close_ int fd = -1;
-	char loop[64];
-	struct stat st;
-	int r;
+	struct host_error err = {""};
+	int r = host_open_cow_exclusive(path, ret_fd, &err);
 
-	/* O_DIRECT keeps the scan out of the page cache; some file systems refuse it. */
-	fd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT);
-	if (fd < 0 && errno == EINVAL)
-		fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		agent_error("%s: cannot open for writing: %s", path, strerror(-r));
-		return r == -EBUSY ? EXIT_BUSY : EXIT_RUNTIME;
+	return r < 0 ? agent_host_error(r, &err) : EXIT_OK;
+}
+
+/* The request for host/reclaimcow.c, with the progress shown when asked. */
+static struct host_reclaim_request reclaim_request(const struct agent_reclaim_request *a,
+						   bool *drawn)
+{
+	struct host_reclaim_request req = {
+		.cow_path = a->cow_path,
+		.fs_aware = a->fs_aware,
+		.base_path = a->base_path,
+		.base_fd = a->base_fd,
+		.base_verified = a->base_verified,
+		.disk_size = a->disk_size,
+		.dry_run = a->scan.dry_run,
+		.engine = a->scan.engine,
+		.read_bytes = a->read_bytes,
+		.queue_depth = a->queue_depth,
+	};
+
+	*drawn = false;
+	if (agent_want_progress(&a->scan)) {
+		req.progress = show_progress;
+		req.punch_progress = show_punch_progress;
+		req.progress_opaque = drawn;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		agent_error("%s: not a regular file", path);
-		return EXIT_RUNTIME;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		r = -errno;
-		if (r == -EWOULDBLOCK) {
-			agent_error("%s: locked by another process (flock): busy, not touched",
-				    path);
-			return EXIT_BUSY;
-		}
-		agent_error("%s: cannot lock: %s", path, strerror(-r));
-		return EXIT_RUNTIME;
-	}
-	/* After the lock, so nobody can attach it between our look and our writes
-	 * without also ignoring the lock. */
-	r = loopdev_find_backing(st.st_dev, st.st_ino, loop, sizeof(loop));
-	if (r > 0) {
-		agent_error("%s: attached as the backing file of %s: busy, not touched (detach "
-			    "it first)",
-			    path, loop);
-		return EXIT_BUSY;
-	}
-	if (r < 0) {
-		agent_error("%s: cannot tell whether a loop device uses it (/sys/block, "
-			    "/dev/loop*): %s; not touched",
-			    path, strerror(-r));
-		return EXIT_RUNTIME;
-	}
-	*ret_fd = TAKE_FD(fd);
-	return EXIT_OK;
+	return req;
 }
 
 /*
- * What can be checked of a base without a record: the disk it sits under is a
- * linear map of all of it (a whole number of 512-byte sectors) inside a disk of
- * a->disk_size bytes.  A base that breaks either is not this disk's.
+ * Prints the outcome of host_reclaim_cow() or host_reclaim_vm(): the report
+ * (r 0, or a record not saved after the reclaim ran: ran), the refusal, or the
+ * error.  Returns the exit code.
  */
-static int check_base_size(const struct agent_reclaim_request *a, int base_fd)
+static int reclaim_print(const struct agent_reclaim_request *a, int r, bool ran, bool drawn,
+			 const struct reclaim_report *rep, const struct fsaware_result *fs,
+			 const struct host_error *err)
 {
-	off_t end = lseek(base_fd, 0, SEEK_END);
+	if (drawn)
+		fputs("\r\033[K", stderr);
+	if (r == HOST_RECLAIM_REFUSED) {
+		agent_error("%s", err->msg);
+		if (a->scan.json) {
+			json_object *o = json_object_new_object();
 
-	if (end < 0) {
-		agent_error("%s: cannot tell the size of the base image: %s", a->base_path,
-			    strerror(errno));
-		return EXIT_RUNTIME;
+			json_object_object_add(o, "fs_aware", fsaware_json(fs));
+			put_json(o);
+		}
+		return EXIT_UNSAFE;
 	}
-	if (end % 512) {
-		agent_error("%s: the base image is %lld bytes, not a multiple of 512: no disk has "
-			    "it as its base (a linear map covers whole sectors); nothing written",
-			    a->base_path, (long long)end);
-		return EXIT_INVALID;
+	if (r == 0 || ran) {
+		if (a->scan.json)
+			print_json(rep, a->fs_aware ? fs : NULL);
+		else
+			print_human(a->cow_path, rep, a->fs_aware ? fs : NULL);
 	}
-	if ((uint64_t)end > a->disk_size) {
-		agent_error("%s: the base image is %lld bytes, larger than the %llu-byte disk: "
-			    "not this disk's base, or the wrong --size; nothing written",
-			    a->base_path, (long long)end, (unsigned long long)a->disk_size);
-		return EXIT_INVALID;
-	}
-	return EXIT_OK;
+	return r < 0 ? agent_host_error(r, err) : EXIT_OK;
 }
 
 int agent_reclaim_cow(const struct agent_reclaim_request *a, struct reclaim_report *ret_report,
 		      struct fsaware_result *ret_fs)
 {
-	struct snapstore_info info = {0};
-	struct snapstore_error err = {0};
-	struct fsaware_result fs;
+	struct host_error err = {""};
+	struct host_reclaim_request req;
+	struct fsaware_result fs = {0};
 	struct reclaim_report rep;
-	struct reclaim_opts opts;
-	_cleanup_close_ int fd = -1, own_base_fd = -1;
-	int base_fd = a->base_fd;
+	bool drawn;
 	int r;
 
-	r = agent_open_cow_exclusive(a->cow_path, &fd);
-	if (r != EXIT_OK)
-		return r;
-	if (a->fs_aware) {
-		/* The base is only read; a shared base is never opened for writing. */
-		if (base_fd < 0) {
-			base_fd = own_base_fd = open(a->base_path, O_RDONLY | O_CLOEXEC);
-			if (base_fd < 0) {
-				agent_error("%s: cannot open the base image: %s", a->base_path,
-					    strerror(errno));
-				return EXIT_RUNTIME;
-			}
-		}
-		r = check_base_size(a, base_fd);
-		if (r != EXIT_OK)
-			return r;
-	}
-
-	opts = (struct reclaim_opts){
-		.engine = a->scan.engine,
-		.dry_run = a->scan.dry_run,
-		.read_bytes = a->read_bytes,
-		.queue_depth = a->queue_depth,
-	};
-	if (agent_want_progress(&a->scan)) {
-		opts.progress = show_progress;
-		opts.punch_progress = show_punch_progress;
-	}
-
-	if (a->fs_aware) {
-		r = fsaware_reclaim(fd, base_fd, a->disk_size,
-				    a->base_verified ? FSAWARE_BASE_VERIFIED : 0, &opts, &rep, &fs,
-				    &err);
-	} else {
-		r = snapstore_load(fd, &info, NULL, NULL, &err);
-		if (r >= 0)
-			r = reclaim_run(fd, &info, &opts, &rep);
-		snapstore_info_free(&info);
-	}
-	if (opts.progress)
-		fputs("\r\033[K", stderr);
-	if (r == -EBADMSG) {
-		agent_error("%s: invalid store at byte %llu: %s; nothing written", a->cow_path,
-			    (unsigned long long)err.offset, err.rule);
-		return EXIT_INVALID;
-	}
-	if (r == -ENOTSUP && a->scan.engine != RECLAIM_ENGINE_AUTO) {
-		agent_error("%s: engine '%s' is not available on this system; nothing written "
-			    "(try --engine auto)",
-			    a->cow_path, reclaim_engine_name(a->scan.engine));
-		return EXIT_RUNTIME;
-	}
-	if (r < 0) {
-		agent_error("%s: reclaim failed: %s (what was punched so far read as zeros "
-			    "before, or is free in the guest's file system; the store stays valid)",
-			    a->cow_path, strerror(-r));
-		return EXIT_RUNTIME;
-	}
-	if (a->fs_aware && fs.status == FSAWARE_REFUSED) {
-		agent_error("%s: fs-aware reclaim refused as unsafe: %s; nothing written",
-			    a->cow_path, fs.reason);
-		if (a->scan.json) {
-			json_object *o = json_object_new_object();
-
-			json_object_object_add(o, "fs_aware", fsaware_json(&fs));
-			put_json(o);
-		}
-		if (ret_fs)
-			*ret_fs = fs;
-		return EXIT_UNSAFE;
-	}
-	if (a->scan.json)
-		print_json(&rep, a->fs_aware ? &fs : NULL);
-	else
-		print_human(a->cow_path, &rep, a->fs_aware ? &fs : NULL);
-	if (ret_report)
+	req = reclaim_request(a, &drawn);
+	r = host_reclaim_cow(&req, &rep, &fs, NULL, &err);
+	r = reclaim_print(a, r, false, drawn, &rep, &fs, &err);
+	if (r == EXIT_OK && ret_report)
 		*ret_report = rep;
-	if (ret_fs && a->fs_aware)
+	if (ret_fs && a->fs_aware && (r == EXIT_OK || r == EXIT_UNSAFE))
 		*ret_fs = fs;
-	return EXIT_OK;
+	return r;
 }
 
 /* reclaim ID: the record supplies the COW and, for --fs-aware, the base and size. */
-static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
+static int reclaim_vm(struct agent_reclaim_request *a, struct vm *vm)
 {
-	_cleanup_close_ int base_fd = -1;
-	struct vmstore_identity now;
-	struct reclaim_report rep;
-	const char *bad;
+	struct host_error err = {""};
+	struct host_reclaim_request req;
+	struct fsaware_result fs = {0};
+	struct reclaim_report rep = {0};
+	bool drawn;
 	int r;
 
 	if (a->base_path || a->disk_size) {
@@ -567,52 +483,30 @@ static int reclaim_vm(struct agent_reclaim_request *a, struct vmcmd *vm)
 		return EXIT_USAGE;
 	}
 	a->cow_path = vm->cow_path;
-	if (a->fs_aware) {
-		/*
-		 * Opened once: the identity is checked on the descriptor the reclaim then
-		 * reads, so a base replaced at its path in between is never read.
-		 */
-		base_fd = open(vm->rec.base_path, O_RDONLY | O_CLOEXEC);
-		r = base_fd < 0 ? -errno : vmstore_identity_read_fd(base_fd, &now);
-		if (r < 0) {
-			agent_error("%s: cannot read the base image of VM %s: %s",
-				    vm->rec.base_path, vm->id, strerror(-r));
-			return vmcmd_record_reclaim(vm, EXIT_RUNTIME, NULL);
-		}
-		bad = vmstore_identity_mismatch(&vm->rec.base, &now);
-		if (bad) {
-			agent_error(
-				"%s: the base image of VM %s changed since it was created (%s); "
-				"fs-aware reclaim over it would misread the guest's file system; "
-				"nothing written",
-				vm->rec.base_path, vm->id, bad);
-			return vmcmd_record_reclaim(vm, EXIT_INVALID, NULL);
-		}
-		a->base_path = vm->rec.base_path;
-		a->base_fd = base_fd;
-		a->base_verified = true;
-		a->disk_size = vm->rec.virt_bytes;
-	}
-	r = agent_reclaim_cow(a, &rep, NULL);
-	/* A refusal for a busy COW says nothing about the store: not recorded. */
-	if (r == EXIT_BUSY)
-		return r;
-	return vmcmd_record_reclaim(vm, r, r == EXIT_OK ? &rep : NULL);
+	req = reclaim_request(a, &drawn);
+	r = host_reclaim_vm(vm, &req, &rep, &fs, NULL, &err);
+	/* chunk_bytes is set once the reclaim ran, also when its record was not saved. */
+	return reclaim_print(a, r, rep.chunk_bytes != 0, drawn, &rep, &fs, &err);
 }
 
 int cmd_reclaim(int argc, char **argv)
 {
-	_cleanup_(vmcmd_close) struct vmcmd vm = {.lock_fd = -1};
+	_cleanup_(vm_close) struct vm vm = {.lock_fd = -1};
 	struct agent_reclaim_request a;
-	bool is_vm;
+	struct host_error err = {""};
+	bool is_vm = false;
 	int r;
 
 	r = parse_args(argc, argv, &a);
 	if (r != 0)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
-	r = vmcmd_open_for_reclaim(vmstore_state_dir(a.state_dir), a.cow_path, &vm, &is_vm);
-	if (r != EXIT_OK)
-		return r;
+	r = vm_open_for_reclaim(vmstore_state_dir(a.state_dir), a.cow_path, &vm, &is_vm, &err);
+	if (r == -EINVAL) {
+		agent_error("%s", err.msg);
+		return EXIT_USAGE;
+	}
+	if (r < 0)
+		return agent_host_error(r, &err);
 	if (is_vm)
 		return reclaim_vm(&a, &vm);
 	if (a.fs_aware && (!a.base_path || !a.disk_size)) {

@@ -15,8 +15,11 @@ void cmd_status_help(FILE *out)
 	      "its virtual size and chunk size, what its COW file holds on the host (st_blocks),\n"
 	      "the snapshot's own accounting while attached (allocated and metadata bytes,\n"
 	      "valid/invalid/overflow), its base image, whether its COW loop does direct I/O\n"
-	      "(as recorded at the last attach, and the create option asking for it), and\n"
-	      "the last reclaim.  Takes no lock.\n"
+	      "(as recorded at the last attach, and the create option asking for it), its\n"
+	      "memory snapshot file (mem_file, and what it holds on the host: mem_allocated,\n"
+	      "null when the file is missing), and the last reclaim: what it gave back, split\n"
+	      "into zero chunks, chunks free in the guest's file system and the memory file,\n"
+	      "the fs-aware outcome and the error when it failed.  Takes no lock.\n"
 	      "\n"
 	      "Options:\n"
 	      "  --json           print one JSON object\n",
@@ -52,6 +55,13 @@ static const char *status_str(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+static bool status_has(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && v;
+}
+
 static void status_print_text(json_object *o)
 {
 	char b1[32], b2[32], b3[32];
@@ -73,6 +83,13 @@ static void status_print_text(json_object *o)
 	printf("  cow:           %s\n", status_str(o, "cow"));
 	printf("  cow allocated: %s of %s (sparse)\n", status_bytes(o, "cow_allocated", b1, 32),
 	       status_bytes(o, "cow_size", b2, 32));
+	if (!status_has(o, "mem_file"))
+		printf("  mem file:      none\n");
+	else if (!status_has(o, "mem_allocated"))
+		printf("  mem file:      %s (missing)\n", status_str(o, "mem_file"));
+	else
+		printf("  mem file:      %s, %s allocated\n", status_str(o, "mem_file"),
+		       status_bytes(o, "mem_allocated", b1, 32));
 	if (strcmp(vmcmd_cow_io(o), "-") == 0)
 		printf("  cow I/O:       not known yet (--cow-direct-io %s)\n",
 		       status_str(o, "cow_direct_io"));
@@ -87,13 +104,24 @@ static void status_print_text(json_object *o)
 	printf("  created:       %s\n", status_str(o, "created"));
 	printf("  last attach:   %s\n", status_str(o, "attached_at"));
 	printf("  last detach:   %s\n", status_str(o, "detached_at"));
-	if (json_object_object_get_ex(o, "last_reclaim", &rc) && rc)
+	if (json_object_object_get_ex(o, "last_reclaim", &rc) && rc) {
 		printf("  last reclaim:  %s, exit %s, %s given back (%s -> %s)\n",
 		       status_str(rc, "time"), status_str(rc, "exit_code"),
 		       status_bytes(rc, "reclaimed_bytes", b1, 32),
 		       status_bytes(rc, "allocated_before", b2, 32),
 		       status_bytes(rc, "allocated_after", b3, 32));
-	else
+		printf("                 zero chunks %s, fs-free chunks %s, memory file %s%s%s%s\n",
+		       status_bytes(rc, "zero_bytes", b1, 32),
+		       status_bytes(rc, "fs_free_bytes", b2, 32),
+		       status_bytes(rc, "mem_reclaimed_bytes", b3, 32),
+		       status_has(rc, "fs_aware") ? "; fs-aware " : "",
+		       status_has(rc, "fs_aware") ? status_str(rc, "fs_aware") : "",
+		       json_object_get_boolean(json_object_object_get(rc, "interrupted"))
+			       ? "; interrupted"
+			       : "");
+		if (*status_str(rc, "error"))
+			printf("                 error: %s\n", status_str(rc, "error"));
+	} else
 		printf("  last reclaim:  never\n");
 }
 
@@ -102,17 +130,17 @@ int cmd_status(int argc, char **argv)
 	const char *state, *id;
 	bool json = false;
 	json_object *o;
-	struct vmcmd c;
+	struct vm v;
 	int r;
 
 	r = vmcmd_parse_id_args(argc, argv, &json, &state, &id);
 	if (r != EXIT_OK)
 		return r;
-	r = vmcmd_open(state, id, false, &c);
+	r = vmcmd_open(state, id, false, &v);
 	if (r != EXIT_OK)
 		return r;
-	o = vmcmd_describe(&c);
-	vmcmd_close(&c);
+	o = vm_describe(&v);
+	vm_close(&v);
 	if (!o) {
 		agent_error("out of memory");
 		return EXIT_RUNTIME;

@@ -3,8 +3,6 @@
  * cowpunch: builds layered dm-snapshot disks for VMs and gives back the space
  * their COW files no longer need.  Table-driven dispatch to agent/cmd-*.c.
  */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,66 +29,11 @@ static const struct agent_command commands[] = {
 	{"list", "list the VMs in the state directory", cmd_list, cmd_list_help},
 	{"status", "show one VM: attached, sizes, COW use, last reclaim", cmd_status,
 	 cmd_status_help},
+	{"set", "change a VM's record: its memory snapshot file", cmd_set, cmd_set_help},
+	{"agent", "reclaim every hibernated VM periodically; serve metrics", cmd_agent,
+	 cmd_agent_help},
 	{"version", "print the version", cmd_version, cmd_version_help},
 };
-
-bool agent_json;
-static bool json_printed;
-static char last_error[1024];
-
-void agent_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "cowpunch: %s\n", last_error);
-}
-
-const char *agent_last_error(void)
-{
-	return last_error;
-}
-
-void agent_print_json(struct json_object *o, int flags)
-{
-	puts(json_object_to_json_string_ext(o, flags));
-	fflush(stdout);
-	json_printed = true;
-	json_object_put(o);
-}
-
-/* A failed --json command that printed nothing on stdout: says why there, as JSON. */
-static int json_failure(int rc)
-{
-	json_object *o;
-
-	if (rc == EXIT_OK || !agent_json || json_printed)
-		return rc;
-	o = json_object_new_object();
-	json_object_object_add(o, "error",
-			       json_object_new_string(last_error[0] ? last_error : "failed"));
-	json_object_object_add(o, "exit_code", json_object_new_int(rc));
-	agent_print_json(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-				    JSON_C_TO_STRING_NOSLASHESCAPE);
-	return rc;
-}
-
-int agent_exit_code(int neg_errno)
-{
-	switch (-neg_errno) {
-	case 0:
-		return EXIT_OK;
-	case EBUSY:
-	case EWOULDBLOCK:
-		return EXIT_BUSY;
-	case EBADMSG:
-		return EXIT_INVALID;
-	default:
-		return EXIT_RUNTIME;
-	}
-}
 
 static void usage(FILE *out)
 {
@@ -165,7 +108,7 @@ int main(int argc, char **argv)
 				return EXIT_OK;
 			}
 		}
-		return json_failure(commands[i].run(argc - 1, argv + 1));
+		return agent_json_failure(commands[i].run(argc - 1, argv + 1));
 	}
 	agent_error("unknown command '%s' (see 'cowpunch --help')", argv[1]);
 	return EXIT_USAGE;

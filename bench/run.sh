@@ -3,4 +3,5 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/reclaim-vs-dig-holes" "${BUILD_DIR:-$here/../build}"
+"$here/agent-cycle" "${BUILD_DIR:-$here/../build}"
 "$here/sparsify-vs-dig-holes" "${BUILD_DIR:-$here/../build}"

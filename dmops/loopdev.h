@@ -9,7 +9,7 @@
  * is killed half-way.  That is also the reference count of a shared base loop:
  * it lives exactly as long as some base-ID table (or fd) holds it.
  *
- * The caller serialises allocation host-wide (agent/vmstore's loop lock).
+ * The caller serialises allocation host-wide (host/vmstore's loop lock).
  */
 #ifndef COWPUNCH_DMOPS_LOOPDEV_H
 #define COWPUNCH_DMOPS_LOOPDEV_H

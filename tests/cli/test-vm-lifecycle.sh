@@ -2,7 +2,7 @@
 # The VM lifecycle commands where no device-mapper is needed (the VM test bed covers the rest):
 # --help of each, ID refusals (exit 2), list/status of records, damaged records (exit 3), the
 # base identity check (exit 3, before any device is made), reclaim ID with its result recorded,
-# and a create that cannot attach leaving nothing behind.
+# set --mem-file on a record, and a create that cannot attach leaving nothing behind.
 set -u
 : "${COWPUNCH:?}" "${BUILD_DIR:?}"
 MKSTORE=$BUILD_DIR/tests/tools/mkstore
@@ -11,7 +11,7 @@ require "$MKSTORE" jq
 export COWPUNCH_STATE_DIR=$dir/state
 dm_loaded() { grep -qw device-mapper /proc/devices; }
 
-for c in create attach detach destroy list status reclaim; do
+for c in create attach detach destroy list status reclaim set; do
 	expect_rc 0 "$COWPUNCH" "$c" --help
 	grep -q "^Usage: cowpunch $c" "$dir/out" || fail "$c --help has no usage line"
 	grep -q "^Exit status:" "$dir/out" || fail "$c --help has no exit status"
@@ -34,6 +34,9 @@ expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --chunk-size
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8194K
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --chunk-size 64K --discard
 expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --cow-direct-io yes
+expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --mem-file ""
+expect_rc 2 "$COWPUNCH" create vm1 --base "$dir/base.img" --size 8M --mem-file "$dir/base.img"
+grep -q "base image" "$dir/err" || fail "create --mem-file base.img: $(cat "$dir/err")"
 expect_rc 1 "$COWPUNCH" create vm1 --base "$dir/nonexistent" --size 8M
 [ ! -e "$COWPUNCH_STATE_DIR/vm1" ] || fail "a refused create left $COWPUNCH_STATE_DIR/vm1"
 
@@ -84,6 +87,49 @@ expect_rc 0 "$COWPUNCH" status vm1
 grep -q "^  cow I/O: *buffered at the last attach (--cow-direct-io off)" "$dir/out" ||
 	fail "status text has no cow I/O line: $(cat "$dir/out")"
 
+# set --mem-file: under the VM's lock, made absolute, in the record, status and list.
+rec=$COWPUNCH_STATE_DIR/vm1/vm.json
+jq_rec() { jq -r "$1" "$rec"; }
+expect_rc 2 "$COWPUNCH" set vm1
+expect_rc 2 "$COWPUNCH" set vm1 --mem-file "$dir/m" --no-mem-file
+expect_rc 2 "$COWPUNCH" set -- "a/b" --no-mem-file
+expect_rc 1 "$COWPUNCH" set vm9 --no-mem-file
+expect_rc 0 "$COWPUNCH" status vm1 --json
+jq_is .mem_file null
+jq_is .mem_allocated null
+[ "$(jq_rec .mem_file)" = null ] || fail "a record without mem_file reads as $(jq_rec .mem_file)"
+(cd "$dir" && expect_rc 0 "$COWPUNCH" set vm1 --mem-file snaps/mem.snap)
+want=$(cd "$dir" && pwd -P)/snaps/mem.snap
+[ "$(cat "$dir/out")" = "$want" ] || fail "set printed '$(cat "$dir/out")', want '$want'"
+[ "$(jq_rec .mem_file)" = "$want" ] || fail "record's mem_file is '$(jq_rec .mem_file)', want $want"
+expect_rc 0 "$COWPUNCH" status vm1 --json
+jq_is .mem_file "$want"
+jq_is .mem_allocated null
+expect_rc 0 "$COWPUNCH" status vm1
+grep -q "^  mem file: *$want (missing)\$" "$dir/out" || fail "status text: $(cat "$dir/out")"
+mkdir -p "$dir/snaps" && head -c 300K /dev/urandom >"$dir/snaps/mem.snap"
+expect_rc 0 "$COWPUNCH" status vm1 --json
+jq_is .mem_allocated $(($(stat -c %b "$dir/snaps/mem.snap") * 512))
+expect_rc 0 "$COWPUNCH" list --json
+jq_is '.[0].mem_file' "$want"
+expect_rc 0 "$COWPUNCH" list
+grep -q "^ID  *ATTACHED .* RECLAIMED  *MEM-ALLOC  *BASE\$" "$dir/out" || fail "list has no MEM-ALLOC"
+grep -q "^vm1 .* 30[0-9].[0-9]* KiB  *$dir/base.img\$" "$dir/out" || fail "list row: $(cat "$dir/out")"
+# The VM's own base image or COW file is refused, the record unchanged; so is a held lock.
+expect_rc 2 "$COWPUNCH" set vm1 --mem-file "$dir/base.img"
+grep -q "base image" "$dir/err" || fail "set base.img: $(cat "$dir/err")"
+expect_rc 2 "$COWPUNCH" set vm1 --mem-file "$COWPUNCH_STATE_DIR/vm1/cow"
+[ "$(jq_rec .mem_file)" = "$want" ] || fail "a refused set changed mem_file to $(jq_rec .mem_file)"
+flock "$COWPUNCH_STATE_DIR/vm1/lock" "$COWPUNCH" set vm1 --no-mem-file >"$dir/out" 2>&1
+rc=$?
+[ $rc -eq 4 ] || fail "set while the VM lock is held exited $rc, want 4"
+[ "$(jq_rec .mem_file)" = "$want" ] || fail "a locked-out set changed mem_file"
+expect_rc 0 "$COWPUNCH" set vm1 --no-mem-file --json
+jq_is .mem_file null
+jq_is .id vm1
+[ "$(jq_rec .mem_file)" = null ] || fail "--no-mem-file left mem_file $(jq_rec .mem_file)"
+expect_rc 0 "$COWPUNCH" set vm1 --mem-file "$dir/snaps/mem.snap"
+
 # A temp record that a killed write left (vm.json.tmp.PID) is removed by the next command that
 # takes the VM's lock, and only by such one: status takes no lock, a writer may own the file.
 echo '{"partial' >"$COWPUNCH_STATE_DIR/vm1/vm.json.tmp.999999"
@@ -108,6 +154,15 @@ else
 	expect_rc 0 "$COWPUNCH" status vm1 --json
 	jq_is .last_reclaim.reclaimed_bytes $((before - after))
 	jq_is .last_reclaim.exit_code 0
+	# Zero chunks only: all of it is theirs; the COW's stamp is the file as left.
+	jq_is .last_reclaim.zero_bytes $((before - after))
+	jq_is .last_reclaim.fs_free_bytes 0
+	jq_is .last_reclaim.fs_aware null
+	jq_is .last_reclaim.error ""
+	jq_is .mem_file "$dir/snaps/mem.snap"
+	[ "$(jq_rec .last_reclaim.cow_stamp.blocks)" = "$(stat -c %b "$COWPUNCH_STATE_DIR/vm1/cow")" ] &&
+		[ "$(jq_rec .last_reclaim.cow_stamp.ino)" = "$(stat -c %i "$COWPUNCH_STATE_DIR/vm1/cow")" ] ||
+		fail "cow_stamp $(jq -c .last_reclaim.cow_stamp "$rec") is not the COW's stat"
 	expect_rc 0 "$COWPUNCH" status vm1
 	grep -q "last reclaim: .* given back" "$dir/out" || fail "status text has no last reclaim"
 	# The lock is shared with the other lifecycle commands.
@@ -121,6 +176,10 @@ else
 	expect_rc 0 "$COWPUNCH" status vm1 --json
 	jq_is .last_reclaim.exit_code 3
 	jq_is .last_reclaim.reclaimed_bytes 0
+	jq_is .last_reclaim.zero_bytes 0
+	jq_is '.last_reclaim.error | test("vm1/cow: invalid store at byte")' true
+	expect_rc 0 "$COWPUNCH" status vm1
+	grep -q "^ *error: .*invalid store" "$dir/out" || fail "status text has no error: $(cat "$dir/out")"
 fi
 
 # Damaged records: refused with the file named (exit 3), in status, attach and list.

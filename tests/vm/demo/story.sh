@@ -57,18 +57,37 @@ say "[4/6] hibernate: cowpunch detach ID (the VM is stopped; its COW file stays)
 for vm in $vms; do cowpunch detach "$vm"; done
 say "      dm devices left: $(dmsetup ls | grep -c -e '-web' -e '-db' -e '-cache' || true), loop devices left: $(losetup -a | wc -l)"
 
-say "[5/6] reclaim: cowpunch reclaim --fs-aware ID (offline: punches the all-zero chunks and the chunks"
-say "      the guest's ext4 no longer uses; safe because each guest unmounted cleanly)"
+say "[5/6] reclaim: one cycle of the agent (cowpunch agent), as a host runs it every interval: it"
+say "      punches the all-zero chunks and the chunks the guest's ext4 no longer uses (fs-aware:"
+say "      safe because each guest unmounted cleanly), and serves what it gave back on /metrics"
+port=9479
+/bin/busybox ip link set lo up 2>/dev/null || /bin/busybox ifconfig lo 127.0.0.1 up
+cowpunch agent --listen 127.0.0.1:$port --per-vm-metrics --interval 1h 2>"$TMPWORK/agent.log" &
+agent=$!
+i=0
+until /bin/busybox wget -q -O "$TMPWORK/metrics" "http://127.0.0.1:$port/healthz" 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || { cat "$TMPWORK/agent.log"; fail "the agent's first cycle did not end"; }
+	sleep 0.2
+done
+/bin/busybox wget -q -O "$TMPWORK/metrics" "http://127.0.0.1:$port/metrics" || fail "GET /metrics"
+kill -TERM $agent
+wait $agent || fail "the agent exited $? on SIGTERM"
+sed 's/^/demo:      agent log: /' "$TMPWORK/agent.log"
+say "      what Prometheus scrapes from http://127.0.0.1:$port/metrics (bytes given back, by kind and VM):"
+grep -e '^cowpunch_reclaimed_bytes_total' -e '^cowpunch_vm_reclaimed_bytes_total' -e '^cowpunch_reclaims_total{result="ok"}' \
+	-e '^cowpunch_cow_allocated_bytes' "$TMPWORK/metrics" | sed 's/^/demo:        /'
 total=0
 for vm in $vms; do
-	cowpunch reclaim --fs-aware --json "$vm" >"$TMPWORK/$vm.reclaim.json"
-	assert_eq done "$(json_get "$TMPWORK/$vm.reclaim.json" .fs_aware.status)" "$vm: fs-aware status" >/dev/null
-	cb=$(json_get "$TMPWORK/$vm.reclaim.json" .chunk_bytes)
-	zb=$(($(json_get "$TMPWORK/$vm.reclaim.json" .zero_chunks) * cb))
-	fb=$(($(json_get "$TMPWORK/$vm.reclaim.json" .fs_free_chunks) * cb))
-	b=$(json_get "$TMPWORK/$vm.reclaim.json" .allocated_before)
-	a=$(json_get "$TMPWORK/$vm.reclaim.json" .allocated_after)
-	g=$(json_get "$TMPWORK/$vm.reclaim.json" .reclaimed_bytes)
+	cowpunch status --json "$vm" >"$TMPWORK/$vm.status.json"
+	assert_eq 0 "$(json_get "$TMPWORK/$vm.status.json" .last_reclaim.exit_code)" "$vm: reclaimed" >/dev/null
+	b=$(json_get "$TMPWORK/$vm.status.json" .last_reclaim.allocated_before)
+	a=$(json_get "$TMPWORK/$vm.status.json" .last_reclaim.allocated_after)
+	g=$(json_get "$TMPWORK/$vm.status.json" .last_reclaim.reclaimed_bytes)
+	zb=$(json_get "$TMPWORK/$vm.status.json" .last_reclaim.zero_bytes)
+	fb=$(json_get "$TMPWORK/$vm.status.json" .last_reclaim.fs_free_bytes)
+	m=$(awk -v k="cowpunch_vm_reclaimed_bytes_total{vm=\"$vm\"," 'index($0, k) == 1 {s += $2} END {print s + 0}' "$TMPWORK/metrics")
+	assert_eq "$g" "$m" "$vm: /metrics and the record agree" >/dev/null
 	assert_eq "$a" $(($(blocks "$COWPUNCH_STATE_DIR/$vm/cow") * 512)) "$vm: COW st_blocks after reclaim" >/dev/null
 	echo "$vm $b $a $g" >>"$TMPWORK/figures"
 	total=$((total + g))

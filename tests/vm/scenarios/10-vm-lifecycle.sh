@@ -1,14 +1,16 @@
 # The blog's flow with cowpunch's own lifecycle commands: create a VM on a real ext4 base
 # image, mount its overlay, write files, zero and delete some, unmount, detach, reclaim by ID,
 # attach again: e2fsck -fn is clean, every kept file has its sha256, and the space of the
-# zeroed files came back (st_blocks).  Checks the records, list/status and the tables built.
+# zeroed files came back (st_blocks).  Checks the records, list/status and the tables built, and
+# that create --mem-file records the memory file (not there yet) in the record and status.
 need_cowpunch create attach detach destroy list status reclaim
 export COWPUNCH_STATE_DIR=$WORK/state
 base=$WORK/base.ext4
 make_base_image "$base" 16 ext4
 base_sha=$(sha256 "$base")
 
-dev=$(cowpunch create vm1 --base "$base" --size 32M)
+mem=$WORK/snaps/vm1.mem
+dev=$(cowpunch create vm1 --base "$base" --size 32M --mem-file "$mem")
 assert_eq /dev/mapper/overlay-vm1 "$dev" "create prints the device"
 [ -b "$dev" ] || fail "$dev is not a block device"
 assert_eq 65536 "$(dev_sectors "$dev")" "overlay size (32 MiB)"
@@ -44,6 +46,9 @@ cowpunch status vm1
 cowpunch status vm1 --json >"$OUT/status-attached.json"
 assert_eq true "$(json_get "$OUT/status-attached.json" .attached)" "status attached"
 assert_eq valid "$(json_get "$OUT/status-attached.json" .snapshot.state)" "snapshot valid"
+assert_eq "$mem" "$(json_get "$COWPUNCH_STATE_DIR/vm1/vm.json" .mem_file)" "create --mem-file recorded"
+assert_eq "$mem" "$(json_get "$OUT/status-attached.json" .mem_file)" "status mem_file"
+assert_eq null "$(json_get "$OUT/status-attached.json" .mem_allocated)" "mem_allocated (no file yet)"
 
 cowpunch detach vm1
 [ ! -e /dev/mapper/overlay-vm1 ] || fail "overlay-vm1 still there after detach"
@@ -62,6 +67,11 @@ cowpunch status vm1 --json >"$OUT/status-detached.json"
 assert_eq false "$(json_get "$OUT/status-detached.json" .attached)" "status detached"
 assert_eq $((before - after)) "$(json_get "$OUT/status-detached.json" .last_reclaim.reclaimed_bytes)" \
 	"last reclaim recorded"
+assert_eq $((before - after)) "$(json_get "$OUT/status-detached.json" .last_reclaim.zero_bytes)" \
+	"zero reclaim: all of it from zero chunks"
+assert_eq 0 "$(json_get "$OUT/status-detached.json" .last_reclaim.fs_free_bytes)" "no fs-free bytes"
+assert_eq "$(blocks "$cow")" "$(json_get "$COWPUNCH_STATE_DIR/vm1/vm.json" .last_reclaim.cow_stamp.blocks)" \
+	"the record's COW stamp is the COW after the reclaim"
 cowpunch list
 
 dev=$(cowpunch attach vm1)

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "agent/vmstore.h"
+#include "host/vmstore.h"
 #include "common/cleanup.h"
 
 static char dir[64];
@@ -164,6 +164,129 @@ static void test_direct_io_fields(void **state)
 	assert_string_equal(vmstore_dio_name(LOOPDEV_DIO_OFF), "off");
 }
 
+/* The fields added after version 1: mem_file and the last reclaim's details. */
+static void test_new_fields(void **state)
+{
+	static const char *const added[] = {
+		"zero_bytes", "fs_free_bytes",	 "mem_reclaimed_bytes", "bytes_read",
+		"fs_aware",   "fs_aware_reason", "interrupted",		"error",
+		"cow_stamp",  "mem_stamp",
+	};
+	struct vmstore_record r = sample(), back;
+	struct vmstore_reclaim *l = &r.last_reclaim, *b = &back.last_reclaim;
+	char *json = NULL, err[256] = "";
+	const char *old;
+	json_object *o, *lo;
+
+	snprintf(r.mem_path, sizeof(r.mem_path), "/srv/vms/vm-1/mem \"snap\"");
+	l->zero_bytes = 3 << 20;
+	l->fs_free_bytes = 4190208 - (3 << 20);
+	l->mem_reclaimed_bytes = 1ULL << 33;
+	l->bytes_read = 5ULL << 30;
+	snprintf(l->fs_aware, sizeof(l->fs_aware), "refused");
+	snprintf(l->fs_aware_reason, sizeof(l->fs_aware_reason), "the journal needs recovery");
+	l->interrupted = true;
+	snprintf(l->error, sizeof(l->error), "/x/mem: sparsify failed: No space left on device");
+	l->cow_stamp = (struct vmstore_filestamp){true, 2049, 77, 1 << 30, 8192, -5, 1764240201};
+	l->mem_stamp = (struct vmstore_filestamp){
+		true, 2050, 78, 1 << 29, 0, 1764240000000000001LL, 1764240000000000002LL};
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	assert_int_equal(vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)), 0);
+	assert_string_equal(back.mem_path, r.mem_path);
+	assert_int_equal(b->zero_bytes, l->zero_bytes);
+	assert_int_equal(b->fs_free_bytes, l->fs_free_bytes);
+	assert_int_equal(b->mem_reclaimed_bytes, l->mem_reclaimed_bytes);
+	assert_int_equal(b->bytes_read, l->bytes_read);
+	assert_string_equal(b->fs_aware, "refused");
+	assert_string_equal(b->fs_aware_reason, l->fs_aware_reason);
+	assert_true(b->interrupted);
+	assert_string_equal(b->error, l->error);
+	assert_true(vmstore_filestamp_equal(&b->cow_stamp, &l->cow_stamp));
+	assert_true(vmstore_filestamp_equal(&b->mem_stamp, &l->mem_stamp));
+	assert_int_equal(b->cow_stamp.mtime_ns, -5);
+	assert_int_equal(b->mem_stamp.ctime_ns, 1764240000000000002LL);
+	assert_int_equal(b->reclaimed_bytes, l->reclaimed_bytes);
+
+	/* None: mem_file and the stamps are written as null and read back as none. */
+	r.mem_path[0] = 0;
+	l->cow_stamp.present = l->mem_stamp.present = false;
+	free(json);
+	assert_int_equal(vmstore_record_format(&r, &json), 0);
+	assert_non_null(strstr(json, "\"mem_file\": null"));
+	assert_non_null(strstr(json, "\"mem_stamp\": null"));
+	assert_int_equal(vmstore_record_parse(json, strlen(json), &back, err, sizeof(err)), 0);
+	assert_string_equal(back.mem_path, "");
+	assert_false(b->cow_stamp.present);
+	assert_false(b->mem_stamp.present);
+
+	/* A record written before these fields existed: none of them, and it parses. */
+	o = json_tokener_parse(json);
+	assert_non_null(o);
+	json_object_object_del(o, "mem_file");
+	lo = json_object_object_get(o, "last_reclaim");
+	for (size_t i = 0; i < ARRAY_SIZE(added); i++)
+		json_object_object_del(lo, added[i]);
+	old = json_object_to_json_string(o);
+	assert_null(strstr(old, "mem_"));
+	assert_null(strstr(old, "zero_bytes"));
+	assert_null(strstr(old, "stamp"));
+	memset(&back, 0x5a, sizeof(back));
+	assert_int_equal(vmstore_record_parse(old, strlen(old), &back, err, sizeof(err)), 0);
+	assert_string_equal(back.mem_path, "");
+	assert_true(b->present);
+	assert_int_equal(b->reclaimed_bytes, 4190208);
+	assert_int_equal(b->zero_bytes, 0);
+	assert_int_equal(b->fs_free_bytes, 0);
+	assert_int_equal(b->mem_reclaimed_bytes, 0);
+	assert_int_equal(b->bytes_read, 0);
+	assert_string_equal(b->fs_aware, "");
+	assert_string_equal(b->fs_aware_reason, "");
+	assert_false(b->interrupted);
+	assert_string_equal(b->error, "");
+	assert_false(b->cow_stamp.present);
+	assert_false(b->mem_stamp.present);
+	json_object_put(o);
+	free(json);
+}
+
+/* A file stamp differs once the file is written, grown, punched or replaced. */
+static void test_filestamp(void **state)
+{
+	struct vmstore_filestamp a, b, none = {0};
+	char path[128], other[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(other, sizeof(other), "%s/g", dir);
+	assert_int_equal(vmstore_filestamp_read(path, &a), -ENOENT);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "x", 1, 0), 1);
+	assert_int_equal(vmstore_filestamp_read(path, &a), 0);
+	assert_true(a.present);
+	assert_int_equal(a.size, 1);
+	assert_int_equal(vmstore_filestamp_read(path, &b), 0);
+	assert_true(vmstore_filestamp_equal(&a, &b));
+	assert_false(vmstore_filestamp_equal(&a, &none));
+	assert_false(vmstore_filestamp_equal(&none, &none));
+	/* The same size, written later (timestamps have ns resolution here or differ in s). */
+	usleep(20000);
+	assert_int_equal(pwrite(fd, "y", 1, 0), 1);
+	assert_int_equal(vmstore_filestamp_read(path, &b), 0);
+	assert_int_equal(b.size, 1);
+	assert_false(vmstore_filestamp_equal(&a, &b));
+	close(fd);
+	/* Replaced by another file at the path: another inode. */
+	assert_int_equal(vmstore_filestamp_read(path, &a), 0);
+	fd = open(other, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "y", 1, 0), 1);
+	close(fd);
+	assert_int_equal(rename(other, path), 0);
+	assert_int_equal(vmstore_filestamp_read(path, &b), 0);
+	assert_false(vmstore_filestamp_equal(&a, &b));
+}
+
 /* Every truncation of a good record is refused (the JSON is incomplete), never misread. */
 static void test_truncated_records(void **state)
 {
@@ -260,6 +383,13 @@ static void test_bad_fields(void **state)
 	expect_replaced(json, "\"cow_direct_io\": \"on\"", "\"cow_direct_io\": 1", "cow_direct_io");
 	expect_replaced(json, "\"cow_direct_io_active\": true", "\"cow_direct_io_active\": 1",
 			"cow_direct_io_active");
+	expect_replaced(json, "\"mem_file\": null", "\"mem_file\": \"rel/mem\"", "mem_file");
+	expect_replaced(json, "\"mem_file\": null", "\"mem_file\": 1", "mem_file");
+	expect_replaced(json, "\"zero_bytes\": 0", "\"zero_bytes\": -1", "zero_bytes");
+	expect_replaced(json, "\"fs_aware\": \"\"", "\"fs_aware\": true", "fs_aware");
+	expect_replaced(json, "\"cow_stamp\": null", "\"cow_stamp\": 7", "cow_stamp");
+	expect_replaced(json, "\"cow_stamp\": null", "\"cow_stamp\": { \"dev\": 1 }", "ino");
+	expect_replaced(json, "\"interrupted\": false", "\"interrupted\": 0", "interrupted");
 	{
 		char *trail = NULL;
 
@@ -480,6 +610,8 @@ int main(void)
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_direct_io_fields),
+		cmocka_unit_test(test_new_fields),
+		cmocka_unit_test_setup_teardown(test_filestamp, setup, teardown),
 		cmocka_unit_test(test_truncated_records),
 		cmocka_unit_test(test_corrupted_bytes),
 		cmocka_unit_test(test_bad_fields),

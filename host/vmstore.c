@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/vmstore.h"
+#include "host/vmstore.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 
@@ -179,6 +179,31 @@ free_ctx:
 	return r;
 }
 
+int vmstore_filestamp_read(const char *path, struct vmstore_filestamp *ret)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	*ret = (struct vmstore_filestamp){
+		.present = true,
+		.dev = (uint64_t)st.st_dev,
+		.ino = (uint64_t)st.st_ino,
+		.size = (uint64_t)st.st_size,
+		.blocks = (uint64_t)st.st_blocks,
+		.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+		.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec,
+	};
+	return 0;
+}
+
+bool vmstore_filestamp_equal(const struct vmstore_filestamp *a, const struct vmstore_filestamp *b)
+{
+	return a->present && b->present && a->dev == b->dev && a->ino == b->ino &&
+	       a->size == b->size && a->blocks == b->blocks && a->mtime_ns == b->mtime_ns &&
+	       a->ctime_ns == b->ctime_ns;
+}
+
 const char *vmstore_identity_mismatch(const struct vmstore_identity *rec,
 				      const struct vmstore_identity *now)
 {
@@ -274,6 +299,79 @@ static int vmstore_get_time(struct vmstore_parser *p, json_object *o, const char
 	return 0;
 }
 
+/* Fields added after version 1: absent or null read as 0 / "". */
+static int vmstore_opt(struct vmstore_parser *p, json_object *o, const char *key, json_type type,
+		       json_object **ret)
+{
+	*ret = NULL;
+	if (!json_object_object_get_ex(o, key, ret))
+		return 0;
+	return vmstore_get(p, o, key, type, true, ret);
+}
+
+static int vmstore_opt_i64(struct vmstore_parser *p, json_object *o, const char *key, int64_t *ret)
+{
+	json_object *v;
+	int r = vmstore_opt(p, o, key, json_type_int, &v);
+
+	if (r < 0)
+		return r;
+	errno = 0;
+	*ret = v ? json_object_get_int64(v) : 0;
+	if (errno == ERANGE)
+		return vmstore_fail(p, "field \"%s\" is out of range", key);
+	return 0;
+}
+
+static int vmstore_opt_u64(struct vmstore_parser *p, json_object *o, const char *key, uint64_t *ret)
+{
+	int64_t x;
+	int r = vmstore_opt_i64(p, o, key, &x);
+
+	if (r < 0)
+		return r;
+	if (x < 0)
+		return vmstore_fail(p, "field \"%s\" is out of range", key);
+	*ret = (uint64_t)x;
+	return 0;
+}
+
+static int vmstore_opt_string(struct vmstore_parser *p, json_object *o, const char *key, char *buf,
+			      size_t len)
+{
+	json_object *v;
+	int r = vmstore_opt(p, o, key, json_type_string, &v);
+
+	buf[0] = 0;
+	if (r < 0 || !v)
+		return r;
+	if ((size_t)json_object_get_string_len(v) >= len)
+		return vmstore_fail(p, "field \"%s\" is too long", key);
+	memcpy(buf, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
+	return 0;
+}
+
+static int vmstore_parse_stamp(struct vmstore_parser *p, json_object *o, const char *key,
+			       struct vmstore_filestamp *ret)
+{
+	struct vmstore_filestamp st = {.present = true};
+	json_object *s;
+	int e;
+
+	*ret = (struct vmstore_filestamp){0};
+	if ((e = vmstore_opt(p, o, key, json_type_object, &s)) < 0 || !s)
+		return e;
+	if ((e = vmstore_get_u64(p, s, "dev", &st.dev)) < 0 ||
+	    (e = vmstore_get_u64(p, s, "ino", &st.ino)) < 0 ||
+	    (e = vmstore_get_u64(p, s, "size", &st.size)) < 0 ||
+	    (e = vmstore_get_u64(p, s, "blocks", &st.blocks)) < 0 ||
+	    (e = vmstore_opt_i64(p, s, "mtime_ns", &st.mtime_ns)) < 0 ||
+	    (e = vmstore_opt_i64(p, s, "ctime_ns", &st.ctime_ns)) < 0)
+		return e;
+	*ret = st;
+	return 0;
+}
+
 static int vmstore_parse_base(struct vmstore_parser *p, json_object *o, struct vmstore_record *r)
 {
 	json_object *b;
@@ -318,6 +416,19 @@ static int vmstore_parse_reclaim(struct vmstore_parser *p, json_object *o,
 	rc->exit_code = json_object_get_int(v);
 	if (json_object_object_get_ex(l, "seconds", &v) && v)
 		rc->seconds = json_object_get_double(v);
+	if ((e = vmstore_opt_u64(p, l, "zero_bytes", &rc->zero_bytes)) < 0 ||
+	    (e = vmstore_opt_u64(p, l, "fs_free_bytes", &rc->fs_free_bytes)) < 0 ||
+	    (e = vmstore_opt_u64(p, l, "mem_reclaimed_bytes", &rc->mem_reclaimed_bytes)) < 0 ||
+	    (e = vmstore_opt_u64(p, l, "bytes_read", &rc->bytes_read)) < 0 ||
+	    (e = vmstore_opt_string(p, l, "fs_aware", rc->fs_aware, sizeof(rc->fs_aware))) < 0 ||
+	    (e = vmstore_opt_string(p, l, "fs_aware_reason", rc->fs_aware_reason,
+				    sizeof(rc->fs_aware_reason))) < 0 ||
+	    (e = vmstore_opt_string(p, l, "error", rc->error, sizeof(rc->error))) < 0 ||
+	    (e = vmstore_parse_stamp(p, l, "cow_stamp", &rc->cow_stamp)) < 0 ||
+	    (e = vmstore_parse_stamp(p, l, "mem_stamp", &rc->mem_stamp)) < 0 ||
+	    (e = vmstore_opt(p, l, "interrupted", json_type_boolean, &v)) < 0)
+		return e;
+	rc->interrupted = v && json_object_get_boolean(v);
 	rc->present = true;
 	return 0;
 }
@@ -398,8 +509,11 @@ int vmstore_record_parse(const char *buf, size_t len, struct vmstore_record *ret
 	if ((e = vmstore_get_time(&p, o, "created", &r.created)) < 0 ||
 	    (e = vmstore_get_time(&p, o, "attached", &r.attached)) < 0 ||
 	    (e = vmstore_get_time(&p, o, "detached", &r.detached)) < 0 ||
-	    (e = vmstore_parse_reclaim(&p, o, &r.last_reclaim)) < 0)
+	    (e = vmstore_parse_reclaim(&p, o, &r.last_reclaim)) < 0 ||
+	    (e = vmstore_opt_string(&p, o, "mem_file", r.mem_path, sizeof(r.mem_path))) < 0)
 		return e;
+	if (r.mem_path[0] && r.mem_path[0] != '/')
+		return vmstore_fail(&p, "field \"mem_file\" is not an absolute path");
 	*ret = r;
 	return 0;
 }
@@ -412,6 +526,21 @@ static json_object *vmstore_time_json(time_t t)
 		return NULL;
 	vmstore_format_time(t, buf);
 	return json_object_new_string(buf);
+}
+
+static json_object *vmstore_stamp_json(const struct vmstore_filestamp *st)
+{
+	json_object *o;
+
+	if (!st->present || !(o = json_object_new_object()))
+		return NULL;
+	json_object_object_add(o, "dev", json_object_new_int64((int64_t)st->dev));
+	json_object_object_add(o, "ino", json_object_new_int64((int64_t)st->ino));
+	json_object_object_add(o, "size", json_object_new_int64((int64_t)st->size));
+	json_object_object_add(o, "blocks", json_object_new_int64((int64_t)st->blocks));
+	json_object_object_add(o, "mtime_ns", json_object_new_int64(st->mtime_ns));
+	json_object_object_add(o, "ctime_ns", json_object_new_int64(st->ctime_ns));
+	return o;
 }
 
 int vmstore_record_format(const struct vmstore_record *r, char **ret)
@@ -463,7 +592,24 @@ int vmstore_record_format(const struct vmstore_record *r, char **ret)
 		json_object_object_add(l, "allocated_after",
 				       json_object_new_int64((int64_t)rc->allocated_after));
 		json_object_object_add(l, "seconds", json_object_new_double(rc->seconds));
+		json_object_object_add(l, "zero_bytes",
+				       json_object_new_int64((int64_t)rc->zero_bytes));
+		json_object_object_add(l, "fs_free_bytes",
+				       json_object_new_int64((int64_t)rc->fs_free_bytes));
+		json_object_object_add(l, "mem_reclaimed_bytes",
+				       json_object_new_int64((int64_t)rc->mem_reclaimed_bytes));
+		json_object_object_add(l, "bytes_read",
+				       json_object_new_int64((int64_t)rc->bytes_read));
+		json_object_object_add(l, "fs_aware", json_object_new_string(rc->fs_aware));
+		json_object_object_add(l, "fs_aware_reason",
+				       json_object_new_string(rc->fs_aware_reason));
+		json_object_object_add(l, "interrupted", json_object_new_boolean(rc->interrupted));
+		json_object_object_add(l, "error", json_object_new_string(rc->error));
+		json_object_object_add(l, "cow_stamp", vmstore_stamp_json(&rc->cow_stamp));
+		json_object_object_add(l, "mem_stamp", vmstore_stamp_json(&rc->mem_stamp));
 	}
+	json_object_object_add(o, "mem_file",
+			       r->mem_path[0] ? json_object_new_string(r->mem_path) : NULL);
 	json_object_object_add(o, "last_reclaim", l);
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 						      JSON_C_TO_STRING_NOSLASHESCAPE);

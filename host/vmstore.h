@@ -11,8 +11,8 @@
  * The host-wide loop lock (/run/cowpunch.lock) serialises loop allocation and
  * the find-or-attach of shared base loops.
  */
-#ifndef COWPUNCH_AGENT_VMSTORE_H
-#define COWPUNCH_AGENT_VMSTORE_H
+#ifndef COWPUNCH_HOST_VMSTORE_H
+#define COWPUNCH_HOST_VMSTORE_H
 
 #include <limits.h>
 #include <stdbool.h>
@@ -36,14 +36,34 @@ struct vmstore_identity {
 	char fingerprint[VMSTORE_FINGERPRINT_LEN + 1];
 };
 
+/*
+ * What "unchanged since the last reclaim" compares of a file: a file rewritten,
+ * grown, written into or replaced differs in at least one field.
+ */
+struct vmstore_filestamp {
+	bool present;
+	uint64_t dev, ino, size, blocks; /* blocks: st_blocks (512-byte units) */
+	int64_t mtime_ns, ctime_ns;
+};
+
 struct vmstore_reclaim {
 	bool present;
 	time_t time;
-	int exit_code;
-	uint64_t reclaimed_bytes;
+	int exit_code; /* the exit status of `cowpunch reclaim ID` (host_exit_status()) */
+	uint64_t reclaimed_bytes; /* the COW's st_blocks drop: zero_bytes + fs_free_bytes */
 	uint64_t allocated_before;
 	uint64_t allocated_after;
 	double seconds;
+	/* Fields added later: 0, "" or not present in an older record. */
+	uint64_t zero_bytes;	      /* given back from zero chunks of the COW */
+	uint64_t fs_free_bytes;	      /* given back from fs-free chunks of the COW */
+	uint64_t mem_reclaimed_bytes; /* given back from the memory file */
+	uint64_t bytes_read;	      /* data bytes read (COW + memory file) */
+	char fs_aware[16];	      /* "" (not asked), "done", "refused" */
+	char fs_aware_reason[256];    /* why refused */
+	bool interrupted;	      /* stopped by a signal part-way (the store is valid) */
+	char error[256];	      /* what failed, "" when exit_code is 0 */
+	struct vmstore_filestamp cow_stamp, mem_stamp; /* the files right after the reclaim */
 };
 
 struct vmstore_record {
@@ -57,8 +77,9 @@ struct vmstore_record {
 	enum loopdev_dio cow_dio; /* options.cow_direct_io; a record without it: auto */
 	int cow_dio_active;	  /* direct I/O at the last attach: 1, 0, or -1 (not known) */
 	time_t created;
-	time_t attached; /* last successful attach, 0 = never */
-	time_t detached; /* last successful detach, 0 = never */
+	time_t attached;	 /* last successful attach, 0 = never */
+	time_t detached;	 /* last successful detach, 0 = never */
+	char mem_path[PATH_MAX]; /* the VM's memory snapshot file (absolute), "" = none */
 	struct vmstore_reclaim last_reclaim;
 };
 
@@ -91,6 +112,12 @@ int vmstore_identity_read_fd(int fd, struct vmstore_identity *ret);
  */
 const char *vmstore_identity_mismatch(const struct vmstore_identity *rec,
 				      const struct vmstore_identity *now);
+
+/* stat(path) into *ret (present = true).  0, -ENOENT when missing, -errno. */
+int vmstore_filestamp_read(const char *path, struct vmstore_filestamp *ret);
+
+/* Every field equal, and both present. */
+bool vmstore_filestamp_equal(const struct vmstore_filestamp *a, const struct vmstore_filestamp *b);
 
 /*
  * Parses a record (no I/O).  Returns 0 and fills *ret, or -EBADMSG with a

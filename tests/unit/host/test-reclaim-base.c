@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * `cowpunch reclaim --fs-aware ID`: the base image whose recorded identity is
- * checked must be the one that is read.  open() is wrapped at link time
+ * host_reclaim_vm() with fs_aware (`cowpunch reclaim --fs-aware ID`): the base
+ * image whose recorded identity is checked must be the one that is read.  open() is wrapped at link time
  * (test-reclaim-base.ldflags): right after the base's path is first opened, the
  * path is renamed over with a wrong base, as a host tool replacing the image would.
  * Whatever opens the path again from then on gets the wrong base.
@@ -25,39 +25,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include <json-c/json.h>
-
-#include "agent/agent.h"
-#include "agent/vmstore.h"
+#include "host/reclaimcow.h"
+#include "host/vmstore.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "tests/unit/helpers/fsimg.h"
 #include "tests/unit/helpers/storegen.h"
-
-/* What agent/main.c provides to the subcommands. */
-bool agent_json;
-
-void agent_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("cowpunch: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-void agent_print_json(struct json_object *o, int flags)
-{
-	puts(json_object_to_json_string_ext(o, flags));
-	json_object_put(o);
-}
-
-int agent_exit_code(int neg_errno)
-{
-	return neg_errno == -EBADMSG ? EXIT_INVALID : neg_errno ? EXIT_RUNTIME : EXIT_OK;
-}
 
 /* The swap: after the first open of swap_path succeeds, swap_with is renamed over it. */
 static char swap_path[300], swap_with[300];
@@ -109,7 +82,12 @@ static void test_identity_on_the_read_fd(void **state)
 	uint8_t before[32], after[32];
 	int64_t blocks_before, blocks_after;
 	struct vmstore_record rec;
-	char *argv[] = {"reclaim", "--fs-aware", "--state-dir", st, "vm1", NULL};
+	struct host_reclaim_request req = {.fs_aware = true, .base_fd = -1};
+	struct host_error err = {""};
+	struct reclaim_report rep;
+	struct fsaware_result fs;
+	struct vm vm;
+	bool is_vm = false;
 
 	if (!fsimg_tools_present()) {
 		print_message("skipped: mkfs.ext4, debugfs or e2fsck missing (e2fsprogs)\n");
@@ -154,7 +132,11 @@ static void test_identity_on_the_read_fd(void **state)
 	sha256_file(cow, before, &blocks_before);
 	snprintf(swap_path, sizeof(swap_path), "%s", base);
 	snprintf(swap_with, sizeof(swap_with), "%s", wrong);
-	assert_int_equal(cmd_reclaim(5, argv), EXIT_OK);
+	assert_int_equal(vm_open_for_reclaim(st, "vm1", &vm, &is_vm, &err), 0);
+	assert_true(is_vm);
+	if (host_reclaim_vm(&vm, &req, &rep, &fs, NULL, &err) != 0)
+		fail_msg("host_reclaim_vm: %s", err.msg);
+	vm_close(&vm);
 	swap_path[0] = 0;
 	/* The swap happened, and nothing of the rewritten file was punched. */
 	assert_int_equal(access(wrong, F_OK), -1);
