@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -60,8 +59,7 @@ struct span {
 	uint32_t n;
 	bool piece;  /* io covers part of chunk `first` (chunk larger than a read) */
 	bool last;   /* ... and it is that chunk's last piece */
-	bool cached; /* taken from the page cache (it was all there already) */
-	void *map;   /* when cached: the span mapped from the cache (else NULL: in io.buf) */
+	bool cached; /* copied from the page cache (it was all there already) */
 	uint8_t want[SPAN_MAX_CHUNKS / 8]; /* chunks of the span to judge; others are ignored */
 };
 
@@ -73,8 +71,7 @@ struct scan {
 	struct reclaim_engine eng;
 	bool direct;   /* fd has O_DIRECT */
 	int cached_fd; /* buffered fd on the same file for spans already in the page cache, or -1 */
-	long page_size;
-	uint64_t cb; /* chunk bytes */
+	uint64_t cb;   /* chunk bytes */
 	uint64_t read_bytes, gap_bytes;
 
 	/* planner */
@@ -397,19 +394,10 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
 	return coalesce(s, &s->zero_co, c);
 }
 
-static void span_unmap(struct span *sp)
-{
-	if (sp->map) {
-		munmap(sp->map, sp->io.len);
-		sp->map = NULL;
-	}
-}
-
 /* Retires a completed read: judges its chunks in order. */
 static int retire(struct scan *s, struct span *sp)
 {
-	const char *buf = sp->map ? sp->map : sp->io.buf;
-	uint8_t zero[SPAN_MAX_CHUNKS / 8];
+	const char *buf = sp->io.buf;
 	int r;
 
 	if (sp->io.res != (int32_t)sp->io.len) {
@@ -428,39 +416,30 @@ static int retire(struct scan *s, struct span *sp)
 		posix_fadvise(s->fd, (off_t)sp->io.off, (off_t)sp->io.len, POSIX_FADV_DONTNEED);
 	if (sp->piece) {
 		s->big_zero = s->big_zero && util_is_zero(buf, sp->io.len);
-		span_unmap(sp);
 		if (!sp->last)
 			return 0;
 		r = judge_chunk(s, sp->first, s->big_zero);
 		s->big_zero = true;
 		return r;
 	}
-	/*
-	 * Judge every chunk first and unmap the span before any of its chunks is
-	 * punched: a punch of pages still mapped here would have to unmap them from
-	 * this process itself, with a TLB flush across CPUs.
-	 */
-	memset(zero, 0, sizeof(zero));
-	for (uint32_t i = 0; i < sp->n; i++)
-		if ((sp->want[i >> 3] & (1u << (i & 7))) &&
-		    util_is_zero(buf + (uint64_t)i * s->cb, s->cb))
-			zero[i >> 3] |= (uint8_t)(1u << (i & 7));
-	span_unmap(sp);
 	r = 0;
 	for (uint32_t i = 0; i < sp->n && r >= 0; i++)
 		if (sp->want[i >> 3] & (1u << (i & 7)))
-			r = judge_chunk(s, sp->first + i, zero[i >> 3] & (1u << (i & 7)));
+			r = judge_chunk(s, sp->first + i,
+					util_is_zero(buf + (uint64_t)i * s->cb, s->cb));
 	return r;
 }
 
 /*
  * A span whose pages are all in the page cache already (the file was just
- * written or read) is taken from there: no device I/O, and nothing is evicted
+ * written or read) is copied from there: no device I/O, and nothing is evicted
  * since nothing new is cached.  cachestat(2) tells without touching the pages;
- * on kernels without it (ENOSYS) every span goes to the engine.  The span is
- * mapped (read-only, shared) rather than copied, so the zero test reads the
- * cached pages in place, and a chunk with data costs its first bytes only;
- * where the mapping fails it is copied.  Returns true when sp was read here.
+ * on kernels without it (ENOSYS) every span goes to the engine.  The copy is
+ * a pread(2), not a mapping: a mapped page that goes away (the file cut short
+ * by another process, or a page evicted since cachestat and then failing to
+ * read) is a SIGBUS, where pread comes back short or with an error, and the
+ * span then goes to the engine, which reports it.  Returns true when sp was
+ * read here.
  */
 static bool read_from_cache(struct scan *s, struct span *sp)
 {
@@ -474,18 +453,9 @@ static bool read_from_cache(struct scan *s, struct span *sp)
 		s->cached_fd = -1; /* never mind: s->cached_fd is closed by reclaim_run */
 	if (r <= 0)
 		return false;
-	if (sp->io.off % (uint64_t)s->page_size == 0) {
-		void *m = mmap(NULL, sp->io.len, PROT_READ, MAP_SHARED, s->cached_fd,
-			       (off_t)sp->io.off);
-
-		if (m != MAP_FAILED)
-			sp->map = m;
-	}
-	if (!sp->map) {
-		n = util_pread_full(s->cached_fd, sp->io.buf, sp->io.len, sp->io.off);
-		if (n != (ssize_t)sp->io.len)
-			return false;
-	}
+	n = util_pread_full(s->cached_fd, sp->io.buf, sp->io.len, sp->io.off);
+	if (n != (ssize_t)sp->io.len)
+		return false;
 	sp->io.res = (int32_t)sp->io.len;
 	sp->io.done = true;
 	sp->cached = true;
@@ -594,7 +564,6 @@ static bool scan_quiesce(struct scan *s)
 				return false;
 			continue;
 		}
-		span_unmap(&s->spans[s->head]);
 		s->head = (s->head + 1) % s->depth;
 		s->inflight--;
 	}
@@ -748,7 +717,6 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	reclaim_coalescer_set_holes(&s.later_co, gap_is_hole, &s);
 
 	s.cached_fd = -1;
-	s.page_size = sysconf(_SC_PAGESIZE);
 	if (s.direct) {
 		char path[64];
 

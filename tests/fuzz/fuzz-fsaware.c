@@ -34,7 +34,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Returns 1 when fsaware_scan() finished (accepted the file system), 0 when not. */
+static int fuzz_one(const uint8_t *data, size_t size)
 {
 	struct mergedview_list list = {0};
 	struct mergedview *mv = NULL;
@@ -42,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *bm = NULL;
 	uint64_t chunks = size / FUZZ_CHUNK, bits = 0;
 	unsigned flags = 0;
-	int fd, r;
+	int fd, r, accepted = 0;
 
 	if (size > FUZZ_MAX_INPUT)
 		return 0;
@@ -93,11 +94,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (bits != res.fs_free_chunks)
 		abort();
+	accepted = 1;
 out:
 	free(bm);
 	mergedview_free(mv);
 	mergedview_list_free(&list);
 	close(fd);
+	return accepted;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fuzz_one(data, size);
 	return 0;
 }
 
@@ -105,6 +113,6 @@ out:
 /* Replays each file named on the command line. */
 int main(int argc, char **argv)
 {
-	return fuzz_replay_main(argc, argv, "fuzz-fsaware", FUZZ_MAX_INPUT, LLVMFuzzerTestOneInput);
+	return fuzz_replay_main(argc, argv, "fuzz-fsaware", FUZZ_MAX_INPUT, fuzz_one);
 }
 #endif

@@ -2,18 +2,23 @@
 /*
  * The replay main() of every fuzz target (tests/fuzz/README.md): without libFuzzer
  * a target is a plain program that feeds each file named on its command line to
- * its LLVMFuzzerTestOneInput, so any crash reproduces under `make check`.
+ * the target, so any crash reproduces under `make check`, and checks that the
+ * target accepts exactly the inputs named valid-*.
  */
 #ifndef COWPUNCH_TESTS_HELPERS_FUZZREPLAY_H
 #define COWPUNCH_TESTS_HELPERS_FUZZREPLAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /*
  * Reads each of argv[1..argc) (up to max + 1 bytes, so the target sees oversized
- * inputs as such) and calls one(data, size).  Returns 0, or 1 when a file
- * cannot be read (named on stderr with name).
+ * inputs as such) and calls one(data, size), which returns 1 when the target
+ * accepted the input and 0 when it refused it (and aborts on a broken
+ * invariant).  A file named valid-* must be accepted, any other refused.
+ * Returns 0; 1 when a file cannot be read or an input's verdict does not match
+ * its name (each named on stderr with name).
  */
 int fuzz_replay_main(int argc, char **argv, const char *name, size_t max,
 		     int (*one)(const uint8_t *data, size_t size));
