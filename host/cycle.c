@@ -24,6 +24,20 @@
 #include "host/vm.h"
 #include "reclaim/sparsify.h"
 
+/* Copies prefix and msg into dst (size n), cut to fit: reasons come from errors of any length. */
+static void cycle_copy(char *dst, size_t n, const char *prefix, const char *msg)
+{
+	size_t p = strlen(prefix), m = strlen(msg);
+
+	if (p > n - 1)
+		p = n - 1;
+	if (m > n - 1 - p)
+		m = n - 1 - p;
+	memcpy(dst, prefix, p);
+	memcpy(dst + p, msg, m);
+	dst[p + m] = '\0';
+}
+
 /* ---- the shared token bucket ---- */
 
 struct cycle_throttle {
@@ -226,8 +240,8 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 		if (r == HOST_RECLAIM_REFUSED || r == -ESTALE) {
 			/* Unsafe to trust the guest's bitmaps, or the base changed: zeros only. */
 			out->fs_aware_refused = true;
-			snprintf(out->reason, sizeof(out->reason), "fs-aware refused: %s",
-				 r == -ESTALE ? ferr.msg : fs.reason);
+			cycle_copy(out->reason, sizeof(out->reason),
+				   "fs-aware refused: ", r == -ESTALE ? ferr.msg : fs.reason);
 			req.fs_aware = false;
 			r = host_reclaim_vm(v, &req, &rep, NULL, &serr, &err);
 		} else
@@ -242,14 +256,14 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 		out->result = out->fs_aware_refused ? METRICS_RESULT_REFUSED : METRICS_RESULT_OK;
 	} else if (r == -EBADMSG) {
 		out->result = METRICS_RESULT_REFUSED;
-		snprintf(out->reason, sizeof(out->reason), "%s", err.msg);
+		cycle_copy(out->reason, sizeof(out->reason), "", err.msg);
 	} else if (r == -EWOULDBLOCK || r == -EBUSY) {
 		out->result = METRICS_RESULT_BUSY;
-		snprintf(out->reason, sizeof(out->reason), "%s", err.msg);
+		cycle_copy(out->reason, sizeof(out->reason), "", err.msg);
 	} else {
 		out->result = METRICS_RESULT_FAILED;
 		out->interrupted = r == -ECANCELED;
-		snprintf(out->reason, sizeof(out->reason), "%s", err.msg);
+		cycle_copy(out->reason, sizeof(out->reason), "", err.msg);
 	}
 
 	/* The memory file, once the COW is done (not after a refusal to touch the VM at all). */
@@ -258,7 +272,7 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 		if (mr < 0) {
 			out->result = METRICS_RESULT_FAILED;
 			out->interrupted = mr == -ECANCELED;
-			snprintf(out->reason, sizeof(out->reason), "%s", err.msg);
+			cycle_copy(out->reason, sizeof(out->reason), "", err.msg);
 		}
 	} else if (o->stop && *o->stop && v->rec.mem_path[0])
 		out->interrupted = true;
@@ -275,8 +289,8 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 	l->time = time(NULL);
 	if (out->fs_aware_refused) {
 		snprintf(l->fs_aware, sizeof(l->fs_aware), "refused");
-		snprintf(l->fs_aware_reason, sizeof(l->fs_aware_reason), "%s",
-			 out->reason + strlen("fs-aware refused: "));
+		cycle_copy(l->fs_aware_reason, sizeof(l->fs_aware_reason), "",
+			   out->reason + strlen("fs-aware refused: "));
 	}
 	l->mem_reclaimed_bytes = out->reclaimed[METRICS_KIND_MEM_ZERO];
 	l->bytes_read = out->scanned_bytes;
@@ -293,7 +307,7 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 	l->mem_stamp = mem;
 	if (vm_save(v, &err) < 0 && out->result != METRICS_RESULT_FAILED) {
 		out->result = METRICS_RESULT_FAILED;
-		snprintf(out->reason, sizeof(out->reason), "%s", err.msg);
+		cycle_copy(out->reason, sizeof(out->reason), "", err.msg);
 	}
 }
 
@@ -453,7 +467,7 @@ static int cycle_visit(const struct cycle_opts *o, const char *id, struct vm *v,
 	snprintf(vm->id, sizeof(vm->id), "%s", id);
 	r = vm_open(o->state, id, false, v, &err);
 	if (r < 0) {
-		snprintf(vm->reason, sizeof(vm->reason), "%s", err.msg);
+		cycle_copy(vm->reason, sizeof(vm->reason), "", err.msg);
 		return 0;
 	}
 	cycle_sizes(v, vm, &cow, &mem);
@@ -473,7 +487,7 @@ static int cycle_visit(const struct cycle_opts *o, const char *id, struct vm *v,
 		vm->attached = r == 1;
 		vm->result = r == 1 ? METRICS_RESULT_ATTACHED : METRICS_RESULT_FAILED;
 		if (r < 0)
-			snprintf(vm->reason, sizeof(vm->reason), "%s", err.msg);
+			cycle_copy(vm->reason, sizeof(vm->reason), "", err.msg);
 		vm_close(v);
 		return 0;
 	}
