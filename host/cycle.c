@@ -186,6 +186,9 @@ static void cycle_split(const struct reclaim_report *rep, uint64_t *zero, uint64
 {
 	uint64_t z = rep->zero_chunks * rep->chunk_bytes;
 
+	/* No fs-free chunk: all of it is zeros (an extent block freed too is not "fs-free"). */
+	if (!rep->fs_free_chunks)
+		z = rep->reclaimed_bytes;
 	*zero = rep->reclaimed_bytes < z ? rep->reclaimed_bytes : z;
 	*fs_free = rep->reclaimed_bytes - *zero;
 }

@@ -42,7 +42,10 @@ cat "$OUT/agent.log"
 after=$((($(blocks "$COWPUNCH_STATE_DIR/sleeper/cow") + $(blocks "$mem")) * 512))
 drop=$((before - after))
 log "sleeper: $before -> $after bytes ($drop given back)"
-[ "$drop" -ge $(((12 + 4 + 4) << 20)) ] || fail "sleeper gave back $drop < 20 MiB (12 deleted, 4 zeros, 4 of memory)"
+# 12 MiB deleted, 4 MiB of zeros, 4 MiB of memory zeros; less a few ext4 extent-tree blocks the
+# punches may cost the COW file (the drop is st_blocks, which counts them).
+[ "$drop" -ge $((((12 + 4 + 4) << 20) - (64 << 10))) ] ||
+	fail "sleeper gave back $drop < 20 MiB - 64 KiB (12 deleted, 4 zeros, 4 of memory)"
 assert_eq "$drop" "$(sum "$OUT/agent.prom" cowpunch_reclaimed_bytes_total)" "metrics = st_blocks drop"
 assert_eq 1 "$(sum "$OUT/agent.prom" 'cowpunch_reclaims_total{result="attached"}')" "one attached VM skipped"
 assert_eq 1 "$(sum "$OUT/agent.prom" 'cowpunch_reclaims_total{result="ok"}')" "one VM reclaimed"
