@@ -444,7 +444,10 @@ static void lo_scan_vm_dir(const char *state, const char *id, bool fix, struct d
 	}
 }
 
-/* STATE/.doctor/selftest-PID-*: scratch folders of self-tests killed before their clean-up. */
+/*
+ * STATE/.doctor/selftest-PID-* and fscheck-PID: scratch folders and files of
+ * doctors killed before their clean-up.
+ */
 static void lo_scan_selftests(const char *state, bool fix, struct doctor_check *c)
 {
 	_cleanup_free_ char *ddir = NULL;
@@ -461,6 +464,24 @@ static void lo_scan_selftests(const char *state, bool fix, struct doctor_check *
 		bool busy = false;
 		long pid;
 
+		if (strncmp(de->d_name, "fscheck-", 8) == 0) {
+			/* The file system checks' scratch file of a doctor killed meanwhile. */
+			pid = strtol(de->d_name + 8, NULL, 10);
+			if (doctor_pid_alive(pid))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", ddir, de->d_name);
+			it = doctor_add_item(c, "selftest", path);
+			if (!it)
+				continue;
+			it->fixable = true;
+			snprintf(it->detail, sizeof(it->detail),
+				 "the scratch file of a doctor (process %ld) that is gone", pid);
+			if (fix && unlink(path) < 0)
+				snprintf(it->error, sizeof(it->error), "%s", strerror(errno));
+			else if (fix)
+				it->fixed = true;
+			continue;
+		}
 		if (strncmp(de->d_name, "selftest-", 9) != 0)
 			continue;
 		pid = strtol(de->d_name + 9, NULL, 10);

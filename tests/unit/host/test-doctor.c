@@ -244,11 +244,13 @@ static void test_locks(void **state)
 	put_file(path, "");
 	snprintf(path, sizeof(path), "%s/.doctor/selftest-%ld-abc/cow", dir, (long)getpid());
 	put_file(path, "");
+	snprintf(path, sizeof(path), "%s/.doctor/fscheck-999999999", dir);
+	put_file(path, "x");
 
 	doctor_check_locks(dir, false, &c);
 	assert_string_equal(c.name, "stale-locks");
 	assert_int_equal(c.status, DOCTOR_WARNING);
-	assert_int_equal(c.nitems, 4);
+	assert_int_equal(c.nitems, 5);
 	snprintf(path, sizeof(path), "%s/vm1/vm.json.tmp.999999999", dir);
 	assert_non_null(item(&c, path));
 	assert_string_equal(item(&c, path)->kind, "temp");
@@ -263,7 +265,7 @@ static void test_locks(void **state)
 
 	doctor_check_locks(dir, true, &c);
 	assert_int_equal(c.status, DOCTOR_OK);
-	assert_int_equal(c.nitems, 4);
+	assert_int_equal(c.nitems, 5);
 	for (unsigned i = 0; i < c.nitems; i++)
 		assert_true(c.items[i].fixed);
 	free_check(&c);
@@ -271,6 +273,7 @@ static void test_locks(void **state)
 	assert_false(exists("%s/half", dir));
 	assert_false(exists("%s/vm1/vm.json.tmp.999999999", dir));
 	assert_false(exists("%s/.doctor/selftest-999999999-abc", dir));
+	assert_false(exists("%s/.doctor/fscheck-999999999", dir));
 	/* What is in use or explained stays. */
 	assert_true(exists("%s/vm1/vm.json", dir));
 	assert_true(exists("%s/vm1/lock", dir));
