@@ -169,6 +169,13 @@ static int dt_teardown(struct dt *t)
 		r = e;
 	loopdev_close(&t->cow_lo);
 	loopdev_close(&t->origin_lo);
+	if (r < 0) {
+		/* The tables still hold the loops: keep their files for doctor --fix to find. */
+		free(t->dir);
+		free(t->origin_path);
+		free(t->cow_path);
+		return r;
+	}
 	dt_wait_loop_gone(t->cow_path);
 	dt_wait_loop_gone(t->origin_path);
 	if (t->cow_path && unlink(t->cow_path) < 0 && errno != ENOENT && !r)
