@@ -7,7 +7,8 @@
 # record) over a second such loop, a dead doctor's self-test device, overlay-busy (no record,
 # held open), a loop held open by this shell, a stale lock of a VM that does not exist and a
 # temp record of a dead writer.  `doctor --fix` removes exactly the unused ones; the held ones
-# stay until released; the attached VM keeps working with its sha256 unchanged.
+# stay until released; the attached VM keeps working with its sha256 unchanged.  Like 04, this
+# fails if a kernel stops corrupting: then docs/kernel-facts.md needs updating.
 need_cowpunch doctor create detach attach destroy status
 export COWPUNCH_STATE_DIR=$WORK/state
 S=$COWPUNCH_STATE_DIR
