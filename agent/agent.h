@@ -129,6 +129,8 @@ int cmd_status(int argc, char **argv);
 void cmd_status_help(FILE *out);
 int cmd_set(int argc, char **argv);
 void cmd_set_help(FILE *out);
+int cmd_doctor(int argc, char **argv);
+void cmd_doctor_help(FILE *out);
 
 /* What `cowpunch reclaim` does to one COW file, whoever resolved the paths. */
 struct agent_reclaim_request {

@@ -15,7 +15,8 @@
 void cmd_create_help(FILE *out)
 {
 	fputs("Usage: cowpunch create ID --base IMAGE --size SIZE [--chunk-size SIZE] [--discard]\n"
-	      "                       [--cow-direct-io auto|on|off] [--mem-file PATH] [--json]\n"
+	      "                       [--unsafe-discard] [--cow-direct-io auto|on|off]\n"
+	      "                       [--mem-file PATH] [--json]\n"
 	      "                       [--state-dir DIR]\n"
 	      "\n"
 	      "Creates VM ID's disk and attaches it: a sparse COW file and a record in\n"
@@ -43,7 +44,12 @@ void cmd_create_help(FILE *out)
 	      "                     (default 4K: the finest granularity for reclaim)\n"
 	      "  --discard          pass guest discards to the COW file (discard_zeroes_cow).\n"
 	      "                     Risky: current kernels corrupt other chunks on a discard\n"
-	      "                     not aligned to the chunk size.  Only with 4K chunks.\n"
+	      "                     not aligned to the chunk size.  Only with 4K chunks, and\n"
+	      "                     only where 'cowpunch doctor' has run on the running kernel\n"
+	      "                     and found its discards safe (refused otherwise)\n"
+	      "  --unsafe-discard   like --discard, without asking doctor's result: for\n"
+	      "                     reproducing the kernel bug on a test machine; corrupts\n"
+	      "                     guest data on affected kernels\n"
 	      "  --cow-direct-io auto|on|off\n"
 	      "                     whether the COW file's loop device does direct I/O\n"
 	      "                     (O_DIRECT: the guest's writes are not cached a second\n"
@@ -61,8 +67,9 @@ void cmd_create_help(FILE *out)
 	fputs("\n"
 	      "Exit status:\n"
 	      "  0  created and attached\n"
-	      "  1  runtime error (I/O, device-mapper, the VM exists already, or a COW\n"
-	      "     file without a record is in the way)\n"
+	      "  1  runtime error (I/O, device-mapper, the VM exists already, a COW\n"
+	      "     file without a record is in the way, or --discard refused: no passing\n"
+	      "     discard self-test of 'cowpunch doctor' for the running kernel)\n"
 	      "  2  usage error (bad ID, size or option; --mem-file naming the base image or\n"
 	      "     the COW file)\n"
 	      "  4  the VM is locked by another cowpunch command\n"
@@ -111,6 +118,7 @@ int cmd_create(int argc, char **argv)
 		{"size", required_argument, NULL, 's'},
 		{"chunk-size", required_argument, NULL, 'c'},
 		{"discard", no_argument, NULL, 'd'},
+		{"unsafe-discard", no_argument, NULL, 'U'},
 		{"cow-direct-io", required_argument, NULL, 'D'},
 		{"mem-file", required_argument, NULL, 'm'},
 		{"json", no_argument, NULL, 'j'},
@@ -121,7 +129,7 @@ int cmd_create(int argc, char **argv)
 	_cleanup_free_ char *base_real = NULL, *mem = NULL;
 	const char *mem_opt = NULL;
 	uint64_t size, chunk;
-	bool discard = false, json = false;
+	bool discard = false, unchecked = false, json = false;
 	enum loopdev_dio dio = LOOPDEV_DIO_AUTO;
 	struct host_error err = {""};
 	struct vm_create_spec spec;
@@ -142,6 +150,9 @@ int cmd_create(int argc, char **argv)
 			break;
 		case 'd':
 			discard = true;
+			break;
+		case 'U':
+			discard = unchecked = true;
 			break;
 		case 'D':
 			if (vmstore_dio_parse(optarg, &dio) < 0) {
@@ -240,6 +251,7 @@ int cmd_create(int argc, char **argv)
 		.virt_bytes = size,
 		.chunk_bytes = chunk,
 		.discard = discard,
+		.discard_unchecked = unchecked,
 		.cow_dio = dio,
 		.mem_path = mem,
 	};

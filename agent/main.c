@@ -30,6 +30,8 @@ static const struct agent_command commands[] = {
 	{"status", "show one VM: attached, sizes, COW use, last reclaim", cmd_status,
 	 cmd_status_help},
 	{"set", "change a VM's record: its memory snapshot file", cmd_set, cmd_set_help},
+	{"doctor", "check the host: device-mapper, the discard self-test, io_uring, leftovers",
+	 cmd_doctor, cmd_doctor_help},
 	{"agent", "reclaim every hibernated VM periodically; serve metrics", cmd_agent,
 	 cmd_agent_help},
 	{"version", "print the version", cmd_version, cmd_version_help},

@@ -335,3 +335,60 @@ int dmops_dev_deps(const char *name, uint64_t *ret_devs, unsigned max)
 		ret_devs[i] = deps->device[i];
 	return (int)n;
 }
+
+int dmops_target_versions(struct dmops_target_version *ret, unsigned max, char *ret_driver,
+			  size_t len)
+{
+	_cleanup_dm_task_ struct dm_task *t = dmops_task(DM_DEVICE_LIST_VERSIONS, NULL);
+	struct dm_versions *v;
+	unsigned n = 0;
+	uint32_t next;
+
+	if (!t)
+		return -ENOMEM;
+	if (!dm_task_run(t))
+		return dmops_task_errno(t);
+	if (ret_driver && len && !dm_task_get_driver_version(t, ret_driver, len))
+		ret_driver[0] = '\0';
+	v = dm_task_get_versions(t);
+	if (!v)
+		return -EIO;
+	do {
+		if (n < max) {
+			snprintf(ret[n].name, sizeof(ret[n].name), "%s", v->name);
+			memcpy(ret[n].version, v->version, sizeof(ret[n].version));
+		}
+		n++;
+		next = v->next;
+		v = (struct dm_versions *)((char *)v + next);
+	} while (next);
+	return (int)n;
+}
+
+int dmops_list_devices(struct dmops_name *ret, unsigned max)
+{
+	_cleanup_dm_task_ struct dm_task *t = dmops_task(DM_DEVICE_LIST, NULL);
+	struct dm_names *names;
+	unsigned n = 0;
+	uint32_t next;
+
+	if (!t)
+		return -ENOMEM;
+	if (!dm_task_run(t))
+		return dmops_task_errno(t);
+	names = dm_task_get_names(t);
+	if (!names)
+		return -EIO;
+	if (!names->dev)
+		return 0; /* no devices */
+	do {
+		if (n < max) {
+			snprintf(ret[n].name, sizeof(ret[n].name), "%s", names->name);
+			ret[n].dev = names->dev;
+		}
+		n++;
+		next = names->next;
+		names = (struct dm_names *)((char *)names + next);
+	} while (next);
+	return (int)n;
+}

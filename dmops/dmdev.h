@@ -11,6 +11,7 @@
 #define COWPUNCH_DMOPS_DMDEV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dmops/table.h"
@@ -32,6 +33,18 @@ struct dmops_snapshot_status {
 	uint64_t used_sectors;	/* header + metadata + data */
 	uint64_t total_sectors; /* size of the COW device */
 	uint64_t metadata_sectors;
+};
+
+/* A device-mapper target the kernel has loaded, and its version. */
+struct dmops_target_version {
+	char name[32];
+	uint32_t version[3];
+};
+
+/* A device-mapper device: its name and device number (makedev()). */
+struct dmops_name {
+	char name[128];
+	uint64_t dev;
 };
 
 /* Where udev control lives ("/run/udev/control"; tests point elsewhere). */
@@ -95,5 +108,21 @@ int dmops_dev_snapshot_status(const char *name, struct dmops_snapshot_status *re
  * most max, as makedev() values).  Returns the count or -errno.
  */
 int dmops_dev_deps(const char *name, uint64_t *ret_devs, unsigned max);
+
+/*
+ * The targets the kernel has loaded (DM_DEVICE_LIST_VERSIONS): a target whose
+ * module is not loaded yet is not listed (the kernel loads it on the first
+ * table that names it).  Copies at most max into ret and writes the driver's
+ * version ("4.48.0") into ret_driver (len bytes, may be NULL).  Returns how
+ * many targets there are (may exceed max) or -errno.
+ */
+int dmops_target_versions(struct dmops_target_version *ret, unsigned max, char *ret_driver,
+			  size_t len);
+
+/*
+ * Every device-mapper device (DM_DEVICE_LIST).  Copies at most max into ret;
+ * returns how many there are (may exceed max) or -errno.
+ */
+int dmops_list_devices(struct dmops_name *ret, unsigned max);
 
 #endif

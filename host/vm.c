@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "dmops/table.h"
+#include "host/doctor.h"
 #include "host/vm.h"
 
 /* The discard tail: large enough for any VM, costs nothing (sparse). */
@@ -489,6 +490,12 @@ int vm_create(const char *state, const char *id, const struct vm_create_spec *sp
 	r = vm_check_id(id, err);
 	if (r < 0)
 		return r;
+	/* Before anything is made: a refused create leaves nothing behind. */
+	if (spec->discard && !spec->discard_unchecked) {
+		r = doctor_discard_allowed(state, err);
+		if (r < 0)
+			return r;
+	}
 	r = vmstore_mkdir(state);
 	if (r < 0) {
 		host_seterr(err, "%s: %s", state, strerror(-r));

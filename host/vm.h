@@ -69,6 +69,11 @@ struct vm_create_spec {
 	uint64_t virt_bytes;
 	uint64_t chunk_bytes;
 	bool discard;
+	/*
+	 * With discard: skip the discard self-test's verdict (doctor_discard_allowed()),
+	 * which is otherwise required.  For reproducing the kernel bug in tests.
+	 */
+	bool discard_unchecked;
 	enum loopdev_dio cow_dio;
 	const char *mem_path; /* the memory snapshot file (vm_mem_path()'s), or NULL */
 };
@@ -107,8 +112,10 @@ int vm_set_mem_path(struct vm *v, const char *path, struct host_error *err);
 
 /*
  * Creates VM id in state and attaches it: the create marker, the sparse COW
- * file, the record (one rename), then vm_attach().  On failure nothing is left
- * behind.  Returns 0 with *ret open and locked (vm_close() it) and *ret_att
+ * file, the record (one rename), then vm_attach().  With spec->discard, first
+ * asks the kept discard self-test result (doctor_discard_allowed(): -EPERM when
+ * it does not say safe) unless spec->discard_unchecked.  On failure nothing is
+ * left behind.  Returns 0 with *ret open and locked (vm_close() it) and *ret_att
  * filled; -EWOULDBLOCK when locked, -EEXIST when the VM exists or a COW file
  * without a record is in the way, vm_attach()'s errors, or -errno.
  */

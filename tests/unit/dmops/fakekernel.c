@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "dmops/loopdev.h"
@@ -587,6 +588,16 @@ int __wrap_dm_task_run(struct dm_task *dmt)
 		}
 		d->exists = false;
 		return 1;
+	case DM_DEVICE_LIST:
+		return 1;
+	case DM_DEVICE_DEPS:
+		if (!d) {
+			t->err = ENXIO;
+			return 0;
+		}
+		t->ntargets = d->ntargets;
+		memcpy(t->t, d->t, sizeof(t->t));
+		return 1;
 	case DM_DEVICE_MKNODES:
 	case DM_DEVICE_SUSPEND:
 	case DM_DEVICE_RESUME:
@@ -666,6 +677,59 @@ void __wrap_dm_udev_set_sync_support(int sync_with_udev)
 
 void __wrap_dm_log_with_errno_init(dm_log_with_errno_fn fn)
 {
+}
+
+/* DM_DEVICE_LIST's answer: every fake device, as the kernel's packed dm_names list. */
+struct dm_names *__wrap_dm_task_get_names(struct dm_task *dmt);
+struct dm_names *__wrap_dm_task_get_names(struct dm_task *dmt)
+{
+	static uint64_t buf[FAKE_DEVS * 24];
+	struct dm_names *prev = NULL, *n;
+	size_t off = 0;
+
+	memset(buf, 0, sizeof(buf));
+	for (int i = 0; i < FAKE_DEVS; i++) {
+		size_t len;
+
+		if (!fake.dev[i].exists)
+			continue;
+		n = (struct dm_names *)((char *)buf + off);
+		n->dev = makedev(253, fake.dev[i].minor);
+		strcpy(n->name, fake.dev[i].name);
+		len = (offsetof(struct dm_names, name) + strlen(n->name) + 1 + 7) & ~(size_t)7;
+		if (prev)
+			prev->next = (uint32_t)((char *)n - (char *)prev);
+		prev = n;
+		off += len;
+	}
+	return (struct dm_names *)buf; /* dev 0: no devices */
+}
+
+/* DM_DEVICE_DEPS' answer: the devices the table names (loops as 7:N, dm as 253:N). */
+struct dm_deps *__wrap_dm_task_get_deps(struct dm_task *dmt);
+struct dm_deps *__wrap_dm_task_get_deps(struct dm_task *dmt)
+{
+	static uint64_t buf[1 + 8];
+	struct dm_deps *deps = (struct dm_deps *)buf;
+	struct fake_task *t = (struct fake_task *)dmt;
+
+	memset(buf, 0, sizeof(buf));
+	for (unsigned i = 0; i < t->ntargets && deps->count < 8; i++) {
+		char params[512], *save = NULL, *tok;
+
+		snprintf(params, sizeof(params), "%s", t->t[i].params);
+		for (tok = strtok_r(params, " ", &save); tok && deps->count < 8;
+		     tok = strtok_r(NULL, " ", &save)) {
+			unsigned maj, min;
+
+			if (!strncmp(tok, fake.dir, strlen(fake.dir)))
+				deps->device[deps->count++] =
+					makedev(7, atoi(strrchr(tok, '/') + 5));
+			else if (sscanf(tok, "%u:%u", &maj, &min) == 2)
+				deps->device[deps->count++] = makedev(maj, min);
+		}
+	}
+	return deps;
 }
 
 bool __wrap_dmops_dm_loaded(void);
