@@ -35,7 +35,7 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
 set key outside right top
-set xtics rotate by -30 noenhanced
+set xtics rotate by 30 right noenhanced
 set key noenhanced
 $(if [ -n "$log" ]; then echo "set logscale y"; else echo "set yrange [0:*]"; fi)
 $extra
@@ -168,23 +168,26 @@ for q in $var_qds; do
 		"ratio to raw file (same loop mode)" "$t/var" "" "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2"
 done
 
+# fmt(RATIO): two decimals, three below 0.1.
+fmt='function fmt(x) { return sprintf(x < 0.1 ? "%.3f" : "%.2f", x) }'
 # --- report.md ---------------------------------------------------------------------------------------
 {
 	echo "Measured $(sed -n 's/^date=//p' "$dir/meta"), kernel $kernel, $(sed -n 's/^machine=//p' "$dir/meta");"
-	echo "$(sed -n 's/^fio=//p' "$dir/meta"); $(sed -n 's/^size_mb=//p' "$dir/meta") (MiB, seconds);"
+	echo "$(sed -n 's/^fio=//p' "$dir/meta"); $(sed -n 's/^size_mb=\([0-9]*\) ramp=\([0-9.]*\) runtime=\([0-9.]*\)/targets of \1 MiB, warm-up (ramp_time) \2 s, runtime \3 s/p' "$dir/meta");"
 	echo "$(sed -n 's/^jobs=//p' "$dir/meta") jobs in $(sed -n 's/^seconds=//p' "$dir/meta") s; work file system: $(sed -n 's/^work_fs=//p' "$dir/meta")."
+	! grep -q '^host=' "$dir/meta" || echo "Host: $(sed -n 's/^host=//p' "$dir/meta")."
 	echo
 	for e in $(awk -F, -v c="$main" 'NR > 1 && $2 == c { print $9 }' "$csv" | awk '!s[$0]++'); do
 		echo "#### $main, $e"
 		echo
 		echo "| target | pattern | QD | IOPS | MiB/s | p50 µs | p99 µs | IOPS / raw | p99 / raw |"
 		echo "|---|---|---|---|---|---|---|---|---|"
-		awk -F, -v c="$main" -v e="$e" -v order="$order" -v r="$dir/ratios.csv" '
+		awk -F, -v c="$main" -v e="$e" -v order="$order" -v r="$dir/ratios.csv" "$fmt"'
 			BEGIN { while ((getline l < r) > 0) { split(l, f, ","); ri[f[1], f[2], f[3], f[4], f[5]] = f[10]; rp[f[1], f[2], f[3], f[4], f[5]] = f[12] }
 				nt = split(order, tg, " "); for (k = 1; k <= nt; k++) rank[tg[k]] = k }
 			NR > 1 && $2 == c && $9 == e { k = $2 SUBSEP $3 SUBSEP $4 SUBSEP $8 SUBSEP $9
-				printf "%02d %s %08d|| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", rank[$3], $4, $8, $3, $5, $8, $12, $13, $14, $15,
-					(k in ri) ? ri[k] : "1", (k in rp) ? rp[k] : "1" }' "$csv" | sort | sed 's/^.*||/|/'
+				printf "%02d %s %08d|| %s | %s | %s | %.0f | %.1f | %.0f | %.0f | %s | %s |\n", rank[$3], $4, $8, $3, $5, $8, $12, $13, $14, $15,
+					(k in ri) ? fmt(ri[k]) : "1.00", (k in rp) ? (rp[k] == "-" ? "-" : sprintf("%.2f", rp[k])) : "1.00" }' "$csv" | sort | sed 's/^.*||/|/'
 		echo
 	done
 	if [ -n "$var_qds" ]; then
@@ -196,17 +199,17 @@ done
 		printf '|---|---|---|'
 		for c in $cfgs; do printf -- '---|'; done
 		echo
-		awk -F, -v e="$var_engine" -v cfgs="$cfgs" '
+		awk -F, -v e="$var_engine" -v cfgs="$cfgs" "$fmt"'
 			NR > 1 && $5 == e && $2 ~ /^ov-/ { k = $2 "|" $3 "|" $4; if (!(k in seen)) { seen[k] = 1; rows[++n] = k }; v[k, $1] = $10 }
 			END { nc = split(cfgs, c, " ")
 				for (i = 1; i <= n; i++) { split(rows[i], f, "|"); printf "| %s | %s | %s |", f[1], f[2], f[3]
-					for (j = 1; j <= nc; j++) printf " %s |", ((rows[i], c[j]) in v) ? v[rows[i], c[j]] : "-"; print "" } }' "$dir/ratios.csv"
+					for (j = 1; j <= nc; j++) printf " %s |", ((rows[i], c[j]) in v) ? fmt(v[rows[i], c[j]]) : "-"; print "" } }' "$dir/ratios.csv"
 		echo
 		echo "Raw-file IOPS the ratios divide by:"
 		echo
 		echo "| loop direct I/O | pattern | QD | IOPS |"
 		echo "|---|---|---|---|"
-		awk -F, -v e="$var_engine" 'NR > 1 && $3 == "raw" && $9 == e { printf "| %s | %s | %s | %s |\n", $11, $4, $8, $12 }' "$csv" | sort -u
+		awk -F, -v e="$var_engine" 'NR > 1 && $3 == "raw" && $9 == e { printf "| %s | %s | %s | %.0f |\n", $11, $4, $8, $12 }' "$csv" | sort -u
 		echo
 	fi
 } >"$dir/report.md"

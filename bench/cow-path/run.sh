@@ -49,9 +49,10 @@ done
 # The settings.  Full: 4 KiB chunks with direct I/O (cowpunch's defaults) on every target, every
 # pattern, both engines, queue depths 1 and 32; the variations (16 and 64 KiB chunks, and the
 # COW loop buffered) on the raw file and the overlay targets with io_uring.
-# QUICK: io_uring only, shorter jobs, 64 KiB chunks and buffered 4 KiB as the only variations.
+# QUICK: 128 MiB targets, 1 s jobs, io_uring only; the variations (64 KiB chunks, buffered
+# 4 KiB) at queue depth 32 only.
 if [ $quick = 1 ]; then
-	: "${BC_RAMP:=1}" "${BC_RUNTIME:=2}" "${BC_ENGINES:=io_uring}" "${BC_QDS:=1 32}"
+	: "${BC_SIZE_MB:=128}" "${BC_RAMP:=1}" "${BC_RUNTIME:=1}" "${BC_ENGINES:=io_uring}" "${BC_QDS:=1 32}"
 	: "${BC_VAR_ENGINES:=io_uring}" "${BC_VAR_QDS:=32}"
 	: "${BC_CONFIGS:=4k:on:full 64k:on:var 4k:off:var}"
 else
@@ -72,6 +73,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 rm -rf "$out.new"
 mkdir -p "$out.new"
+# Under TCG the guest's figures follow the host's load: recorded with the results.
+load_start="$(date -u +%H:%M) $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ $native = 1 ]; then
 	[ "$(id -u)" = 0 ] || die "--native needs root (loop and device-mapper devices)"
 	prefix=cpbench-$$-
@@ -81,7 +84,11 @@ if [ $native = 1 ]; then
 	rc=0
 	sh "$here/guest.sh" --work "$work" --out "$out.new" --prefix "$prefix" --config "$tmp/config" \
 		--cowpunch "$build/cowpunch" || rc=$?
-	[ $rc = 0 ] || die "the benchmark failed (exit $rc); partial results in $out.new"
+	if [ $rc != 0 ]; then
+		[ -s "$out.new/index.tsv" ] || { rm -rf "$out.new"; exit $rc; }
+		echo "bench-cow: the benchmark failed (exit $rc); partial results in $out.new" >&2
+		exit $rc
+	fi
 else
 	# A scenario kept here: the guest part runs as a test-bed scenario, results come back in
 	# $OUT (build/vm/KERNEL/out/bench-cow/).  fio and env are packed for it.
@@ -109,6 +116,7 @@ EOF
 	cp -r "$res/." "$out.new/"
 	cp "$build/vm/$kernel/out/logs/bench-cow.log" "$out.new/guest.log" 2>/dev/null || true
 fi
+echo "host=$(uname -srm), $(nproc) CPUs; load average at start $load_start, at end $(date -u +%H:%M) $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out.new/meta"
 "$here/report.sh" "$out.new"
 rm -rf "$out"
 mv "$out.new" "$out"
