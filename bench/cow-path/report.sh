@@ -150,7 +150,7 @@ awk -F, -v c="$main" -v e="$engine_main" -v order="${order#raw }" -v qds="$qds" 
 			if (any) print line }
 	}' "$dir/ratios.csv" >"$t/ratio"
 plot "$dir/ratio" "IOPS of each target / IOPS of the raw file, same pattern and depth ($sub)" \
-	"ratio to raw file" "$t/ratio" "" "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2"
+	"ratio to raw file (log)" "$t/ratio" 1 "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2"
 # Variations: each overlay target and pattern (rows) in each chunk size and loop mode (columns),
 # as the ratio to the raw file with the same loop mode, per queue depth.
 cfgs=$(awk -F'\t' '{ print $1 }' "$dir/index.tsv" | awk '!s[$0]++' | tr '\n' ' ')
@@ -165,7 +165,7 @@ for q in $var_qds; do
 		}' "$dir/ratios.csv" >"$t/var"
 	[ "$(wc -l <"$t/var")" -gt 1 ] || continue
 	plot "$dir/variations-qd$q" "Overlay IOPS / raw-file IOPS by chunk size and COW loop mode ($var_engine, QD $q, kernel $kernel)" \
-		"ratio to raw file (same loop mode)" "$t/var" "" "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2"
+		"ratio to raw file, same loop mode (log)" "$t/var" 1 "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2"
 done
 
 # fmt(RATIO): two decimals, three below 0.1.
@@ -212,5 +212,11 @@ fmt='function fmt(x) { return sprintf(x < 0.1 ? "%.3f" : "%.2f", x) }'
 		awk -F, -v e="$var_engine" 'NR > 1 && $3 == "raw" && $9 == e { printf "| %s | %s | %s | %.0f |\n", $11, $4, $8, $12 }' "$csv" | sort -u
 		echo
 	fi
+	echo "#### Plots"
+	echo
+	for p in iops bw latency ratio variations-qd1 variations-qd32; do
+		[ -e "$dir/$p.svg" ] && echo "![$p]($p.svg)"
+	done
+	echo
 } >"$dir/report.md"
 echo "report: $(($(wc -l <"$csv") - 1)) jobs -> $csv, $dir/ratios.csv, $dir/report.md, plots $(cd "$dir" && ls *.png | tr '\n' ' ')"
