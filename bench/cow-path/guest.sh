@@ -18,7 +18,9 @@
 #   BC_RAMP, BC_RUNTIME (seconds: fio ramp_time, runtime); BC_CONFIGS: "CHUNK:DIO:SCOPE ..."
 #   (SCOPE full: every target and BC_ENGINES x BC_QDS; var: the raw file and the overlay
 #   targets with BC_VAR_ENGINES x BC_VAR_QDS); BC_PATTERNS ("4k 1M": the 4 KiB random and
-#   1 MiB sequential jobs); BC_FAIL_AT=N makes the Nth job fail (tests).
+#   1 MiB sequential jobs); BC_TARGETS ("raw overlay thin": the groups of targets; base reads
+#   go with overlay); BC_FAIL_AT=N makes the Nth job fail (tests).  BC_RAMP and BC_RUNTIME
+#   take fio's time units (200ms).
 #
 # It refuses to start (exit 2, touching nothing) when device-mapper is missing, when a
 # device-mapper name containing PREFIX exists, when a loop device serves a file under WORK, or
@@ -54,7 +56,7 @@ done
 : "${BC_CONFIGS:=4k:on:full 16k:on:var 64k:on:var 4k:off:var 64k:off:var}"
 : "${BC_ENGINES:=io_uring libaio}" "${BC_QDS:=1 32}"
 : "${BC_VAR_ENGINES:=io_uring}" "${BC_VAR_QDS:=1 32}"
-: "${BC_FAIL_AT:=0}" "${BC_PATTERNS:=4k 1M}"
+: "${BC_FAIL_AT:=0}" "${BC_PATTERNS:=4k 1M}" "${BC_TARGETS:=raw overlay thin}"
 case $prefix in *[!A-Za-z0-9_.-]* | "") refuse "prefix '$prefix': letters, digits, _ . - only" ;; esac
 
 # Busybox ash runs its own applets before $PATH: call the real tools where they exist.
@@ -138,7 +140,7 @@ size=$((BC_SIZE_MB * 1048576))
 	echo "fio=$($FIO --version)"
 	echo "size_mb=$BC_SIZE_MB ramp=$BC_RAMP runtime=$BC_RUNTIME"
 	echo "configs=$BC_CONFIGS"
-	echo "patterns=$BC_PATTERNS"
+	echo "patterns=$BC_PATTERNS targets=$BC_TARGETS"
 	echo "engines=$BC_ENGINES qds=$BC_QDS var_engines=$BC_VAR_ENGINES var_qds=$BC_VAR_QDS"
 	echo "work_fs=$(df -T "$work" 2>/dev/null | awk 'NR == 2 { print $2 }')"
 	echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -327,9 +329,11 @@ EOF
 	name=c${chunk}-dio${dio}
 	if [ "$scope" = full ]; then engs=$BC_ENGINES qds=$BC_QDS; else engs=$BC_VAR_ENGINES qds=$BC_VAR_QDS; fi
 	say "config $name ($scope): engines $engs, queue depths $qds"
-	raw_target "$name" "$dio" "$engs" "$qds"
-	overlay_targets "$name" "$chunk" "$dio" "$scope" "$engs" "$qds"
-	[ "$scope" != full ] || thin_targets "$name" "$dio" "$engs" "$qds"
+	case " $BC_TARGETS " in *" raw "*) raw_target "$name" "$dio" "$engs" "$qds" ;; esac
+	case " $BC_TARGETS " in *" overlay "*) overlay_targets "$name" "$chunk" "$dio" "$scope" "$engs" "$qds" ;; esac
+	if [ "$scope" = full ]; then
+		case " $BC_TARGETS " in *" thin "*) thin_targets "$name" "$dio" "$engs" "$qds" ;; esac
+	fi
 done
 echo "seconds=$(($(date +%s) - t_start))" >>"$out/meta"
 echo "jobs=$njob" >>"$out/meta"

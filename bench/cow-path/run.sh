@@ -15,7 +15,7 @@
 #   --out DIR      results (default build/bench-cow, build/bench-cow-quick with --quick):
 #                  json/ (fio's JSON, one file a job), index.tsv, meta, results.csv, ratios.csv,
 #                  *.png and *.svg, report.md (the tables)
-# Environment: BC_SIZE_MB, BC_RAMP, BC_RUNTIME, BC_PATTERNS, BC_CONFIGS, BC_ENGINES, BC_QDS, BC_VAR_ENGINES,
+# Environment: BC_SIZE_MB, BC_RAMP, BC_RUNTIME, BC_PATTERNS, BC_TARGETS, BC_CONFIGS, BC_ENGINES, BC_QDS, BC_VAR_ENGINES,
 #   BC_VAR_QDS override the settings (bench/cow-path/guest.sh describes them); BUILD_DIR.
 set -euo pipefail
 
@@ -60,12 +60,12 @@ else
 	: "${BC_VAR_ENGINES:=io_uring}" "${BC_VAR_QDS:=1 32}"
 	: "${BC_CONFIGS:=4k:on:full 16k:on:var 64k:on:var 4k:off:var 64k:off:var}"
 fi
-: "${BC_SIZE_MB:=256}" "${BC_PATTERNS:=4k 1M}"
+: "${BC_SIZE_MB:=256}" "${BC_PATTERNS:=4k 1M}" "${BC_TARGETS:=raw overlay thin}"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-cow.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 {
-	for v in BC_SIZE_MB BC_RAMP BC_RUNTIME BC_PATTERNS BC_CONFIGS BC_ENGINES BC_QDS BC_VAR_ENGINES BC_VAR_QDS; do
+	for v in BC_SIZE_MB BC_RAMP BC_RUNTIME BC_PATTERNS BC_TARGETS BC_CONFIGS BC_ENGINES BC_QDS BC_VAR_ENGINES BC_VAR_QDS; do
 		printf "%s='%s'\n" "$v" "${!v}"
 	done
 	[ -z "${BC_FAIL_AT:-}" ] || echo "BC_FAIL_AT='$BC_FAIL_AT'"
