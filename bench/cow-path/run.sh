@@ -10,13 +10,16 @@
 #                  devices named with the prefix cpbench-PID- and loops over its own files are
 #                  made, and removed on exit (Ctrl-C included); refuses when device-mapper is
 #                  missing or anything it would make exists already
-#   --quick        a subset that takes under 10 minutes under TCG (see QUICK below)
+#   --quick        a subset, under 10 minutes under TCG: 128 MiB targets, 1 s jobs, io_uring,
+#                  the variations (64 KiB chunks, buffered COW loop) at queue depth 32 only
 #   --kernel K     the test bed's kernel (default 6.12)
 #   --out DIR      results (default build/bench-cow, build/bench-cow-quick with --quick):
 #                  json/ (fio's JSON, one file a job), index.tsv, meta, results.csv, ratios.csv,
-#                  *.png and *.svg, report.md (the tables)
-# Environment: BC_SIZE_MB, BC_RAMP, BC_RUNTIME, BC_PATTERNS, BC_TARGETS, BC_CONFIGS, BC_ENGINES, BC_QDS, BC_VAR_ENGINES,
-#   BC_VAR_QDS override the settings (bench/cow-path/guest.sh describes them); BUILD_DIR.
+#                  *.png and *.svg, report.md (the tables), reclaim.png and .svg (the reclaim
+#                  benchmarks' figures from docs/bench/reclaim/figures.csv)
+# Environment: BC_SIZE_MB, BC_RAMP, BC_RUNTIME, BC_PATTERNS, BC_TARGETS, BC_CONFIGS,
+#   BC_ENGINES, BC_QDS, BC_VAR_ENGINES, BC_VAR_QDS override the settings (bench/cow-path/guest.sh
+#   describes them); BENCH_DIR (--native); BUILD_DIR.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -118,6 +121,9 @@ EOF
 fi
 echo "host=$(uname -srm), $(nproc) CPUs; load average at start $load_start, at end $(date -u +%H:%M) $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out.new/meta"
 "$here/report.sh" "$out.new"
+# The reclaim benchmarks' figures (docs/benchmarks.md), plotted beside these.
+[ ! -s "$top/docs/bench/reclaim/figures.csv" ] ||
+	"$here/report.sh" --reclaim "$top/docs/bench/reclaim/figures.csv" "$out.new"
 rm -rf "$out"
 mv "$out.new" "$out"
 echo "bench-cow: results in $out (report.md, results.csv, plots)"
