@@ -29,7 +29,7 @@
 # loop device backed by a file under WORK, and removes WORK.
 set -eu
 
-usage() { sed -n '4,/^$/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 say() { echo "bench-cow: [$(date +%H:%M:%S)] $*"; }
 refuse() {
 	echo "bench-cow: refusing to run: $*" >&2
