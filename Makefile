@@ -62,7 +62,8 @@ INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
 	     $(if $(COMPLETION),$(BASHCOMPDIR)/cowpunch)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps help test unit clitest promtest check vmtest demo bench fuzz fuzz-replay format \
+.PHONY: all deps help test unit clitest promtest check vmtest demo bench bench-cow \
+	bench-cow-quick fuzz fuzz-replay format \
 	format-check clean man install uninstall deb pkgtest
 
 help:
@@ -75,6 +76,9 @@ help:
 	@echo "make check      ASan+UBSan build running the unit tests and the fuzz corpus"
 	@echo "make vmtest     device-mapper scenarios in QEMU on Debian's 6.1 and 6.12 kernels"
 	@echo "make bench      benchmarks (bench/); results go to docs/benchmarks.md by hand"
+	@echo "make bench-cow  fio over the copy-on-write path in the QEMU test bed (~30 min under TCG;"
+	@echo "                BENCH_COW_OUT=DIR, default build/bench-cow): CSV, plots, report.md"
+	@echo "make bench-cow-quick  the same, a subset under 10 minutes (build/bench-cow-quick)"
 	@echo "make fuzz       libFuzzer builds of tests/fuzz (clang)"
 	@echo "make format-check  clang-format check"
 	@echo "make man        render the man pages (man/*.scd) into build/man/"
@@ -221,6 +225,17 @@ demo: all
 bench: all
 	@$(MAKE) --no-print-directory DEPS=bench deps
 	@bench/run.sh
+
+# bench/cow-path/run.sh --native runs it on this host's kernel instead (root, device-mapper).
+bench-cow: all
+	@$(MAKE) --no-print-directory DEPS=vm deps
+	@$(MAKE) --no-print-directory DEPS=bench deps
+	@bench/cow-path/run.sh $(if $(BENCH_COW_OUT),--out $(BENCH_COW_OUT))
+
+bench-cow-quick: all
+	@$(MAKE) --no-print-directory DEPS=vm deps
+	@$(MAKE) --no-print-directory DEPS=bench deps
+	@bench/cow-path/run.sh --quick $(if $(BENCH_COW_OUT),--out $(BENCH_COW_OUT))
 
 # The README's test command.  Installs what is missing, then runs everything.
 test:

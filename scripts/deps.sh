@@ -9,9 +9,9 @@ build=(gcc make pkg-config libc6-dev libdevmapper-dev liburing-dev libaio-dev li
 # prometheus: the server and promtool (tests/prom); systemd: systemd-analyze (unit checks).
 test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq clang-format git prometheus curl
 	systemd strace)
-vm=(qemu-system-x86 busybox-static kmod cpio dmsetup udev xfsprogs btrfs-progs strace e2fsprogs util-linux coreutils diffutils jq xz-utils
+vm=(qemu-system-x86 busybox-static kmod cpio dmsetup udev xfsprogs btrfs-progs strace e2fsprogs util-linux coreutils diffutils jq xz-utils fio
 	file)
-bench=(fio time jq e2fsprogs)
+bench=(fio time jq e2fsprogs gnuplot-nox)
 # Man pages, bash completion, make install and the Debian package (make pkgtest, make deb).
 pkg=(scdoc man-db groff-base bash-completion debhelper dpkg-dev fakeroot lintian busybox-static git)
 

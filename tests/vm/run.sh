@@ -36,8 +36,12 @@ guest_tools=(/usr/sbin/dmsetup /usr/sbin/losetup /usr/sbin/blkdiscard /usr/sbin/
 guest_udev_rules=(/lib/udev/rules.d/55-dm.rules /lib/udev/rules.d/60-persistent-storage-dm.rules
 	/lib/udev/rules.d/95-dm-notify.rules)
 # Modules every scenario may need; --show-depends adds what they depend on.
-guest_modules=(virtio_pci virtio_blk loop dm-mod dm-bufio dm-snapshot dm-zero ext4 crc32c_generic
-	xfs btrfs)
+guest_modules=(virtio_pci virtio_blk loop dm-mod dm-bufio dm-snapshot dm-zero dm-thin-pool ext4
+	crc32c_generic xfs btrfs)
+# A scenario may ask for more host tools in a comment line of its own:
+#   # vmtest-tools: /usr/bin/fio /usr/bin/env
+# They are packed (with their libraries) only into the VMs that run such a scenario.
+# bench/cow-path (the COW-path benchmark's guest part) is packed into every VM at /vm/bench/cow-path.
 
 die() {
 	echo "vmtest: $*" >&2
@@ -94,6 +98,11 @@ else
 		[ $found = 1 ] || die "no scenario matches '$s' (try --list)"
 	done
 fi
+for n in "${scen_names[@]}"; do
+	while read -r t; do
+		[ -n "$t" ] && guest_tools+=("$t")
+	done < <(sed -n 's/^# vmtest-tools: *//p' "${scen_file[$n]}" | tr ' ' '\n')
+done
 if [ $list_only = 1 ]; then
 	printf '%s\n' "${scen_names[@]}"
 	exit 0
@@ -192,7 +201,8 @@ prepare_kernel() {
 	kver=$(ls "$tree/root/lib/modules")
 	kimage=$tree/root/boot/vmlinuz-$kver
 	[ -f "$kimage" ] || die "no kernel image in $tree"
-	modcpio=$tree/modules.cpio
+	# Named after the module list: worktrees with different lists share the kernel cache.
+	modcpio=$tree/modules-$(printf '%s\n' "${guest_modules[@]}" | sha256sum | cut -c1-12).cpio
 	if [ ! -s "$modcpio" ] || [ "$modcpio" -ot "$stamp" ] || [ "$modcpio" -ot "$0" ]; then
 		build_module_cpio "$tree" "$kver" "$modcpio"
 	fi
@@ -252,6 +262,7 @@ build_userland() {
 			sha256sum "$build/cowpunch" "$busybox_bin" "$here/init" "$here/lib.sh" "$0" \
 				"${guest_tools[@]}" "${guest_udev_rules[@]}" /etc/mke2fs.conf
 			for n in "${scen_names[@]}"; do sha256sum "${scen_file[$n]}"; done
+			find "$top/bench/cow-path" -type f | LC_ALL=C sort | xargs sha256sum
 		} | sha256sum | cut -c1-16
 	)
 	if [ -s "$out" ] && [ "$(cat "$out.hash" 2>/dev/null)" = "$hash" ]; then
@@ -276,6 +287,8 @@ build_userland() {
 	chmod 755 "$stage/init"
 	cp "$here/lib.sh" "$stage/vm/lib.sh"
 	for n in "${scen_names[@]}"; do cp "${scen_file[$n]}" "$stage/vm/scenarios/$n.sh"; done
+	mkdir -p "$stage/vm/bench"
+	cp -r "$top/bench/cow-path" "$stage/vm/bench/cow-path"
 	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$out.tmp"
 	mv "$out.tmp" "$out"
 	echo "$hash" >"$out.hash"
