@@ -62,7 +62,7 @@ INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
 	     $(if $(COMPLETION),$(BASHCOMPDIR)/cowpunch)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps help test unit clitest promtest check vmtest demo bench fuzz fuzz-replay format \
+.PHONY: all deps help test unit clitest promtest check vmtest demo bench fuzz fuzz-run fuzz-replay format \
 	format-check clean man install uninstall deb pkgtest
 
 help:
@@ -76,6 +76,7 @@ help:
 	@echo "make vmtest     device-mapper scenarios in QEMU on Debian's 6.1 and 6.12 kernels"
 	@echo "make bench      benchmarks (bench/); results go to docs/benchmarks.md by hand"
 	@echo "make fuzz       libFuzzer builds of tests/fuzz (clang)"
+	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (30) on a scratch corpus"
 	@echo "make format-check  clang-format check"
 	@echo "make man        render the man pages (man/*.scd) into build/man/"
 	@echo "make install    install under PREFIX (/usr/local) and DESTDIR; make uninstall undoes it"
@@ -207,8 +208,16 @@ check:
 		unit fuzz-replay
 
 fuzz:
+	@$(MAKE) --no-print-directory DEPS=fuzz deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 		CFLAGS="-DCOWPUNCH_LIBFUZZER" SAN="-fsanitize=fuzzer,address,undefined" $(FUZZ_BINS:$(BUILD)/%=build-fuzz/%)
+
+# Each libFuzzer target for FUZZ_SECONDS on a scratch copy of its corpus (build-fuzz/run/NAME/:
+# new inputs, crashes, the log); FUZZ_TARGETS picks some (fuzz-snapstore ...).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
+fuzz-run: fuzz
+	@tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz build-fuzz/run $(FUZZ_TARGETS)
 
 vmtest: all
 	@$(MAKE) --no-print-directory DEPS=vm deps
