@@ -67,7 +67,8 @@ INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
 
 help:
 	@echo "make            build build/cowpunch"
-	@echo "make test       install missing packages, build, run unit, CLI, sanitizer and VM tests"
+	@echo "make test       install missing packages, build, run unit, CLI, sanitizer, fuzz, lint,"
+	@echo "                valgrind and VM tests"
 	@echo "make demo       build and run the newcomer's demo in the QEMU test bed"
 	@echo "make unit       cmocka unit tests"
 	@echo "make clitest    CLI tests against real files (tests/cli)"
@@ -261,6 +262,9 @@ test:
 	@$(MAKE) --no-print-directory promtest
 	@$(MAKE) --no-print-directory pkgtest
 	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=30
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory vmtest
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
