@@ -29,6 +29,11 @@ static int loopdev_serves(const char *name, dev_t dev, ino_t ino)
 	struct loop_info64 info;
 	char path[64];
 
+	/*
+	 * Zeroed as in loopdev.c: valgrind does not know LOOP_GET_STATUS64 and would take
+	 * what the kernel wrote for uninitialised.
+	 */
+	memset(&info, 0, sizeof(info));
 	snprintf(path, sizeof(path), "/dev/%s", name);
 	/* O_RDONLY and no O_EXCL: looking must never disturb a device in use. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);

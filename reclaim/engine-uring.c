@@ -20,6 +20,7 @@
 #include <stdlib.h>
 
 #include "common/cleanup.h"
+#include "common/memcheck.h"
 #include "reclaim/engine.h"
 
 /* Punches in one linked chain. */
@@ -160,6 +161,8 @@ static void uring_take_cqes(struct reclaim_engine *e)
 		if (io) {
 			io->res = cqe->res;
 			io->done = true;
+			if (cqe->res > 0)
+				memcheck_kernel_wrote(io->buf, (size_t)cqe->res);
 		} else {
 			p->chain--;
 			if (cqe->res < 0 && !p->punch_err)

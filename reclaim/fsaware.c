@@ -310,6 +310,45 @@ static bool check_desc(ext2_filsys fs, struct fsaware_result *res)
 	return true;
 }
 
+/*
+ * The rule on the block bitmap: every block of the file system's own metadata (the
+ * superblock and descriptor copies, reserved descriptor blocks, each group's bitmaps
+ * and inode table) is marked in use.  A bitmap calling one of them free is damaged,
+ * and a chunk mapped from it could hold the superblock itself.  Returns 1 if safe,
+ * 0 refused, -ENOMEM.
+ */
+static int check_meta_in_use(ext2_filsys fs, struct fsaware_result *res)
+{
+	blk64_t end = ext2fs_blocks_count(fs->super), b, hit;
+	ext2fs_block_bitmap meta = NULL;
+	int ok = 1;
+
+	if (ext2fs_allocate_block_bitmap(fs, "cowpunch metadata", &meta))
+		return -ENOMEM;
+	for (dgrp_t g = 0; g < fs->group_desc_count; g++) {
+		ext2fs_reserve_super_and_bgd(fs, g, meta);
+		ext2fs_mark_block_bitmap2(meta, ext2fs_block_bitmap_loc(fs, g));
+		ext2fs_mark_block_bitmap2(meta, ext2fs_inode_bitmap_loc(fs, g));
+		ext2fs_mark_block_bitmap_range2(meta, ext2fs_inode_table_loc(fs, g),
+						fs->inode_blocks_per_group);
+	}
+	for (b = fs->super->s_first_data_block;
+	     b < end && ext2fs_find_first_set_block_bitmap2(meta, b, end - 1, &hit) == 0;
+	     b = hit + 1) {
+		if (!ext2fs_test_block_bitmap2(fs->block_map, hit)) {
+			refuse(res,
+			       "the block bitmap marks metadata block %llu (superblock, group "
+			       "descriptors, bitmaps or inode table) free: the file system is "
+			       "damaged (e2fsck would repair it), so its bitmaps cannot be trusted",
+			       (unsigned long long)hit);
+			ok = 0;
+			break;
+		}
+	}
+	ext2fs_free_block_bitmap(meta);
+	return ok;
+}
+
 /* ext2fs_open2() read-only on the view in vio. */
 static errcode_t open_view(struct view_io *vio, int flags, ext2_filsys *ret)
 {
@@ -402,6 +441,7 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, unsigned fla
 	errcode_t err;
 	double t0 = util_now();
 	size_t n;
+	int r;
 
 	initialize_ext2_error_table();
 
@@ -430,6 +470,12 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, unsigned fla
 		goto out;
 	}
 
+	r = check_meta_in_use(fs, &res);
+	if (r <= 0) {
+		if (r < 0)
+			vio.io_error = r;
+		goto out;
+	}
 	first = fs->super->s_first_data_block;
 	end = ext2fs_blocks_count(fs->super);
 	res.free_blocks_seen = count_free(fs->block_map, first, end);
@@ -451,6 +497,9 @@ int fsaware_scan(const struct mergedview *mv, uint64_t file_chunks, unsigned fla
 			continue;
 		/* Outside the bitmap (boot block of a 1 KiB-block fs, past the end): never free. */
 		if (b0 < first || b1 >= end)
+			continue;
+		/* The boot block and the primary superblock are never free, whatever the bitmap. */
+		if (start < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE)
 			continue;
 		if (ext2fs_find_first_set_block_bitmap2(fs->block_map, b0, b1, &hit) != ENOENT)
 			continue;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cowpunch needs to build and test, when any is missing.
 # Run by the Makefile; as root on a fresh Debian 12 it apt-get installs, otherwise it
-# names what is missing and fails.  Usage: scripts/deps.sh [build|test|vm|bench|pkg|all]
+# names what is missing and fails.  Usage: scripts/deps.sh [build|test|fuzz|check|vm|bench|pkg|all]
 set -euo pipefail
 
 build=(gcc make pkg-config libc6-dev libdevmapper-dev liburing-dev libaio-dev libext2fs-dev
@@ -12,6 +12,11 @@ test=(libcmocka-dev e2fsprogs util-linux coreutils xz-utils jq clang-format git 
 vm=(qemu-system-x86 busybox-static kmod cpio dmsetup udev xfsprogs btrfs-progs strace e2fsprogs util-linux coreutils diffutils jq xz-utils fio
 	file)
 bench=(fio time jq e2fsprogs gnuplot-nox)
+# libFuzzer (make fuzz, make fuzz-run): clang, and the runtime (libclang_rt.fuzzer), which
+# bookworm ships apart from clang in libclang-rt-14-dev (only recommended by clang).
+fuzz=(clang libclang-rt-14-dev xz-utils)
+# make valgrind (memcheck over tests/cli) and make lint (cppcheck).
+check=(valgrind cppcheck)
 # Man pages, bash completion, make install and the Debian package (make pkgtest, make deb).
 pkg=(scdoc man-db groff-base bash-completion debhelper dpkg-dev fakeroot lintian busybox-static git)
 
@@ -19,12 +24,14 @@ want=()
 case "${1:-all}" in
 build) want=("${build[@]}") ;;
 test) want=("${build[@]}" "${test[@]}") ;;
+fuzz) want=("${build[@]}" "${fuzz[@]}") ;;
+check) want=("${build[@]}" "${test[@]}" "${check[@]}") ;;
 vm) want=("${build[@]}" "${vm[@]}") ;;
 bench) want=("${build[@]}" "${bench[@]}") ;;
 pkg) want=("${build[@]}" "${pkg[@]}") ;;
-all) want=("${build[@]}" "${test[@]}" "${vm[@]}" "${bench[@]}" "${pkg[@]}") ;;
+all) want=("${build[@]}" "${test[@]}" "${fuzz[@]}" "${check[@]}" "${vm[@]}" "${bench[@]}" "${pkg[@]}") ;;
 *)
-	echo "usage: $0 [build|test|vm|bench|pkg|all]" >&2
+	echo "usage: $0 [build|test|fuzz|check|vm|bench|pkg|all]" >&2
 	exit 2
 	;;
 esac

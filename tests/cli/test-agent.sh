@@ -94,6 +94,13 @@ for sig in TERM KILL; do
 	"$COWPUNCH" agent --once --no-fs-aware --engine sync --max-read-rate 4M --state-dir "$T" \
 		2>"$dir/slow.err" &
 	pid=$!
+	# Mid-reclaim: 2 s after the reclaim child is there (32 MiB at 4 MiB/s take 8 s).
+	# Waiting for the child first keeps this true where start-up is slow (make valgrind);
+	# elsewhere the child is there within milliseconds.
+	for _ in $(seq 1 200); do
+		[ "$(pgrep -c -f "agent --once --no-fs-aware --engine sync --max-read-rate 4M --state-dir $T")" -ge 2 ] && break
+		sleep 0.1
+	done
 	sleep 2
 	kill -$sig $pid 2>/dev/null
 	start=$(date +%s%N)

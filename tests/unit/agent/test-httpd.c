@@ -90,8 +90,10 @@ static struct reply request_family(int family, uint16_t port, const char *method
 	for (;;) {
 		if (len + 65536 > cap) {
 			cap = (cap + 65536) * 2;
-			all = realloc(all, cap + 1);
-			assert_non_null(all);
+			char *grown = realloc(all, cap + 1);
+
+			assert_non_null(grown);
+			all = grown;
 		}
 		n = read(fd, all + len, cap - len);
 		assert_true(n >= 0);

@@ -398,6 +398,25 @@ static void test_refusals(void **state)
 	make_small(img, "metadata_csum,^flex_bg");
 	flip(img, first_block_bitmap(img) * 1024 + 1000);
 	expect_refused(img, 8 * MiB, "block bitmaps");
+
+	/*
+	 * A bitmap marking the file system's own metadata free (fuzz-fsaware found one
+	 * calling the superblock's chunk free, which a reclaim would then have punched):
+	 * the primary superblock (block 1), a block bitmap.  No checksums, so only the
+	 * rule can tell.
+	 */
+	make_small(img, "^metadata_csum,^flex_bg");
+	assert_int_equal(debugfs_w(img, "freeb 1"), 0);
+	expect_refused(img, 8 * MiB, "marks metadata block 1 ");
+	make_small(img, "^metadata_csum,^flex_bg");
+	{
+		char cmd[64];
+
+		snprintf(cmd, sizeof(cmd), "freeb %llu",
+			 (unsigned long long)first_block_bitmap(img));
+		assert_int_equal(debugfs_w(img, cmd), 0);
+	}
+	expect_refused(img, 8 * MiB, "marks metadata block");
 }
 
 /* SHA-256 of a whole file's bytes. */
