@@ -91,7 +91,15 @@ for sig in TERM KILL; do
 	T=$dir/slow-$sig
 	"$mkvms" --chunks 8192 --zero-pct 50 "$T" 1 || fail "mkvms failed"
 	sha=$(sha256sum "$T"/vm-0000/cow)
-	"$COWPUNCH" agent --once --no-fs-aware --engine sync --max-read-rate 4M --state-dir "$T" \
+	# Under make valgrind (COWPUNCH_PLAIN set): kill -9 leaves memcheck nothing to check, so
+	# that run uses the plain binary; the TERM run stays under memcheck (its exit path is
+	# worth checking), where the 2 s stop is valgrind's speed, not the agent's: the plain
+	# run of make clitest holds the agent to it.
+	bin=$COWPUNCH limit=2500
+	if [ -n "${COWPUNCH_PLAIN:-}" ]; then
+		if [ $sig = KILL ]; then bin=$COWPUNCH_PLAIN; else limit=15000; fi
+	fi
+	"$bin" agent --once --no-fs-aware --engine sync --max-read-rate 4M --state-dir "$T" \
 		2>"$dir/slow.err" &
 	pid=$!
 	# Mid-reclaim: 2 s after the reclaim child is there (32 MiB at 4 MiB/s take 8 s).
@@ -105,12 +113,12 @@ for sig in TERM KILL; do
 	kill -$sig $pid 2>/dev/null
 	start=$(date +%s%N)
 	wait $pid 2>/dev/null
-	for _ in $(seq 1 40); do
+	for _ in $(seq 1 $((limit / 100 + 15))); do
 		pgrep -f "agent --once --no-fs-aware --engine sync --max-read-rate 4M --state-dir $T" >/dev/null || break
 		sleep 0.1
 	done
 	ms=$((($(date +%s%N) - start) / 1000000))
-	[ "$ms" -lt 2500 ] || fail "$sig: the agent and its child took ${ms} ms to stop"
+	[ "$ms" -lt "$limit" ] || fail "$sig: the agent and its child took ${ms} ms to stop"
 	"$COWPUNCH" inspect "$T"/vm-0000/cow >/dev/null || fail "$sig: the store is not valid after the stop"
 	[ "$(sha256sum "$T"/vm-0000/cow)" = "$sha" ] || fail "$sig: the COW's content changed"
 	if [ $sig = TERM ]; then
