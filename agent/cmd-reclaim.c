@@ -168,6 +168,12 @@ int agent_scan_option(const char *cmd, int c, const char *arg, struct agent_scan
 	case 'p':
 		s->progress = 1;
 		return 1;
+	case AGENT_OPT_STRATEGY:
+		if (reclaim_strategy_parse(arg, &s->strategy) < 0) {
+			agent_error("%s: unknown strategy '%s' (auto, punch or rewrite)", cmd, arg);
+			return -EINVAL;
+		}
+		return 1;
 	case AGENT_OPT_NO_PROGRESS:
 		s->progress = 0;
 		return 1;
@@ -330,9 +336,31 @@ static void print_json(const struct reclaim_report *r, const struct fsaware_resu
 	json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
 	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(r->engine)));
 	json_object_object_add(o, "dry_run", json_object_new_boolean(r->dry_run));
+	agent_add_strategy_json(o, r);
 	if (fs)
 		json_object_object_add(o, "fs_aware", fsaware_json(fs));
 	put_json(o);
+}
+
+void agent_add_strategy_json(struct json_object *o, const struct reclaim_report *r)
+{
+	json_object_object_add(o, "strategy",
+			       json_object_new_string(reclaim_strategy_name(r->strategy)));
+	json_object_object_add(o, "strategy_reason", json_object_new_string(r->strategy_reason));
+	json_object_object_add(o, "bytes_written", json_object_new_uint64(r->bytes_written));
+	json_object_object_add(o, "punch_probe_us", json_object_new_double(r->punch_probe_us));
+	json_object_object_add(o, "write_probe_mbps", json_object_new_double(r->write_probe_mbps));
+}
+
+void agent_print_strategy(const struct reclaim_report *r)
+{
+	char a[32];
+
+	if (r->strategy == RECLAIM_STRATEGY_REWRITE)
+		printf("  strategy rewrite (%s written to a new file, renamed over the old): %s\n",
+		       util_format_bytes(r->bytes_written, a, sizeof(a)), r->strategy_reason);
+	else
+		printf("  strategy punch: %s\n", r->strategy_reason);
 }
 
 void agent_print_reclaimed(const char *path, const struct reclaim_report *r, const char *unit)
@@ -380,6 +408,7 @@ static void print_human(const char *path, const struct reclaim_report *r,
 	printf("  read %s; %.2f s in all, engine %s\n",
 	       util_format_bytes(r->bytes_read, c, sizeof(c)), r->seconds,
 	       reclaim_engine_name(r->engine));
+	agent_print_strategy(r);
 }
 
 int agent_open_cow_exclusive(const char *path, int *ret_fd)
@@ -403,6 +432,7 @@ static struct host_reclaim_request reclaim_request(const struct agent_reclaim_re
 		.disk_size = a->disk_size,
 		.dry_run = a->scan.dry_run,
 		.engine = a->scan.engine,
+		.strategy = a->scan.strategy,
 		.read_bytes = a->read_bytes,
 		.queue_depth = a->queue_depth,
 	};
@@ -437,6 +467,8 @@ static int reclaim_print(const struct agent_reclaim_request *a, int r, bool ran,
 		}
 		return EXIT_UNSAFE;
 	}
+	if (r == HOST_REWRITE_REFUSED)
+		return agent_host_error(r, err);
 	if (r == 0 || ran) {
 		if (a->scan.json)
 			print_json(rep, a->fs_aware ? fs : NULL);

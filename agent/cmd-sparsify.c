@@ -267,6 +267,34 @@ static int open_exclusive(const char *path, int *ret_fd)
 	return EXIT_OK;
 }
 
+/*
+ * For a rewrite: 0 when no other process has path (fd) open or mapped, else 1
+ * with why filled (a rewrite would leave it the old file), or when that cannot
+ * be told.
+ */
+static int rewrite_user(int fd, const char *path, char *why, size_t len)
+{
+	struct sparsify_writer w;
+	struct stat st;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		r = -errno;
+	else
+		r = sparsify_find_user(st.st_dev, st.st_ino, &w);
+	if (r == 1)
+		snprintf(why, len,
+			 "%s is open or mapped by process %d (%s): a rewrite would leave it the "
+			 "old file",
+			 path, (int)w.pid, w.comm);
+	else if (r < 0)
+		snprintf(why, len,
+			 "%s: cannot tell whether another process has it open (%s): a rewrite "
+			 "would leave such a process the old file",
+			 path, strerror(-r));
+	return r != 0;
+}
+
 /* Sparsifies one file; returns its exit code and fills *rep on EXIT_OK. */
 static int sparsify_file(const char *path, const struct args *a, struct sparsify_report *rep)
 {
@@ -274,13 +302,27 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 	struct reclaim_opts opts = {
 		.engine = a->scan.engine,
 		.dry_run = a->scan.dry_run,
+		.strategy = a->scan.strategy,
+		.path = path,
 		.stop = &stop_signal,
 	};
+	char why[200] = "", rwhy[200];
+	double t0;
 	int r;
 
 	r = open_exclusive(path, &fd);
 	if (r != EXIT_OK)
 		return r;
+	if (opts.strategy != RECLAIM_STRATEGY_PUNCH && !opts.dry_run &&
+	    rewrite_user(fd, path, why, sizeof(why))) {
+		if (opts.strategy == RECLAIM_STRATEGY_REWRITE) {
+			agent_error("%s: rewrite refused: %s; nothing written (try --strategy "
+				    "punch)",
+				    path, why);
+			return EXIT_UNSAFE;
+		}
+		opts.strategy = RECLAIM_STRATEGY_PUNCH;
+	}
 	if (agent_want_progress(&a->scan)) {
 		progress_path = path;
 		opts.progress = show_progress;
@@ -289,6 +331,12 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 	r = sparsify_run(fd, &opts, rep);
 	if (opts.progress)
 		fputs("\r\033[K", stderr);
+	if (r == -EPERM && opts.strategy == RECLAIM_STRATEGY_REWRITE) {
+		if (reclaim_rewrite_refusal(fd, path, rwhy, sizeof(rwhy)) != 1)
+			snprintf(rwhy, sizeof(rwhy), "%s: not permitted", path);
+		agent_error("rewrite refused: %s; nothing written (try --strategy punch)", rwhy);
+		return EXIT_UNSAFE;
+	}
 	if (r == -ENOTSUP && a->scan.engine != RECLAIM_ENGINE_AUTO) {
 		agent_error("%s: engine '%s' is not available on this system; nothing written "
 			    "(try --engine auto)",
@@ -306,6 +354,15 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 			    "file reads as before)",
 			    path, strerror(-r));
 		return EXIT_RUNTIME;
+	}
+	if (why[0])
+		snprintf(rep->scan.strategy_reason, sizeof(rep->scan.strategy_reason),
+			 "auto: punch: %.200s", why);
+	if (rep->scan.strategy == RECLAIM_STRATEGY_REWRITE) {
+		/* The old file's last descriptor: closing it gives its blocks back, here. */
+		t0 = util_now();
+		close(TAKE_FD(fd));
+		rep->scan.seconds += util_now() - t0;
 	}
 	return EXIT_OK;
 }
@@ -367,6 +424,7 @@ static json_object *file_json(const char *path, int rc, const char *status,
 	json_u64(o, "cached_bytes", s->cached_bytes);
 	json_object_object_add(o, "seconds", json_object_new_double(s->seconds));
 	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(s->engine)));
+	agent_add_strategy_json(o, s);
 	return o;
 }
 
@@ -402,6 +460,7 @@ static void print_human(const char *path, const struct sparsify_report *rep)
 		       (unsigned long long)rep->tail_bytes);
 	printf("\n  read %s; %.2f s, engine %s\n", util_format_bytes(s->bytes_read, c, sizeof(c)),
 	       s->seconds, reclaim_engine_name(s->engine));
+	agent_print_strategy(s);
 }
 
 int cmd_sparsify(int argc, char **argv)
