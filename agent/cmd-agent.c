@@ -28,7 +28,8 @@ void cmd_agent_help(FILE *out)
 {
 	fputs("Usage: cowpunch agent [--state-dir DIR] [--interval DUR] [--listen ADDR:PORT]\n"
 	      "                      [--textfile PATH] [--max-read-rate RATE] [--parallel N]\n"
-	      "                      [--per-vm-metrics] [--engine ENGINE] [--no-fs-aware] [--once]\n"
+	      "                      [--per-vm-metrics] [--engine ENGINE] [--strategy STRATEGY]\n"
+	      "                      [--no-fs-aware] [--once]\n"
 	      "\n"
 	      "Runs the reclamation agent: every interval, one cycle over every VM in the\n"
 	      "state directory gives back the host disk space their COW files and memory\n"
