@@ -279,31 +279,23 @@ static int open_exclusive(const char *path, int *ret_fd)
 }
 
 /*
- * For a rewrite: 0 when no other process has path (fd) open or mapped, else 1
- * with why filled (a rewrite would leave it the old file), or when that cannot
- * be told.
+ * For a rewrite: 1 with why filled when /proc shows another process with path
+ * (fd) open or mapped (a rewrite would leave it the old file), else 0.  A
+ * process this one may not look at (other users' without root, another PID
+ * namespace's) is not seen: it would keep reading the old file, whose bytes
+ * are the same, and hold its blocks until it lets go.
  */
 static int rewrite_user(int fd, const char *path, char *why, size_t len)
 {
 	struct sparsify_writer w;
 	struct stat st;
-	int r;
 
-	if (fstat(fd, &st) < 0)
-		r = -errno;
-	else
-		r = sparsify_find_user(st.st_dev, st.st_ino, &w);
-	if (r == 1)
-		snprintf(why, len,
-			 "%s is open or mapped by process %d (%s): a rewrite would leave it the "
-			 "old file",
-			 path, (int)w.pid, w.comm);
-	else if (r < 0)
-		snprintf(why, len,
-			 "%s: cannot tell whether another process has it open (%s): a rewrite "
-			 "would leave such a process the old file",
-			 path, strerror(-r));
-	return r != 0;
+	if (fstat(fd, &st) < 0 || sparsify_find_user(st.st_dev, st.st_ino, &w) != 1)
+		return 0;
+	snprintf(why, len,
+		 "%s is open or mapped by process %d (%s): a rewrite would leave it the old file",
+		 path, (int)w.pid, w.comm);
+	return 1;
 }
 
 /* Sparsifies one file; returns its exit code and fills *rep on EXIT_OK. */
