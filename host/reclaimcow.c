@@ -41,6 +41,21 @@ int host_open_file_exclusive(const char *path, int *ret_fd, struct host_error *e
 			host_seterr(err, "%s: cannot lock: %s", path, strerror(-r));
 		return r;
 	}
+	/*
+	 * A rewrite by another run may have renamed a new file over path between our
+	 * open and our lock: we would hold a file nobody reaches any more.
+	 */
+	{
+		struct stat sp;
+
+		if (stat(path, &sp) < 0 || sp.st_dev != st.st_dev || sp.st_ino != st.st_ino) {
+			host_seterr(
+				err,
+				"%s: replaced by another file while being opened (a rewrite?): busy, not touched",
+				path);
+			return -EWOULDBLOCK;
+		}
+	}
 	/* After the lock, so nobody can attach it between our look and our writes
 	 * without also ignoring the lock. */
 	r = loopdev_find_backing(st.st_dev, st.st_ino, loop, sizeof(loop));
