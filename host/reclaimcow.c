@@ -272,6 +272,10 @@ static int host_record_reclaim(struct vm *v, int r, const struct reclaim_report 
 		l->allocated_after = rep->allocated_after;
 		l->bytes_read = rep->bytes_read;
 		l->seconds = rep->seconds;
+		snprintf(l->strategy, sizeof(l->strategy), "%s",
+			 reclaim_strategy_name(rep->strategy));
+		snprintf(l->strategy_reason, sizeof(l->strategy_reason), "%s",
+			 rep->strategy_reason);
 	} else if (err)
 		snprintf(l->error, sizeof(l->error), "%.*s", (int)sizeof(l->error) - 1, err->msg);
 	if (fs_refused) {

@@ -119,6 +119,8 @@ expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --strategy rewrite --state-di
 rec=$(echo "$S"/vm-*/vm.json)
 [ "$(jq -r .last_reclaim.cow_stamp.ino "$rec")" = "$(stat -c %i "$cow")" ] ||
 	fail "record's cow_stamp.ino $(jq -r .last_reclaim.cow_stamp.ino "$rec") is not the new inode"
+[ "$(jq -r .last_reclaim.strategy "$rec")" = rewrite ] ||
+	fail "record's strategy is $(jq -r .last_reclaim.strategy "$rec"), want rewrite"
 [ "$(jq -r .last_reclaim.reclaimed_bytes "$rec")" -ge $((128 * 4096)) ] ||
 	fail "record says $(jq -r .last_reclaim.reclaimed_bytes "$rec") given back"
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --strategy rewrite --state-dir "$S" \
