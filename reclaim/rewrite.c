@@ -659,7 +659,7 @@ fail:
 #define PROBE_BYTES   (1u << 20)
 #define PROBE_PUNCHES 16
 /* Write-bandwidth probe, taken only when punching looks costly. */
-#define PROBE_WRITE_BYTES (8u << 20)
+#define PROBE_WRITE_BYTES (4u << 20)
 /* Punches estimated below this cost too little for a rewrite to be worth it. */
 #define PUNCH_CHEAP_S 0.1
 /* A rewrite must be estimated this much cheaper: punching in place is the simpler change. */
@@ -777,9 +777,9 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 	snprintf(st->reason, sizeof(st->reason),
 		 "auto: %s: about %.0f runs x %.0f us a punch = %.2f s against %.2f s to "
 		 "write %s at %.0f MB/s, re-read %.2f s, free %llu old extents %.2f s",
-		 st->chose_rewrite ? "rewrite" : "punch", runs, st->punch_s * 1e6, punch_s,
-		 write_s, util_format_bytes((uint64_t)keep, a, sizeof(a)), st->write_bps / 1e6,
-		 read_s, (unsigned long long)st->extents, free_s);
+		 st->chose_rewrite ? "rewrite" : "punch", runs, st->punch_s * 1e6, punch_s, write_s,
+		 util_format_bytes((uint64_t)keep, a, sizeof(a)), st->write_bps / 1e6, read_s,
+		 (unsigned long long)st->extents, free_s);
 	return st->chose_rewrite;
 }
 
