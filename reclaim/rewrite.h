@@ -34,9 +34,10 @@ int rewrite_remove_stale(const char *path);
 
 /* What the scan knows when auto is to choose (see struct auto_state). */
 struct rewrite_decide_in {
-	uint64_t done_bytes, total_bytes; /* of the chunks to judge: judged so far (holes too), all */
-	uint64_t runs;			  /* runs of zero or fs-free chunks so far (punches) */
-	uint64_t taken_bytes;		  /* bytes of zero or fs-free chunks so far */
+	uint64_t done_bytes,
+		total_bytes;  /* of the chunks to judge: judged so far (holes too), all */
+	uint64_t runs;	      /* runs of zero or fs-free chunks so far (punches) */
+	uint64_t taken_bytes; /* bytes of zero or fs-free chunks so far */
 	uint64_t bytes_read;
 	uint64_t allocated_before;
 	double seconds; /* since the scan started */

@@ -66,7 +66,10 @@ static void build_store(struct built *b, const char *name, uint32_t chunk_sector
 		char k = KIND(i);
 
 		storegen_pattern(data, b->cb, i + 1);
-		assert_int_equal(storegen_add_buf(sg, i, k == 'D' ? data : k == 'Z' ? zero : NULL,
+		assert_int_equal(storegen_add_buf(sg, i,
+						  k == 'D'   ? data
+						  : k == 'Z' ? zero
+							     : NULL,
 						  &nc),
 				 0);
 		assert_true(nc < (1 << 20));
@@ -121,7 +124,8 @@ static void check_rewritten(const struct built *b, const struct reclaim_report *
 		}
 	}
 	/* Within the extent-tree blocks the new file's holes may need (64 KiB here). */
-	if ((uint64_t)st.st_blocks * 512 + b->zero * b->cb > (uint64_t)b->st.st_blocks * 512 + 65536)
+	if ((uint64_t)st.st_blocks * 512 + b->zero * b->cb >
+	    (uint64_t)b->st.st_blocks * 512 + 65536)
 		fail_msg("st_blocks %llu after, %llu before: not down by the %llu zero chunks",
 			 (unsigned long long)st.st_blocks, (unsigned long long)b->st.st_blocks,
 			 (unsigned long long)b->zero);
@@ -163,9 +167,9 @@ static void test_store(void **state)
 {
 	static const uint8_t acl[] = {
 		/* system.posix_acl_access v2: user::rw-, user:1234:r--, group::r--, mask::r--, other::--- */
-		2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 2, 0, 4, 0, 0xd2, 4, 0, 0,
-		4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, 0x10, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
-		0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+		2, 0,	 0,    0,    1,	   0,	 6,    0, 0xff, 0xff, 0xff, 0xff, 2,	0,    4,
+		0, 0xd2, 4,    0,    0,	   4,	 0,    4, 0,	0xff, 0xff, 0xff, 0xff, 0x10, 0,
+		4, 0,	 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0,	0,    0xff, 0xff, 0xff, 0xff};
 	struct built b;
 	struct reclaim_report rep;
 	struct stat st;
@@ -492,10 +496,10 @@ int main(void)
 {
 	const char *why;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store),	      cmocka_unit_test(test_big_chunks),
-		cmocka_unit_test(test_plain),	      cmocka_unit_test(test_refuse_links),
-		cmocka_unit_test(test_refuse_space),  cmocka_unit_test(test_refuse_shared),
-		cmocka_unit_test(test_stale_temp),    cmocka_unit_test(test_stop),
+		cmocka_unit_test(test_store),	     cmocka_unit_test(test_big_chunks),
+		cmocka_unit_test(test_plain),	     cmocka_unit_test(test_refuse_links),
+		cmocka_unit_test(test_refuse_space), cmocka_unit_test(test_refuse_shared),
+		cmocka_unit_test(test_stale_temp),   cmocka_unit_test(test_stop),
 	};
 
 	dir = getenv("COWPUNCH_TEST_DIR");
