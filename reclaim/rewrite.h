@@ -48,8 +48,9 @@ struct auto_state {
 	const char *path;
 	int tmp_fd; /* the temp file, for the probes; -1 when none */
 	bool tmp_direct;
-	double punch_s;	  /* one punch on this file system, median of the probe's */
-	double write_bps; /* 0 until measured */
+	double punch_s;	      /* one punch on this file system, median of the probe's */
+	double write_bps;     /* 0 until measured */
+	double small_write_s; /* the probe's 1 MiB write and fdatasync */
 	double free_s_per_byte;
 	uint64_t extents; /* of the old file: each costs a free when it goes */
 	bool chose_rewrite;
