@@ -655,8 +655,7 @@ static const struct reclaim_engine_ops *engine_ops(enum reclaim_engine_kind kind
 	}
 }
 
-/* Starts the engine asked for, or under AUTO the first that works. */
-static int engine_start(struct reclaim_engine *e, enum reclaim_engine_kind kind)
+int reclaim_engine_start(struct reclaim_engine *e, enum reclaim_engine_kind kind)
 {
 	static const enum reclaim_engine_kind order[] = {RECLAIM_ENGINE_URING, RECLAIM_ENGINE_AIO,
 							 RECLAIM_ENGINE_SYNC};
@@ -804,7 +803,7 @@ static int scan_punch(int fd, const struct reclaim_layout *layout, const struct 
 
 	s.eng.fd = fd;
 	s.eng.depth = s.depth;
-	r = engine_start(&s.eng, opts->engine);
+	r = reclaim_engine_start(&s.eng, opts->engine);
 	if (r < 0)
 		return r;
 	rep.engine = s.eng.ops->kind;
@@ -874,8 +873,6 @@ static int scan_rewrite(int fd, const struct reclaim_layout *layout,
 		return r;
 	w.reclaimed_bytes =
 		w.allocated_before > w.allocated_after ? w.allocated_before - w.allocated_after : 0;
-	/* The copy reads with pread(2) and writes with pwrite(2), whatever engine was asked. */
-	w.engine = RECLAIM_ENGINE_SYNC;
 	w.strategy = RECLAIM_STRATEGY_REWRITE;
 	w.bytes_read += rep->bytes_read;
 	w.cached_bytes += rep->cached_bytes;

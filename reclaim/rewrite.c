@@ -4,17 +4,18 @@
  * except the reclaimable chunks, which stay holes, fsynced and renamed over the
  * old one; and the measurements `auto` chooses by.  See docs/reclaim.md.
  *
- * The copy is a plain pread/pwrite loop with one 4 MiB buffer, not the engines'
- * pipeline.  Reads are O_DIRECT where the file system takes it (spans already in
- * the page cache are copied from there, as the scan does).  Writes go through
- * the page cache: the kept runs between zero chunks are often a chunk or two
- * long, and an O_DIRECT write that small into new blocks costs an unwritten-
- * extent conversion each (measured: 6 s for a 78 MiB store of 4 KiB chunks, 40%
- * of them scattered zeros), while buffered writes are allocated in large
- * extents at write-back.  Write-back is started every WB_WINDOW bytes
- * (sync_file_range) and the window before it waited for and dropped from the
- * cache, so the copy overlaps the device's writes and holds at most two
- * windows of dirty pages.
+ * The copy reads through the engines (reclaim/engine.h): up to RW_DEPTH
+ * windows of 4 MiB in flight, O_DIRECT where the file system takes it (spans
+ * already in the page cache are copied from there, as the scan does), judged
+ * and written in file order.  Chunks larger than a window are read one piece
+ * at a time with pread.  Writes go through the page cache: the kept runs
+ * between zero chunks are often a chunk or two long, and an O_DIRECT write that
+ * small into new blocks costs an unwritten-extent conversion each (measured: 6
+ * s for a 78 MiB store of 4 KiB chunks, 40% of them scattered zeros), while
+ * buffered writes are allocated in large extents at write-back.  Write-back is
+ * started every WB_WINDOW bytes (sync_file_range) and the window before it
+ * waited for and dropped from the cache, so the device writes while the copy
+ * goes on and at most two windows of dirty pages are held.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "reclaim/engine.h"
 #include "reclaim/rewrite.h"
 
 #define RW_BUF	   (4u << 20)
@@ -377,7 +379,7 @@ static int rw_write(struct rw *w, const char *buf, size_t len, uint64_t off)
 }
 
 /* Writes the kept chunks among [c, c + n), whose bytes are in w->buf, as runs. */
-static int write_kept(struct rw *w, uint64_t c, uint64_t n, const uint8_t *skip)
+static int write_kept(struct rw *w, const char *buf, uint64_t c, uint64_t n, const uint8_t *skip)
 {
 	uint64_t i = 0;
 
@@ -391,7 +393,7 @@ static int write_kept(struct rw *w, uint64_t c, uint64_t n, const uint8_t *skip)
 		}
 		for (j = i; j < n && !skip[j]; j++)
 			;
-		r = rw_write(w, w->buf + i * w->cb, (j - i) * w->cb, (c + i) * w->cb);
+		r = rw_write(w, buf + i * w->cb, (j - i) * w->cb, (c + i) * w->cb);
 		if (r < 0)
 			return r;
 		i = j;
@@ -399,39 +401,32 @@ static int write_kept(struct rw *w, uint64_t c, uint64_t n, const uint8_t *skip)
 	return 0;
 }
 
-/* Chunks [c0, c1), all holding data, chunk_bytes <= the buffer. */
-static int copy_small(struct rw *w, uint64_t c0, uint64_t c1)
+/* Judges chunks [c, c + n), read into buf, and writes those kept. */
+static int judge_and_write(struct rw *w, const char *buf, uint64_t c, uint64_t n)
 {
-	uint64_t per = w->bufsz / w->cb;
 	uint8_t skip[RW_BUF / 512];
+	int r;
 
-	for (uint64_t c = c0; c < c1; c += per) {
-		uint64_t n = c1 - c < per ? c1 - c : per;
-		int r = rw_read(w, w->buf, n * w->cb, c * w->cb);
-
-		if (r < 0)
-			return r;
-		for (uint64_t i = 0; i < n; i++) {
-			skip[i] = 0;
-			if (!may_skip(w, c + i))
-				continue;
-			if (is_free(w, c + i)) {
-				w->rep->fs_free_chunks++;
-				skip[i] = 1;
-				continue;
-			}
-			w->rep->chunks_scanned++;
-			if (util_is_zero(w->buf + i * w->cb, w->cb)) {
-				w->rep->zero_chunks++;
-				skip[i] = 1;
-			}
+	for (uint64_t i = 0; i < n; i++) {
+		skip[i] = 0;
+		if (!may_skip(w, c + i))
+			continue;
+		if (is_free(w, c + i)) {
+			w->rep->fs_free_chunks++;
+			skip[i] = 1;
+			continue;
 		}
-		r = write_kept(w, c, n, skip);
-		if (r < 0)
-			return r;
-		w->done_bytes += n * w->cb;
-		rw_progress(w);
+		w->rep->chunks_scanned++;
+		if (util_is_zero(buf + i * w->cb, w->cb)) {
+			w->rep->zero_chunks++;
+			skip[i] = 1;
+		}
 	}
+	r = write_kept(w, buf, c, n, skip);
+	if (r < 0)
+		return r;
+	w->done_bytes += n * w->cb;
+	rw_progress(w);
 	return 0;
 }
 
@@ -510,6 +505,203 @@ static uint64_t skippable_between(const struct rw *w, uint64_t from, uint64_t to
 	return n;
 }
 
+/*
+ * Walks the file's data extents (SEEK_DATA/SEEK_HOLE) as chunk ranges, in
+ * order; holes are never read nor written.  Data past the last chunk is left
+ * for copy_tail().
+ */
+struct rw_iter {
+	uint64_t pos;	 /* byte offset to look for data from */
+	uint64_t next;	 /* first chunk not handed out yet */
+	uint64_t c0, c1; /* the extent's chunks still to hand out */
+};
+
+/* The next range of chunks (at most max) holding data: 1 with *ret_c, *ret_n; 0 at the end. */
+static int iter_next(struct rw *w, struct rw_iter *it, uint64_t max, uint64_t *ret_c,
+		     uint64_t *ret_n)
+{
+	uint64_t limit = w->l->chunks * w->cb;
+
+	while (it->c0 >= it->c1) {
+		off_t d, h;
+
+		if (it->pos >= limit)
+			return 0;
+		d = lseek(w->src, (off_t)it->pos, SEEK_DATA);
+		if (d < 0 && errno == ENXIO)
+			return 0;
+		h = d < 0 ? -1 : lseek(w->src, d, SEEK_HOLE);
+		if (d < 0 || h < 0) {
+			/* Cannot tell: copy the rest as data. */
+			d = (off_t)it->pos;
+			h = (off_t)limit;
+		}
+		if ((uint64_t)d >= limit)
+			return 0;
+		if ((uint64_t)h > limit || h <= d)
+			h = (off_t)limit;
+		it->c0 = (uint64_t)d / w->cb;
+		it->c1 = ((uint64_t)h + w->cb - 1) / w->cb;
+		if (it->c0 < it->next)
+			it->c0 = it->next;
+		if (it->c1 > w->l->chunks)
+			it->c1 = w->l->chunks;
+		it->pos = it->c1 * w->cb > (uint64_t)h ? it->c1 * w->cb : (uint64_t)h;
+		if (it->c0 < it->c1) {
+			w->rep->hole_chunks += skippable_between(w, it->next, it->c0);
+			w->done_bytes += (it->c0 - it->next) * w->cb;
+			it->next = it->c1;
+		}
+	}
+	*ret_c = it->c0;
+	*ret_n = it->c1 - it->c0 < max ? it->c1 - it->c0 : max;
+	it->c0 += *ret_n;
+	return 1;
+}
+
+/* Bytes past the last whole chunk that hold data. */
+static int copy_tails(struct rw *w)
+{
+	uint64_t pos = w->l->chunks * w->cb;
+
+	while (pos < w->size) {
+		off_t d = lseek(w->src, (off_t)pos, SEEK_DATA), h;
+		int r;
+
+		if (d < 0 && errno == ENXIO)
+			return 0;
+		h = d < 0 ? -1 : lseek(w->src, d, SEEK_HOLE);
+		if (d < 0 || h < 0) {
+			d = (off_t)pos;
+			h = (off_t)w->size;
+		}
+		if ((uint64_t)h > w->size)
+			h = (off_t)w->size;
+		if ((uint64_t)d >= w->size || h <= d)
+			return 0;
+		r = copy_tail(w, (uint64_t)d, (uint64_t)h);
+		if (r < 0)
+			return r;
+		pos = (uint64_t)h;
+	}
+	return 0;
+}
+
+/* Reads in flight through the engine, at most this many (RW_DEPTH buffers of RW_BUF). */
+#define RW_DEPTH 4
+
+struct rw_win {
+	struct reclaim_io io;
+	uint64_t c, n;
+};
+
+/*
+ * Finishes a window the engine read short or refused: the rest through the
+ * buffered descriptor (an alignment O_DIRECT refuses), dropped from the cache
+ * after.  A file shorter now than the chunks it had is an I/O error.
+ */
+static int finish_window(struct rw *w, struct reclaim_io *io)
+{
+	uint32_t got = io->res > 0 ? (uint32_t)io->res : 0;
+	ssize_t n;
+
+	if (io->res < 0 && io->res != -EINVAL)
+		return io->res;
+	n = util_pread_full(w->src_buf, (char *)io->buf + got, io->len - got, io->off + got);
+	posix_fadvise(w->src_buf, (off_t)(io->off + got), (off_t)(io->len - got),
+		      POSIX_FADV_DONTNEED);
+	if (n < 0)
+		return (int)n;
+	return (uint64_t)n == io->len - got ? 0 : -EIO;
+}
+
+/*
+ * The copy for chunks no larger than the buffer: up to RW_DEPTH windows read
+ * ahead through the engine (spans already in the page cache copied from
+ * there), judged and written in file order.
+ */
+static int copy_pipelined(struct rw *w, struct reclaim_engine *e, char *bufs, bool *ret_leak)
+{
+	struct rw_win win[RW_DEPTH];
+	struct rw_iter it = {0};
+	uint64_t per = w->bufsz / w->cb;
+	unsigned head = 0, inflight = 0;
+	bool end = false;
+	int r = 0;
+
+	for (unsigned i = 0; i < RW_DEPTH; i++)
+		win[i].io.buf = bufs + (size_t)i * w->bufsz;
+	for (;;) {
+		while (!end && inflight < RW_DEPTH) {
+			struct rw_win *x = &win[(head + inflight) % RW_DEPTH];
+
+			r = rw_stopped(w);
+			if (r == 0)
+				r = iter_next(w, &it, per, &x->c, &x->n);
+			if (r <= 0) {
+				end = r == 0;
+				break;
+			}
+			r = 0;
+			x->io.off = x->c * w->cb;
+			x->io.len = (uint32_t)(x->n * w->cb);
+			x->io.res = 0;
+			x->io.done = false;
+			if (w->opts->throttle) {
+				r = w->opts->throttle(w->opts->throttle_opaque, x->io.len);
+				if (r < 0)
+					break;
+			}
+			if (util_cached(w->src_buf, x->io.off, x->io.len) == 1 &&
+			    util_pread_full(w->src_buf, x->io.buf, x->io.len, x->io.off) ==
+				    (ssize_t)x->io.len) {
+				x->io.res = (int32_t)x->io.len;
+				x->io.done = true;
+				w->rep->cached_bytes += x->io.len;
+			} else {
+				r = e->ops->submit(e, &x->io);
+				if (r < 0)
+					break;
+			}
+			inflight++;
+		}
+		if (r < 0 || !inflight)
+			break;
+		while (!win[head].io.done) {
+			r = e->ops->reap(e);
+			if (r < 0)
+				break;
+		}
+		if (r < 0)
+			break;
+		if (win[head].io.res != (int32_t)win[head].io.len)
+			r = finish_window(w, &win[head].io);
+		if (r == 0) {
+			w->rep->bytes_read += win[head].io.len;
+			r = judge_and_write(w, win[head].io.buf, win[head].c, win[head].n);
+		}
+		head = (head + 1) % RW_DEPTH;
+		inflight--;
+		if (r < 0)
+			break;
+	}
+	if (r == 0)
+		w->rep->hole_chunks += skippable_between(w, it.next, w->l->chunks);
+	/* The kernel writes into a buffer until its read completes: wait for them all. */
+	while (inflight) {
+		if (!win[head].io.done) {
+			if (e->ops->reap(e) < 0) {
+				*ret_leak = true;
+				return r < 0 ? r : -EIO;
+			}
+			continue;
+		}
+		head = (head + 1) % RW_DEPTH;
+		inflight--;
+	}
+	return r;
+}
+
 /* The copy, extent by extent (SEEK_DATA/SEEK_HOLE): holes are never read nor written. */
 static int copy_file(struct rw *w)
 {
@@ -538,14 +730,12 @@ static int copy_file(struct rw *w)
 				c0 = next;
 			if (c1 > w->l->chunks)
 				c1 = w->l->chunks;
+			r = 0;
 			if (c0 < c1) {
 				w->rep->hole_chunks += skippable_between(w, next, c0);
 				w->done_bytes += (c0 - next) * w->cb;
-				if (w->cb <= w->bufsz)
-					r = copy_small(w, c0, c1);
-				else
-					for (uint64_t c = (r = 0, c0); c < c1 && r == 0; c++)
-						r = copy_big(w, c);
+				for (uint64_t c = c0; c < c1 && r == 0; c++)
+					r = copy_big(w, c);
 				if (r < 0)
 					return r;
 				next = c1;
@@ -568,7 +758,7 @@ int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 		const struct reclaim_opts *opts, struct reclaim_report *rep)
 {
 	_cleanup_close_ int dst = -1, src_buf = -1, dirfd = -1;
-	_cleanup_free_ void *buf = NULL, *zeros = NULL;
+	_cleanup_free_ void *buf = NULL, *zeros = NULL, *bufs = NULL;
 	char tmp[PATH_MAX], procpath[64];
 	struct stat st, sp, sn;
 	struct rw w = {0};
@@ -587,6 +777,8 @@ int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 	if (src_buf < 0)
 		return -errno;
 	if (posix_memalign(&buf, RW_ALIGN, RW_BUF))
+		return -ENOMEM;
+	if (l->chunk_bytes <= RW_BUF && posix_memalign(&bufs, RW_ALIGN, (size_t)RW_DEPTH * RW_BUF))
 		return -ENOMEM;
 	if (l->chunk_bytes > RW_BUF) {
 		zeros = NULL;
@@ -619,7 +811,25 @@ int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 		.zeros = zeros,
 		.total_bytes = l->chunks * l->chunk_bytes,
 	};
-	r = copy_file(&w);
+	if (w.cb > w.bufsz) {
+		/* Chunks larger than a buffer: one piece at a time (copy_big). */
+		r = copy_file(&w);
+		rep->engine = RECLAIM_ENGINE_SYNC;
+	} else {
+		struct reclaim_engine e = {.fd = fd, .depth = RW_DEPTH};
+		bool leak = false;
+
+		r = reclaim_engine_start(&e, opts->engine);
+		if (r < 0)
+			goto fail;
+		rep->engine = e.ops->kind;
+		r = copy_pipelined(&w, &e, bufs, &leak);
+		e.ops->exit(&e);
+		if (leak)
+			(void)TAKE_PTR(bufs); /* reads may still land there: never given back */
+		if (r == 0)
+			r = copy_tails(&w);
+	}
 	if (r < 0)
 		goto fail;
 	if (opts->progress)
