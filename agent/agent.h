@@ -67,7 +67,7 @@ int agent_open_cow_exclusive(const char *path, int *ret_fd);
 /*
  * The options of the commands that scan files (reclaim, sparsify), parsed
  * alike: -n/--dry-run, -j/--json, -e/--engine ENGINE, -p/--progress,
- * --no-progress.  Put AGENT_SCAN_LONGOPTS in the getopt_long table and
+ * --no-progress, --strategy STRATEGY.  Put AGENT_SCAN_LONGOPTS in the getopt_long table and
  * AGENT_SCAN_SHORTOPTS in the short options; a command's own long-only options
  * number from AGENT_OPT_FIRST_FREE.
  */
@@ -75,11 +75,13 @@ struct agent_scan_args {
 	bool dry_run, json;
 	int progress; /* -1 auto (stderr is a tty), 0 never, 1 always */
 	enum reclaim_engine_kind engine;
+	enum reclaim_strategy strategy; /* --strategy: auto (default), punch, rewrite */
 };
 #define AGENT_SCAN_ARGS_DEFAULT \
 	((struct agent_scan_args){.progress = -1, .engine = RECLAIM_ENGINE_AUTO})
 #define AGENT_OPT_NO_PROGRESS 256
-#define AGENT_OPT_FIRST_FREE  257
+#define AGENT_OPT_STRATEGY    257
+#define AGENT_OPT_FIRST_FREE  258
 #define AGENT_SCAN_SHORTOPTS  "nje:p"
 /* clang-format off */
 #define AGENT_SCAN_LONGOPTS \
@@ -87,13 +89,14 @@ struct agent_scan_args {
 	{"json", no_argument, NULL, 'j'}, \
 	{"engine", required_argument, NULL, 'e'}, \
 	{"progress", no_argument, NULL, 'p'}, \
-	{"no-progress", no_argument, NULL, AGENT_OPT_NO_PROGRESS}
+	{"no-progress", no_argument, NULL, AGENT_OPT_NO_PROGRESS}, \
+	{"strategy", required_argument, NULL, AGENT_OPT_STRATEGY}
 /* clang-format on */
 
 /*
  * Takes option c (getopt_long's return, arg its optarg) into s when it is one
  * of those.  Returns 1 when it was, 0 when c is another option, -EINVAL for an
- * unknown engine (printed, naming the command cmd).
+ * unknown engine or strategy (printed, naming the command cmd).
  */
 int agent_scan_option(const char *cmd, int c, const char *arg, struct agent_scan_args *s);
 
@@ -105,6 +108,11 @@ bool agent_want_progress(const struct agent_scan_args *s);
  * be), in zero units ("chunks", "blocks") and ranges.
  */
 void agent_print_reclaimed(const char *path, const struct reclaim_report *r, const char *unit);
+
+/* The strategy that ran and why: a line of the summary, and the --json keys. */
+struct json_object;
+void agent_print_strategy(const struct reclaim_report *r);
+void agent_add_strategy_json(struct json_object *o, const struct reclaim_report *r);
 
 /* Subcommands: one file each, agent/cmd-NAME.c, listed in the table in agent/main.c. */
 int cmd_inspect(int argc, char **argv);

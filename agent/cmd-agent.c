@@ -28,7 +28,8 @@ void cmd_agent_help(FILE *out)
 {
 	fputs("Usage: cowpunch agent [--state-dir DIR] [--interval DUR] [--listen ADDR:PORT]\n"
 	      "                      [--textfile PATH] [--max-read-rate RATE] [--parallel N]\n"
-	      "                      [--per-vm-metrics] [--engine ENGINE] [--no-fs-aware] [--once]\n"
+	      "                      [--per-vm-metrics] [--engine ENGINE] [--strategy STRATEGY]\n"
+	      "                      [--no-fs-aware] [--once]\n"
 	      "\n"
 	      "Runs the reclamation agent: every interval, one cycle over every VM in the\n"
 	      "state directory gives back the host disk space their COW files and memory\n"
@@ -72,6 +73,10 @@ void cmd_agent_help(FILE *out)
 	      "      --per-vm-metrics     also export per-VM series (label vm): a dozen series\n"
 	      "                           per VM, so off by default\n"
 	      "  -e, --engine ENGINE      I/O engine: auto (default), uring, aio or sync\n"
+	      "      --strategy STRATEGY  how a COW's chunks are given back: auto (default:\n"
+	      "                           the cheaper, measured on this host), punch (in\n"
+	      "                           place) or rewrite (a new file renamed over it); the\n"
+	      "                           memory file is always punched (see cowpunch-reclaim(8))\n"
 	      "      --no-fs-aware        zero-only reclaim, even for VMs with a base image\n"
 	      "      --once               run one cycle and exit (cron, systemd timers)\n"
 	      "  -h, --help               show this help\n"
@@ -104,11 +109,12 @@ struct agent_args {
 	unsigned parallel;
 	bool per_vm, once, no_fs_aware;
 	enum reclaim_engine_kind engine;
+	enum reclaim_strategy strategy;
 };
 
 static int parse_args(int argc, char **argv, struct agent_args *a)
 {
-	enum { OPT_STATE_DIR = 256, OPT_PER_VM, OPT_NO_FS_AWARE, OPT_ONCE };
+	enum { OPT_STATE_DIR = 256, OPT_PER_VM, OPT_NO_FS_AWARE, OPT_ONCE, OPT_STRATEGY };
 	static const struct option longopts[] = {
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 		{"interval", required_argument, NULL, 'i'},
@@ -119,6 +125,7 @@ static int parse_args(int argc, char **argv, struct agent_args *a)
 		{"per-vm-metrics", no_argument, NULL, OPT_PER_VM},
 		{"engine", required_argument, NULL, 'e'},
 		{"no-fs-aware", no_argument, NULL, OPT_NO_FS_AWARE},
+		{"strategy", required_argument, NULL, OPT_STRATEGY},
 		{"once", no_argument, NULL, OPT_ONCE},
 		{"help", no_argument, NULL, 'h'},
 		{}};
@@ -165,6 +172,13 @@ static int parse_args(int argc, char **argv, struct agent_args *a)
 		case 'e':
 			if (reclaim_engine_parse(optarg, &a->engine) < 0) {
 				agent_error("agent: unknown engine '%s' (auto, uring, aio or sync)",
+					    optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_STRATEGY:
+			if (reclaim_strategy_parse(optarg, &a->strategy) < 0) {
+				agent_error("agent: unknown strategy '%s' (auto, punch or rewrite)",
 					    optarg);
 				return -EINVAL;
 			}
@@ -375,6 +389,7 @@ int cmd_agent(int argc, char **argv)
 		.state = state,
 		.parallel = a.parallel,
 		.engine = a.engine,
+		.strategy = a.strategy,
 		.no_fs_aware = a.no_fs_aware,
 		.throttle = throttle,
 		.stop = &agent_stop,

@@ -65,6 +65,18 @@ void cmd_reclaim_help(FILE *out)
 	      "its block bitmaps cannot be read.  Chunks past the end of the file system and\n"
 	      "chunks holding any used block are never punched as free.\n"
 	      "\n"
+	      "Two strategies give the chunks back (--strategy).  punch frees each run of\n"
+	      "them in place with fallocate(2): each call costs the same whatever its size,\n"
+	      "and on a file system mounted 'discard' it waits for a synchronous discard.\n"
+	      "rewrite copies every byte of the COW except those chunks into a new file\n"
+	      "beside it (.NAME.cowpunch-rewrite, owner, mode and extended attributes carried\n"
+	      "over), fsyncs it, renames it over the COW and fsyncs the directory: it costs\n"
+	      "the bytes kept, written once, and freeing the old file's extents.  A crash\n"
+	      "leaves the old file or the new one, each a valid store the VM reads the same;\n"
+	      "the next run removes a temp file left behind.  auto (the default) times\n"
+	      "punches beside the COW, counts the runs in the first 1/16 of the scan, and\n"
+	      "rewrites only when the punches would cost clearly more.\n"
+	      "\n"
 	      "COW must not be in use: reclaim takes an exclusive flock(2) on it and refuses\n"
 	      "(exit 4) when another process holds a lock on it or when a loop device is\n"
 	      "backed by it (detach the VM's disk first).\n"
@@ -100,6 +112,12 @@ void cmd_reclaim_help(FILE *out)
 	      "                       punches), aio (libaio reads, fallocate(2)), sync (pread(2),\n"
 	      "                       fallocate(2)); a forced engine this system cannot run\n"
 	      "                       is an error\n"
+	      "      --strategy STRATEGY  how the reclaimable chunks are given back: auto\n"
+	      "                       (default: the cheaper, measured on this host), punch\n"
+	      "                       (fallocate in place) or rewrite (a new file without\n"
+	      "                       them, renamed over the old; refused with exit 5 for a\n"
+	      "                       file with several links, shared extents, or too little\n"
+	      "                       free space)\n"
 	      "  -p, --progress       show progress on stderr even when it is not a terminal\n"
 	      "      --no-progress    never show progress (default: shown on a terminal)\n"
 	      "      --read-size SIZE bytes per read, a power of two from 4k to 4M (default 1M)\n"
@@ -122,7 +140,10 @@ void cmd_reclaim_help(FILE *out)
 	      "  range was grown across chunks already holes: fallocate calls saved),\n"
 	      "  allocated_before,\n"
 	      "  allocated_after, reclaimed_bytes (= allocated_before - allocated_after, from\n"
-	      "  st_blocks), bytes_read, seconds, engine (the engine used), dry_run; with\n"
+	      "  st_blocks), bytes_read, seconds, engine (the engine used), dry_run,\n"
+	      "  strategy (punch or rewrite: the one that ran), strategy_reason (why),\n"
+	      "  bytes_written (by a rewrite), punch_probe_us and write_probe_mbps (what auto\n"
+	      "  measured, 0 when it did not); with\n"
 	      "  --fs-aware also fs_aware: an object with status (done or refused), reason\n"
 	      "  (why refused, else empty), fs_block_size, fs_blocks, free_blocks_seen (free\n"
 	      "  blocks in the block bitmaps), free_chunks (data chunks whose origin range is\n"
@@ -139,12 +160,14 @@ void cmd_reclaim_help(FILE *out)
 	      "  3  invalid or damaged store: the error names the file offset and the rule\n"
 	      "     broken; nothing was written\n"
 	      "  4  busy: the file is locked by another process or backs a loop device\n"
-	      "  5  fs-aware reclaim refused as unsafe (see above): nothing was written\n"
+	      "  5  fs-aware reclaim refused as unsafe, or --strategy rewrite refused (see\n"
+	      "     above): nothing was written\n"
 	      "\n"
 	      "Examples:\n"
 	      "  cowpunch reclaim /var/lib/vms/42/cow.img\n"
 	      "  cowpunch reclaim --dry-run --json cow.img | jq .zero_chunks\n"
 	      "  cowpunch reclaim --engine sync cow.img    # where io_uring is forbidden\n"
+	      "  cowpunch reclaim --strategy rewrite --json cow.img | jq .bytes_written\n"
 	      "  cowpunch reclaim --fs-aware --base /var/lib/images/debian.ext4 \\\n"
 	      "          --size 10G --json cow.img | jq .fs_free_chunks\n",
 	      out);
@@ -167,6 +190,12 @@ int agent_scan_option(const char *cmd, int c, const char *arg, struct agent_scan
 		return 1;
 	case 'p':
 		s->progress = 1;
+		return 1;
+	case AGENT_OPT_STRATEGY:
+		if (reclaim_strategy_parse(arg, &s->strategy) < 0) {
+			agent_error("%s: unknown strategy '%s' (auto, punch or rewrite)", cmd, arg);
+			return -EINVAL;
+		}
 		return 1;
 	case AGENT_OPT_NO_PROGRESS:
 		s->progress = 0;
@@ -330,9 +359,31 @@ static void print_json(const struct reclaim_report *r, const struct fsaware_resu
 	json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
 	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(r->engine)));
 	json_object_object_add(o, "dry_run", json_object_new_boolean(r->dry_run));
+	agent_add_strategy_json(o, r);
 	if (fs)
 		json_object_object_add(o, "fs_aware", fsaware_json(fs));
 	put_json(o);
+}
+
+void agent_add_strategy_json(struct json_object *o, const struct reclaim_report *r)
+{
+	json_object_object_add(o, "strategy",
+			       json_object_new_string(reclaim_strategy_name(r->strategy)));
+	json_object_object_add(o, "strategy_reason", json_object_new_string(r->strategy_reason));
+	json_object_object_add(o, "bytes_written", json_object_new_uint64(r->bytes_written));
+	json_object_object_add(o, "punch_probe_us", json_object_new_double(r->punch_probe_us));
+	json_object_object_add(o, "write_probe_mbps", json_object_new_double(r->write_probe_mbps));
+}
+
+void agent_print_strategy(const struct reclaim_report *r)
+{
+	char a[32];
+
+	if (r->strategy == RECLAIM_STRATEGY_REWRITE)
+		printf("  strategy rewrite (%s written to a new file, renamed over the old): %s\n",
+		       util_format_bytes(r->bytes_written, a, sizeof(a)), r->strategy_reason);
+	else
+		printf("  strategy punch: %s\n", r->strategy_reason);
 }
 
 void agent_print_reclaimed(const char *path, const struct reclaim_report *r, const char *unit)
@@ -380,6 +431,7 @@ static void print_human(const char *path, const struct reclaim_report *r,
 	printf("  read %s; %.2f s in all, engine %s\n",
 	       util_format_bytes(r->bytes_read, c, sizeof(c)), r->seconds,
 	       reclaim_engine_name(r->engine));
+	agent_print_strategy(r);
 }
 
 int agent_open_cow_exclusive(const char *path, int *ret_fd)
@@ -403,6 +455,7 @@ static struct host_reclaim_request reclaim_request(const struct agent_reclaim_re
 		.disk_size = a->disk_size,
 		.dry_run = a->scan.dry_run,
 		.engine = a->scan.engine,
+		.strategy = a->scan.strategy,
 		.read_bytes = a->read_bytes,
 		.queue_depth = a->queue_depth,
 	};
@@ -437,6 +490,8 @@ static int reclaim_print(const struct agent_reclaim_request *a, int r, bool ran,
 		}
 		return EXIT_UNSAFE;
 	}
+	if (r == HOST_REWRITE_REFUSED)
+		return agent_host_error(r, err);
 	if (r == 0 || ran) {
 		if (a->scan.json)
 			print_json(rep, a->fs_aware ? fs : NULL);

@@ -76,6 +76,13 @@ void cmd_sparsify_help(FILE *out)
 	      "  -e, --engine ENGINE  I/O engine: auto (default: io_uring, else libaio, else\n"
 	      "                       sync), uring, aio or sync, as for 'cowpunch reclaim';\n"
 	      "                       a forced engine this system cannot run is an error\n"
+	      "      --strategy STRATEGY  how the reclaimable chunks are given back: auto\n"
+	      "                       (default: the cheaper, measured on this host), punch\n"
+	      "                       (fallocate in place) or rewrite (a new file without\n"
+	      "                       them, renamed over the old; refused with exit 5 for a\n"
+	      "                       file with several links, shared extents, or too little\n"
+	      "                       free space, or a file another process has open or\n"
+	      "                       mapped), as for 'cowpunch reclaim'\n"
 	      "  -p, --progress       show progress on stderr even when it is not a terminal\n"
 	      "      --no-progress    never show progress (default: shown on a terminal)\n"
 	      "  -h, --help           show this help\n"
@@ -91,7 +98,9 @@ void cmd_sparsify_help(FILE *out)
 	      "  punched_ranges (fallocate calls), hole_bridges (ranges grown across holes),\n"
 	      "  allocated_before and allocated_after (st_blocks * 512), reclaimed_bytes\n"
 	      "  (their difference), bytes_read, cached_bytes (of those, from the page\n"
-	      "  cache), seconds, engine; otherwise error and exit_code; then totals (files,\n"
+	      "  cache), seconds, engine, strategy, strategy_reason, bytes_written,\n"
+	      "  punch_probe_us, write_probe_mbps (as for 'cowpunch reclaim'); otherwise\n"
+	      "  error and exit_code; then totals (files,\n"
 	      "  ok, failed, zero_blocks, punched_ranges, allocated_before, allocated_after,\n"
 	      "  reclaimed_bytes, bytes_read, seconds) and exit_code.\n"
 	      "\n"
@@ -104,7 +113,9 @@ void cmd_sparsify_help(FILE *out)
 	      "  2  usage error: nothing was touched\n"
 	      "  4  busy: a FILE is locked, backs a loop device, or is open for writing\n"
 	      "     elsewhere; it was not touched\n"
-	      "With several FILEs, the highest status among them (4 before 1).\n"
+	      "  5  --strategy rewrite refused (links, shared extents, free space, or another\n"
+	      "     process has the file open): it was not touched\n"
+	      "With several FILEs, the highest status among them (5, then 4, then 1).\n"
 	      "\n"
 	      "Examples:\n"
 	      "  cowpunch sparsify /var/lib/vms/42/mem.snap\n"
@@ -267,6 +278,26 @@ static int open_exclusive(const char *path, int *ret_fd)
 	return EXIT_OK;
 }
 
+/*
+ * For a rewrite: 1 with why filled when /proc shows another process with path
+ * (fd) open or mapped (a rewrite would leave it the old file), else 0.  A
+ * process this one may not look at (other users' without root, another PID
+ * namespace's) is not seen: it would keep reading the old file, whose bytes
+ * are the same, and hold its blocks until it lets go.
+ */
+static int rewrite_user(int fd, const char *path, char *why, size_t len)
+{
+	struct sparsify_writer w;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || sparsify_find_user(st.st_dev, st.st_ino, &w) != 1)
+		return 0;
+	snprintf(why, len,
+		 "%s is open or mapped by process %d (%s): a rewrite would leave it the old file",
+		 path, (int)w.pid, w.comm);
+	return 1;
+}
+
 /* Sparsifies one file; returns its exit code and fills *rep on EXIT_OK. */
 static int sparsify_file(const char *path, const struct args *a, struct sparsify_report *rep)
 {
@@ -274,13 +305,27 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 	struct reclaim_opts opts = {
 		.engine = a->scan.engine,
 		.dry_run = a->scan.dry_run,
+		.strategy = a->scan.strategy,
+		.path = path,
 		.stop = &stop_signal,
 	};
+	char why[200] = "", rwhy[200];
+	double t0;
 	int r;
 
 	r = open_exclusive(path, &fd);
 	if (r != EXIT_OK)
 		return r;
+	if (opts.strategy != RECLAIM_STRATEGY_PUNCH && !opts.dry_run &&
+	    rewrite_user(fd, path, why, sizeof(why))) {
+		if (opts.strategy == RECLAIM_STRATEGY_REWRITE) {
+			agent_error("%s: rewrite refused: %s; nothing written (try --strategy "
+				    "punch)",
+				    path, why);
+			return EXIT_UNSAFE;
+		}
+		opts.strategy = RECLAIM_STRATEGY_PUNCH;
+	}
 	if (agent_want_progress(&a->scan)) {
 		progress_path = path;
 		opts.progress = show_progress;
@@ -289,6 +334,12 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 	r = sparsify_run(fd, &opts, rep);
 	if (opts.progress)
 		fputs("\r\033[K", stderr);
+	if (r == -EPERM && opts.strategy == RECLAIM_STRATEGY_REWRITE) {
+		if (reclaim_rewrite_refusal(fd, path, rwhy, sizeof(rwhy)) != 1)
+			snprintf(rwhy, sizeof(rwhy), "%s: not permitted", path);
+		agent_error("rewrite refused: %s; nothing written (try --strategy punch)", rwhy);
+		return EXIT_UNSAFE;
+	}
 	if (r == -ENOTSUP && a->scan.engine != RECLAIM_ENGINE_AUTO) {
 		agent_error("%s: engine '%s' is not available on this system; nothing written "
 			    "(try --engine auto)",
@@ -306,6 +357,15 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 			    "file reads as before)",
 			    path, strerror(-r));
 		return EXIT_RUNTIME;
+	}
+	if (why[0])
+		snprintf(rep->scan.strategy_reason, sizeof(rep->scan.strategy_reason),
+			 "auto: punch: %.200s", why);
+	if (rep->scan.strategy == RECLAIM_STRATEGY_REWRITE) {
+		/* The old file's last descriptor: closing it gives its blocks back, here. */
+		t0 = util_now();
+		close(TAKE_FD(fd));
+		rep->scan.seconds += util_now() - t0;
 	}
 	return EXIT_OK;
 }
@@ -367,6 +427,7 @@ static json_object *file_json(const char *path, int rc, const char *status,
 	json_u64(o, "cached_bytes", s->cached_bytes);
 	json_object_object_add(o, "seconds", json_object_new_double(s->seconds));
 	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(s->engine)));
+	agent_add_strategy_json(o, s);
 	return o;
 }
 
@@ -402,6 +463,7 @@ static void print_human(const char *path, const struct sparsify_report *rep)
 		       (unsigned long long)rep->tail_bytes);
 	printf("\n  read %s; %.2f s, engine %s\n", util_format_bytes(s->bytes_read, c, sizeof(c)),
 	       s->seconds, reclaim_engine_name(s->engine));
+	agent_print_strategy(s);
 }
 
 int cmd_sparsify(int argc, char **argv)

@@ -174,6 +174,7 @@ static int cycle_throttle_cb(void *opaque, uint64_t bytes)
 static void cycle_reclaim_opts(const struct cycle_opts *o, struct host_reclaim_request *req)
 {
 	req->engine = o->engine;
+	req->strategy = o->strategy;
 	req->stop = o->stop;
 	if (o->throttle) {
 		req->throttle = cycle_throttle_cb;

@@ -52,6 +52,7 @@ struct cycle_opts {
 	const char *state;
 	unsigned parallel; /* children at once, 1 to CYCLE_PARALLEL_MAX */
 	enum reclaim_engine_kind engine;
+	enum reclaim_strategy strategy;	   /* the COW's; the memory file is always punched */
 	bool no_fs_aware;		   /* zero-only reclaim even where fs-aware could run */
 	struct cycle_throttle *throttle;   /* may be NULL */
 	const volatile sig_atomic_t *stop; /* set by SIGTERM/SIGINT; may be NULL */

@@ -22,6 +22,7 @@ int host_exit_status(int r)
 	case 0:
 		return EXIT_OK;
 	case HOST_RECLAIM_REFUSED:
+	case HOST_REWRITE_REFUSED:
 		return EXIT_UNSAFE;
 	case -EBUSY:
 	case -EWOULDBLOCK:

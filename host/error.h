@@ -13,6 +13,8 @@ struct host_error {
 
 /* host_reclaim_cow(): fs-aware reclaim refused as unsafe, nothing written. */
 #define HOST_RECLAIM_REFUSED 1
+/* host_reclaim_cow(), host_sparsify_*: a forced rewrite refused (links, shared extents, space). */
+#define HOST_REWRITE_REFUSED 2
 
 /*
  * The exit statuses of cowpunch: a contract scripts rely on (README,
@@ -24,12 +26,12 @@ enum {
 	EXIT_USAGE = 2,	  /* bad command line */
 	EXIT_INVALID = 3, /* invalid or damaged store, base mismatch: nothing written */
 	EXIT_BUSY = 4,	  /* attached, open or locked */
-	EXIT_UNSAFE = 5,  /* fs-aware reclaim refused as unsafe: nothing written */
+	EXIT_UNSAFE = 5,  /* fs-aware reclaim or a rewrite refused as unsafe: nothing written */
 };
 
 /*
  * The exit status for a host/ result: 0 -> 0, -EBUSY and -EWOULDBLOCK -> 4,
- * -EBADMSG and -ESTALE -> 3, HOST_RECLAIM_REFUSED (1) -> 5, any other -> 1.
+ * -EBADMSG and -ESTALE -> 3, HOST_RECLAIM_REFUSED (1) and HOST_REWRITE_REFUSED (2) -> 5, any other -> 1.
  * (-EINVAL means a usage error only where the caller says so.)
  */
 int host_exit_status(int r);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/util.h"
 #include "dmops/loopscan.h"
 #include "host/reclaimcow.h"
 
@@ -39,6 +40,21 @@ int host_open_file_exclusive(const char *path, int *ret_fd, struct host_error *e
 		else
 			host_seterr(err, "%s: cannot lock: %s", path, strerror(-r));
 		return r;
+	}
+	/*
+	 * A rewrite by another run may have renamed a new file over path between our
+	 * open and our lock: we would hold a file nobody reaches any more.
+	 */
+	{
+		struct stat sp;
+
+		if (stat(path, &sp) < 0 || sp.st_dev != st.st_dev || sp.st_ino != st.st_ino) {
+			host_seterr(
+				err,
+				"%s: replaced by another file while being opened (a rewrite?): busy, not touched",
+				path);
+			return -EWOULDBLOCK;
+		}
 	}
 	/* After the lock, so nobody can attach it between our look and our writes
 	 * without also ignoring the lock. */
@@ -135,6 +151,8 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 	opts = (struct reclaim_opts){
 		.engine = req->engine,
 		.dry_run = req->dry_run,
+		.strategy = req->strategy,
+		.path = req->cow_path,
 		.read_bytes = req->read_bytes,
 		.queue_depth = req->queue_depth,
 		.progress = req->progress,
@@ -161,6 +179,15 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 			*ret_store_err = serr;
 		return r;
 	}
+	if (r == -EPERM && req->strategy == RECLAIM_STRATEGY_REWRITE) {
+		char why[200] = "";
+
+		if (reclaim_rewrite_refusal(fd, req->cow_path, why, sizeof(why)) != 1)
+			snprintf(why, sizeof(why), "%s: not permitted", req->cow_path);
+		host_seterr(err, "rewrite refused: %s; nothing written (try --strategy punch)",
+			    why);
+		return HOST_REWRITE_REFUSED;
+	}
 	if (r == -ENOTSUP && req->engine != RECLAIM_ENGINE_AUTO) {
 		host_seterr(err,
 			    "%s: engine '%s' is not available on this system; nothing written "
@@ -182,6 +209,17 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 		if (ret_fs)
 			*ret_fs = fs;
 		return HOST_RECLAIM_REFUSED;
+	}
+	if (rep.strategy == RECLAIM_STRATEGY_REWRITE) {
+		/*
+		 * fd is the old file now, renamed over and unlinked: closing it gives its
+		 * blocks back (a discard each on a file system mounted `discard`), here,
+		 * in this process, and that is part of the run's cost.
+		 */
+		double t0 = util_now();
+
+		close(TAKE_FD(fd));
+		rep.seconds += util_now() - t0;
 	}
 	*ret_report = rep;
 	if (ret_fs && req->fs_aware)
@@ -234,6 +272,10 @@ static int host_record_reclaim(struct vm *v, int r, const struct reclaim_report 
 		l->allocated_after = rep->allocated_after;
 		l->bytes_read = rep->bytes_read;
 		l->seconds = rep->seconds;
+		snprintf(l->strategy, sizeof(l->strategy), "%s",
+			 reclaim_strategy_name(rep->strategy));
+		snprintf(l->strategy_reason, sizeof(l->strategy_reason), "%s",
+			 rep->strategy_reason);
 	} else if (err)
 		snprintf(l->error, sizeof(l->error), "%.*s", (int)sizeof(l->error) - 1, err->msg);
 	if (fs_refused) {

@@ -29,6 +29,7 @@ struct host_reclaim_request {
 		disk_size; /* fs-aware: the VM's disk size in bytes (host_reclaim_vm(): record's) */
 	bool dry_run;
 	enum reclaim_engine_kind engine;
+	enum reclaim_strategy strategy;	  /* punch, rewrite or auto (reclaim/reclaim.h) */
 	uint32_t read_bytes, queue_depth; /* 0: the engine's defaults */
 	/* Passed through to struct reclaim_opts (reclaim/reclaim.h). */
 	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
@@ -54,11 +55,14 @@ int host_open_cow_exclusive(const char *path, int *ret_fd, struct host_error *er
  * Locks the COW, refuses when a loop device uses it, validates the store and
  * runs zero reclaim, plus fs-aware reclaim when asked (reclaim/fsaware.h).
  * Returns 0 (*ret_report filled; *ret_fs too when fs_aware),
- * HOST_RECLAIM_REFUSED (*ret_fs filled), -EBADMSG for an invalid store
+ * HOST_RECLAIM_REFUSED (*ret_fs filled), HOST_REWRITE_REFUSED (a forced
+ * rewrite cannot be safe or would cost space: err says why; nothing written), -EBADMSG for an invalid store
  * (*ret_store_err: offset and rule) or a base image that cannot be this disk's,
  * -EWOULDBLOCK when locked, -EBUSY when it backs a loop device, -ENOTSUP when a
  * forced engine is unavailable, or -errno.  err->msg says what happened on < 0
- * and on HOST_RECLAIM_REFUSED.  ret_fs and ret_store_err may be NULL.
+ * and on HOST_RECLAIM_REFUSED.  ret_fs and ret_store_err may be NULL.  After a
+ * rewrite the old file's blocks are given back (its last descriptor closed)
+ * before this returns, and report.seconds counts that too.
  */
 int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_report *ret_report,
 		     struct fsaware_result *ret_fs, struct snapstore_error *ret_store_err,

@@ -726,6 +726,11 @@ json_object *vm_describe(const struct vm *v)
 						       : NULL);
 		json_object_object_add(l, "fs_aware_reason",
 				       json_object_new_string(rc->fs_aware_reason));
+		json_object_object_add(l, "strategy",
+				       rc->strategy[0] ? json_object_new_string(rc->strategy)
+						       : NULL);
+		json_object_object_add(l, "strategy_reason",
+				       json_object_new_string(rc->strategy_reason));
 		json_object_object_add(l, "interrupted", json_object_new_boolean(rc->interrupted));
 		json_object_object_add(l, "error", json_object_new_string(rc->error));
 		json_object_object_add(o, "last_reclaim", l);

@@ -67,6 +67,12 @@ extern const struct reclaim_engine_ops reclaim_engine_uring;
 extern const struct reclaim_engine_ops reclaim_engine_aio;
 extern const struct reclaim_engine_ops reclaim_engine_sync;
 
+/*
+ * Starts the engine asked for on e (fd and depth filled in), or under AUTO the
+ * first that works.  0, or -errno (-ENOTSUP for a forced engine that cannot run).
+ */
+int reclaim_engine_start(struct reclaim_engine *e, enum reclaim_engine_kind kind);
+
 /* fallocate(2) PUNCH_HOLE|KEEP_SIZE over each range, in order.  0 or -errno. */
 int reclaim_punch_fallocate(int fd, const struct reclaim_range *r, size_t n);
 

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "reclaim/engine.h"
 #include "reclaim/reclaim.h"
+#include "reclaim/rewrite.h"
 
 #define IO_ALIGN    4096u
 #define PUNCH_BATCH 256u
@@ -50,6 +51,27 @@ const char *reclaim_engine_name(enum reclaim_engine_kind kind)
 		if (engine_names[i].kind == kind)
 			return engine_names[i].name;
 	return "unknown";
+}
+
+static const char *const strategy_names[] = {
+	[RECLAIM_STRATEGY_AUTO] = "auto",
+	[RECLAIM_STRATEGY_PUNCH] = "punch",
+	[RECLAIM_STRATEGY_REWRITE] = "rewrite",
+};
+
+int reclaim_strategy_parse(const char *name, enum reclaim_strategy *ret)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(strategy_names); i++)
+		if (name && !strcmp(name, strategy_names[i])) {
+			*ret = (enum reclaim_strategy)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *reclaim_strategy_name(enum reclaim_strategy s)
+{
+	return (size_t)s < ARRAY_SIZE(strategy_names) ? strategy_names[s] : "unknown";
 }
 
 /* A read of the scan: whole chunks [first, first + n), or a piece of one big chunk. */
@@ -112,6 +134,19 @@ struct scan {
 
 	uint64_t total_bytes, done_bytes;
 	double last_progress;
+
+	/*
+	 * auto (NULL otherwise): until decide_at bytes are judged every chunk to
+	 * punch is put off (collecting), then auto_decide() chooses; a rewrite
+	 * abandons the scan with nothing punched.  runs and taken_bytes count what
+	 * punching would cost: runs of zero chunks [0] and of fs-free chunks [1].
+	 */
+	struct auto_state *autos;
+	uint64_t decide_at;
+	bool collecting, abandon;
+	bool run_open[2];
+	uint64_t run_end[2], runs, taken_bytes;
+	double t0;
 };
 
 static uint64_t bitmap_next_set(const uint8_t *bm, uint64_t from, uint64_t nbits)
@@ -188,7 +223,7 @@ static bool gap_is_hole(void *opaque, uint64_t from, uint64_t to)
 /* -ECANCELED once the caller has asked the run to stop (reclaim_opts.stop). */
 static int scan_stopped(const struct scan *s)
 {
-	return s->opts->stop && *s->opts->stop ? -ECANCELED : 0;
+	return s->abandon || (s->opts->stop && *s->opts->stop) ? -ECANCELED : 0;
 }
 
 /* Hands a batch to the engine, unless the run is to stop: then nothing is punched. */
@@ -214,8 +249,18 @@ static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
  */
 static int coalesce(struct scan *s, struct reclaim_coalescer *co, uint64_t c)
 {
-	bool later = s->device_inflight > 0;
+	bool later = s->device_inflight > 0 || s->collecting;
+	int k = co == &s->free_co;
 	int r;
+
+	if (s->autos) {
+		if (!s->run_open[k] ||
+		    !reclaim_range_can_grow(s->l, gap_is_hole, s, s->run_end[k], c))
+			s->runs++;
+		s->run_open[k] = true;
+		s->run_end[k] = c + 1;
+		s->taken_bytes += s->cb;
+	}
 
 	if (later && reclaim_coalescer_extends(co, c))
 		later = false;
@@ -297,8 +342,10 @@ static int plan_next(struct scan *s, struct span *sp)
 			continue;
 		}
 		/* c is read, so it may hold data: no fs-free range grows across it. */
-		if (s->piece_at == 0)
+		if (s->piece_at == 0) {
 			reclaim_coalescer_break(&s->free_co);
+			s->run_open[1] = false;
+		}
 		if (s->cb > s->read_bytes) {
 			/* A chunk larger than one read: read it in pieces, in order. */
 			if (sp->n)
@@ -386,6 +433,7 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
 	s->done_bytes += s->cb;
 	if (!zero) {
 		reclaim_coalescer_break(&s->zero_co);
+		s->run_open[0] = false;
 		if (c >= s->later_tail)
 			s->later_tail = 0;
 		return 0;
@@ -463,6 +511,27 @@ static bool read_from_cache(struct scan *s, struct span *sp)
 	return true;
 }
 
+/* auto: chooses once decide_at bytes are judged (or at the end); a rewrite abandons the scan. */
+static void scan_decide(struct scan *s, bool at_end)
+{
+	struct rewrite_decide_in in;
+
+	if (!s->collecting || (!at_end && s->done_bytes < s->decide_at))
+		return;
+	s->collecting = false;
+	in = (struct rewrite_decide_in){
+		.done_bytes = s->done_bytes,
+		.total_bytes = s->total_bytes,
+		.runs = s->runs,
+		.taken_bytes = s->taken_bytes,
+		.bytes_read = s->rep->bytes_read,
+		.allocated_before = s->rep->allocated_before,
+		.seconds = util_now() - s->t0,
+	};
+	if (auto_decide(s->autos, &in) > 0)
+		s->abandon = true;
+}
+
 static int scan_loop(struct scan *s)
 {
 	bool planned_all = false;
@@ -508,6 +577,8 @@ static int scan_loop(struct scan *s)
 			s->device_inflight--;
 		r = retire(s, &s->spans[s->head]);
 		s->head = (s->head + 1) % s->depth;
+		if (s->autos)
+			scan_decide(s, false);
 		if (r >= 0 && s->eng.ops->poll)
 			r = s->eng.ops->poll(&s->eng);
 		if (r < 0)
@@ -584,8 +655,7 @@ static const struct reclaim_engine_ops *engine_ops(enum reclaim_engine_kind kind
 	}
 }
 
-/* Starts the engine asked for, or under AUTO the first that works. */
-static int engine_start(struct reclaim_engine *e, enum reclaim_engine_kind kind)
+int reclaim_engine_start(struct reclaim_engine *e, enum reclaim_engine_kind kind)
 {
 	static const enum reclaim_engine_kind order[] = {RECLAIM_ENGINE_URING, RECLAIM_ENGINE_AIO,
 							 RECLAIM_ENGINE_SYNC};
@@ -636,8 +706,9 @@ static bool layout_valid(const struct reclaim_layout *l)
 	       l->chunks <= UINT64_MAX / cb && (!l->store || l->may_punch);
 }
 
-int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
-		 struct reclaim_report *ret)
+/* The punch strategy; with autos, auto's choice too (-ECANCELED, autos->chose_rewrite). */
+static int scan_punch(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
+		      struct auto_state *autos, struct reclaim_report *ret)
 {
 	struct reclaim_report rep = {0};
 	_cleanup_free_ void *bufs = NULL;
@@ -679,6 +750,9 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	if (s.depth > 256)
 		s.depth = 256;
 	s.big_zero = true;
+	s.t0 = t0;
+	s.autos = autos;
+	s.collecting = autos != NULL;
 	if (!layout->may_punch)
 		s.total_bytes = layout->chunks * s.cb;
 	else
@@ -709,6 +783,8 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 		return -ENOMEM;
 	s.later = later;
 	map_data(&s);
+	/* auto chooses after 1/16 of the scan, and not before 32 MiB of it. */
+	s.decide_at = s.total_bytes / 16 > (32u << 20) ? s.total_bytes / 16 : (32u << 20);
 	reclaim_coalescer_init_layout(&s.zero_co, layout, s.zero_batch, PUNCH_BATCH);
 	reclaim_coalescer_init_layout(&s.free_co, layout, s.free_batch, PUNCH_BATCH);
 	reclaim_coalescer_init_layout(&s.later_co, layout, s.later_batch, PUNCH_BATCH);
@@ -727,12 +803,17 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 
 	s.eng.fd = fd;
 	s.eng.depth = s.depth;
-	r = engine_start(&s.eng, opts->engine);
+	r = reclaim_engine_start(&s.eng, opts->engine);
 	if (r < 0)
 		return r;
 	rep.engine = s.eng.ops->kind;
 
 	r = scan_loop(&s);
+	if (r >= 0 && s.autos) {
+		scan_decide(&s, true);
+		if (s.abandon)
+			r = -ECANCELED;
+	}
 	if (r >= 0)
 		progress(&s, true);
 	if (r >= 0 && reclaim_coalescer_flush(&s.zero_co))
@@ -754,6 +835,11 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	if (r >= 0)
 		r = r2;
 	s.eng.ops->exit(&s.eng);
+	if (r < 0 && s.abandon) {
+		/* auto chose a rewrite: nothing was punched; what was read counts. */
+		ret->bytes_read = rep.bytes_read;
+		ret->cached_bytes = rep.cached_bytes;
+	}
 	if (r < 0)
 		return r;
 
@@ -765,6 +851,111 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 				      ? rep.allocated_before - rep.allocated_after
 				      : 0;
 	rep.seconds = util_now() - t0;
+	*ret = rep;
+	return 0;
+}
+
+/* The rewrite strategy over the whole file; rep has what ran before (auto's scan). */
+static int scan_rewrite(int fd, const struct reclaim_layout *layout,
+			const struct reclaim_opts *opts, struct reclaim_report *rep)
+{
+	struct reclaim_report w = {0};
+	struct stat st;
+	double t0 = util_now();
+	int r;
+
+	if (fdatasync(fd) < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	w.chunk_bytes = layout->chunk_bytes;
+	w.allocated_before = (uint64_t)st.st_blocks * 512;
+	r = rewrite_run(fd, opts->path, layout, opts, &w);
+	if (r < 0)
+		return r;
+	w.reclaimed_bytes =
+		w.allocated_before > w.allocated_after ? w.allocated_before - w.allocated_after : 0;
+	w.strategy = RECLAIM_STRATEGY_REWRITE;
+	w.bytes_read += rep->bytes_read;
+	w.cached_bytes += rep->cached_bytes;
+	w.seconds = rep->seconds + util_now() - t0;
+	w.punch_probe_us = rep->punch_probe_us;
+	w.write_probe_mbps = rep->write_probe_mbps;
+	memcpy(w.strategy_reason, rep->strategy_reason, sizeof(w.strategy_reason));
+	*rep = w;
+	return 0;
+}
+
+int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
+		 struct reclaim_report *ret)
+{
+	struct auto_state st = {.tmp_fd = -1};
+	struct reclaim_report rep = {0};
+	char why[200], reason[sizeof(rep.strategy_reason)];
+	double t0 = util_now();
+	int r;
+
+	if (fd < 0 || !layout || !layout_valid(layout) || !opts || !ret)
+		return -EINVAL;
+	if (!opts->path || opts->dry_run || opts->strategy == RECLAIM_STRATEGY_PUNCH) {
+		/* A killed rewrite's temp file goes with any run that may write. */
+		if (opts->path && !opts->dry_run)
+			(void)rewrite_remove_stale(opts->path);
+		r = scan_punch(fd, layout, opts, NULL, &rep);
+		if (r < 0)
+			return r;
+		rep.strategy = RECLAIM_STRATEGY_PUNCH;
+		snprintf(rep.strategy_reason, sizeof(rep.strategy_reason), "%s",
+			 opts->dry_run ? "dry run: counted as punches"
+			 : opts->path  ? "asked for (--strategy punch)"
+				       : "no path to rewrite beside");
+		*ret = rep;
+		return 0;
+	}
+	(void)rewrite_remove_stale(opts->path);
+	r = reclaim_rewrite_refusal(fd, opts->path, why, sizeof(why));
+	if (r < 0)
+		return r;
+	if (opts->strategy == RECLAIM_STRATEGY_REWRITE) {
+		if (r == 1)
+			return -EPERM;
+		snprintf(rep.strategy_reason, sizeof(rep.strategy_reason),
+			 "asked for (--strategy rewrite)");
+		r = scan_rewrite(fd, layout, opts, &rep);
+		if (r < 0)
+			return r;
+		*ret = rep;
+		return 0;
+	}
+
+	/* auto */
+	if (r == 1) {
+		snprintf(reason, sizeof(reason), "auto: punch: %.200s", why);
+	} else if ((st.extents = rewrite_count_extents(fd), auto_probe(&st, opts->path) < 0)) {
+		auto_done(&st);
+		snprintf(reason, sizeof(reason), "auto: punch: %.200s", st.reason);
+	} else {
+		r = scan_punch(fd, layout, opts, &st, &rep);
+		auto_done(&st);
+		rep.punch_probe_us = st.punch_s * 1e6;
+		rep.write_probe_mbps = st.write_bps / 1e6;
+		snprintf(rep.strategy_reason, sizeof(rep.strategy_reason), "%s", st.reason);
+		if (r == -ECANCELED && st.chose_rewrite && !(opts->stop && *opts->stop)) {
+			/* The scan stopped with nothing punched: its time and reads count too. */
+			rep.seconds = util_now() - t0;
+			r = scan_rewrite(fd, layout, opts, &rep);
+		} else if (r >= 0) {
+			rep.strategy = RECLAIM_STRATEGY_PUNCH;
+			rep.seconds = util_now() - t0;
+		}
+		if (r < 0)
+			return r;
+		*ret = rep;
+		return 0;
+	}
+	r = scan_punch(fd, layout, opts, NULL, &rep);
+	if (r < 0)
+		return r;
+	rep.strategy = RECLAIM_STRATEGY_PUNCH;
+	memcpy(rep.strategy_reason, reason, sizeof(reason));
 	*ret = rep;
 	return 0;
 }

@@ -28,6 +28,21 @@ enum reclaim_engine_kind {
 int reclaim_engine_parse(const char *name, enum reclaim_engine_kind *ret);
 const char *reclaim_engine_name(enum reclaim_engine_kind kind);
 
+/*
+ * How the reclaimable chunks are given back (docs/reclaim.md, "Two strategies"):
+ * punched in place, or left out of a new copy of the file that is renamed over
+ * it; auto measures both costs on this host and takes the cheaper.
+ */
+enum reclaim_strategy {
+	RECLAIM_STRATEGY_AUTO = 0,
+	RECLAIM_STRATEGY_PUNCH,
+	RECLAIM_STRATEGY_REWRITE,
+};
+
+/* "auto", "punch", "rewrite" <-> enum; parse returns -EINVAL on an unknown name. */
+int reclaim_strategy_parse(const char *name, enum reclaim_strategy *ret);
+const char *reclaim_strategy_name(enum reclaim_strategy s);
+
 #define RECLAIM_DEFAULT_READ_BYTES  (1u << 20)
 #define RECLAIM_DEFAULT_QUEUE_DEPTH 16u
 #define RECLAIM_DEFAULT_GAP_BYTES   (64u << 10)
@@ -35,6 +50,16 @@ const char *reclaim_engine_name(enum reclaim_engine_kind kind);
 struct reclaim_opts {
 	enum reclaim_engine_kind engine;
 	bool dry_run;
+	/*
+	 * PUNCH (also when path is NULL or in a dry run), REWRITE, or AUTO.  A
+	 * rewrite makes .NAME.cowpunch-rewrite beside path (the file fd is open on,
+	 * whose lock the caller holds), renames it over path and fsyncs the
+	 * directory: afterwards fd is the old, unlinked inode, which the caller
+	 * closes to free its blocks.  Any run with a path and not a dry run first
+	 * removes a temp file a killed rewrite left.
+	 */
+	enum reclaim_strategy strategy;
+	const char *path;
 	/*
 	 * Optional: COW chunks to punch without reading them (bit c = COW chunk c),
 	 * geom.file_chunks bits, e.g. chunks whose origin range is free in the guest
@@ -95,6 +120,11 @@ struct reclaim_report {
 	double seconds;
 	enum reclaim_engine_kind engine; /* the engine actually used (never AUTO) */
 	bool dry_run;
+	enum reclaim_strategy strategy; /* the strategy that ran (never AUTO) */
+	char strategy_reason[256];	/* why it ran (auto: the figures compared) */
+	uint64_t bytes_written;		/* rewrite: bytes written to the new file */
+	double punch_probe_us;		/* auto: one punch, measured (0: not measured) */
+	double write_probe_mbps;	/* auto: write bandwidth measured, MB/s (0: not) */
 };
 
 /*
@@ -118,6 +148,18 @@ struct reclaim_layout {
 	const struct snapstore_geometry *store;
 };
 
+/*
+ * Why fd (open on path) may not be rewritten, or 0 when it may: 1 with why
+ * filled when it has more than one link, path no longer names it, an extent
+ * is shared (FIEMAP_EXTENT_SHARED: a rewrite would unshare it and take more
+ * space), or the file system has less free space than its allocated bytes plus
+ * a margin (1/16 of them, at least 64 MiB); -errno when that cannot be told.
+ */
+int reclaim_rewrite_refusal(int fd, const char *path, char *why, size_t why_len);
+
+/* The temp file a rewrite of path writes: .NAME.cowpunch-rewrite in its directory. */
+int reclaim_rewrite_temp_path(const char *path, char *buf, size_t len);
+
 /* The layout of a validated store: its listed data chunks, its header and metadata kept. */
 void reclaim_layout_of_store(const struct snapstore_info *info, struct reclaim_layout *ret);
 
@@ -128,7 +170,9 @@ void reclaim_layout_of_store(const struct snapstore_info *info, struct reclaim_l
  * sure nobody else writes the file meanwhile.  report.exceptions is 0.
  * Returns 0 and fills *ret; -EINVAL for a bad layout; -ECANCELED when
  * opts->stop or opts->throttle stopped it; -ENOTSUP when a forced engine is
- * unavailable; or another -errno.
+ * unavailable; -EPERM when a forced rewrite is refused (reclaim_rewrite_refusal();
+ * nothing written); or another -errno.  A rewrite stopped or failed before its
+ * rename leaves the file as it was (the temp file removed).
  */
 int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
 		 struct reclaim_report *ret);

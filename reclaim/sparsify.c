@@ -112,8 +112,11 @@ static int fd_flags(int pdir, const char *fd, unsigned long *ret_flags)
 	return -ENOENT;
 }
 
-/* 1 when a descriptor of the process (pdir: its /proc directory) opens (dev, ino) for writing. */
-static int open_for_writing(int pdir, dev_t dev, ino_t ino, int *ret_fd)
+/*
+ * 1 when a descriptor of the process (pdir: its /proc directory) opens (dev, ino)
+ * for writing (any: at all).
+ */
+static int open_for_writing(int pdir, dev_t dev, ino_t ino, bool any, int *ret_fd)
 {
 	_cleanup_close_ int dfd = openat(pdir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d;
@@ -145,7 +148,7 @@ static int open_for_writing(int pdir, dev_t dev, ino_t ino, int *ret_fd)
 			r = 0;
 			continue;
 		}
-		if (r == 0 && (flags & O_ACCMODE) != O_RDONLY) {
+		if (r == 0 && (any || (flags & O_ACCMODE) != O_RDONLY)) {
 			*ret_fd = atoi(de->d_name);
 			r = 1;
 		}
@@ -154,8 +157,11 @@ static int open_for_writing(int pdir, dev_t dev, ino_t ino, int *ret_fd)
 	return r;
 }
 
-/* 1 when the process (pdir) maps (dev, ino) shared and writable: it may write through the map. */
-static int mapped_for_writing(int pdir, dev_t dev, ino_t ino)
+/*
+ * 1 when the process (pdir) maps (dev, ino) shared and writable: it may write
+ * through the map (any: maps it at all).
+ */
+static int mapped_for_writing(int pdir, dev_t dev, ino_t ino, bool any)
 {
 	_cleanup_fclose_ FILE *f = NULL;
 	_cleanup_free_ char *line = NULL;
@@ -176,8 +182,8 @@ static int mapped_for_writing(int pdir, dev_t dev, ino_t ino)
 
 		if (sscanf(line, "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &inode) != 4)
 			continue;
-		if (perms[1] == 'w' && perms[3] == 's' && maj == major(dev) && min == minor(dev) &&
-		    inode == (unsigned long long)ino)
+		if ((any || (perms[1] == 'w' && perms[3] == 's')) && maj == major(dev) &&
+		    min == minor(dev) && inode == (unsigned long long)ino)
 			return 1;
 	}
 	return ferror(f) ? -EIO : 0;
@@ -196,7 +202,7 @@ static void read_comm(int pdir, char *buf, size_t len)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
-int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret)
+static int find_process(dev_t dev, ino_t ino, bool any, struct sparsify_writer *ret)
 {
 	struct sparsify_writer w = {.fd = -1};
 	pid_t self = getpid();
@@ -217,9 +223,9 @@ int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret)
 		pdir = openat(dirfd(proc), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (pdir < 0)
 			continue; /* exited */
-		r = open_for_writing(pdir, dev, ino, &w.fd);
+		r = open_for_writing(pdir, dev, ino, any, &w.fd);
 		if (r == 0)
-			r = mapped_for_writing(pdir, dev, ino);
+			r = mapped_for_writing(pdir, dev, ino, any);
 		/* A process that exits while we look (or a zombie) holds nothing open. */
 		if (r == -ENOENT || r == -ESRCH)
 			r = 0;
@@ -239,4 +245,14 @@ int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret)
 		return 1;
 	}
 	return r < 0 ? r : unseen;
+}
+
+int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret)
+{
+	return find_process(dev, ino, false, ret);
+}
+
+int sparsify_find_user(dev_t dev, ino_t ino, struct sparsify_writer *ret)
+{
+	return find_process(dev, ino, true, ret);
 }

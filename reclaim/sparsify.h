@@ -84,4 +84,12 @@ struct sparsify_writer {
  */
 int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret);
 
+/*
+ * As sparsify_find_writer(), for a process that has the file open or mapped in
+ * any way, reading included: a rewrite would leave it the old file (and its
+ * blocks allocated until it lets go).  1 and *ret (fd -1: a mapping), 0, or
+ * -errno (-EACCES: some process could not be looked at).
+ */
+int sparsify_find_user(dev_t dev, ino_t ino, struct sparsify_writer *ret);
+
 #endif

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Internal to reclaim/: the rewrite strategy (a new copy of the file with the
+ * reclaimable chunks left out as holes, renamed over the old one) and what
+ * `auto` measures to choose between it and punching.  See docs/reclaim.md.
+ */
+#ifndef COWPUNCH_RECLAIM_REWRITE_H
+#define COWPUNCH_RECLAIM_REWRITE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "reclaim/reclaim.h"
+
+/*
+ * Copies every byte of fd (open on path, locked by the caller) into a new file
+ * beside it except the chunks the layout lets be punched that read as zeros or
+ * are in opts->free_bitmap, which stay holes (holes of fd stay holes too);
+ * carries over owner, mode and extended attributes (ACLs and security labels
+ * are extended attributes); fsyncs it, renames it over path and fsyncs the
+ * directory.  Adds its counts to *rep (allocated_before must be set; sets
+ * allocated_after from the new file).  On any failure or stop before the
+ * rename the new file is removed and fd's file is untouched.  0 or -errno
+ * (-ECANCELED when stopped; -EBUSY when path no longer names fd's file).
+ */
+int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
+		const struct reclaim_opts *opts, struct reclaim_report *rep);
+
+/* The number of extents of fd (FIEMAP), 0 when it cannot be told. */
+uint64_t rewrite_count_extents(int fd);
+
+/* Removes the temp file a killed rewrite of path left.  0 or -errno. */
+int rewrite_remove_stale(const char *path);
+
+/* What the scan knows when auto is to choose (see struct auto_state). */
+struct rewrite_decide_in {
+	uint64_t done_bytes,
+		total_bytes;  /* of the chunks to judge: judged so far (holes too), all */
+	uint64_t runs;	      /* runs of zero or fs-free chunks so far (punches) */
+	uint64_t taken_bytes; /* bytes of zero or fs-free chunks so far */
+	uint64_t bytes_read;
+	uint64_t allocated_before;
+	double seconds; /* since the scan started */
+};
+
+/* auto's state between the probe before the scan and the choice during it. */
+struct auto_state {
+	const char *path;
+	int tmp_fd; /* the temp file, for the probes; -1 when none */
+	bool tmp_direct;
+	double punch_s;	      /* one punch on this file system, median of the probe's */
+	double write_bps;     /* 0 until measured */
+	double small_write_s; /* the probe's 1 MiB write and fdatasync */
+	double free_s_per_byte;
+	uint64_t extents; /* of the old file: each costs a free when it goes */
+	bool chose_rewrite;
+	char reason[256];
+};
+
+/*
+ * Before the scan: makes the temp file beside path and times single-block
+ * punches in it.  0, or -errno (st->reason says why: auto then punches).
+ */
+int auto_probe(struct auto_state *st, const char *path);
+
+/* Chooses from the figures so far: 1 for rewrite, 0 for punch; st->reason says why. */
+int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
+
+/* Removes the temp file, if any, and closes it. */
+void auto_done(struct auto_state *st);
+
+#endif

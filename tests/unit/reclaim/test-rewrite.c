@@ -1,0 +1,514 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The rewrite strategy on real files: a store of data, written-zero and hole
+ * chunks rewritten with reclaim_run() and a plain file with sparsify_run():
+ * the raw bytes hash the same, the path names a new inode, exactly the zero
+ * chunks became holes, holes stayed holes, chunks with data (the header and
+ * metadata included) stayed data, st_blocks dropped by at least the zero
+ * chunks, mode, owner and extended attributes (user.*, trusted.*, security.*,
+ * an ACL) came over, the store still loads, and no temp file is left.  Chunks
+ * larger than the copy's buffer (8 MiB), one zero only in its first half.
+ * Each refusal (two links, too little space, shared extents on XFS) leaves the
+ * file untouched, and auto then punches and says why.  A temp file a killed
+ * run left is removed by the next run.  Files go to $COWPUNCH_TEST_DIR
+ * (default /tmp).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+
+#include "common/cleanup.h"
+#include "reclaim/sparsify.h"
+#include "tests/unit/reclaim/rtest.h"
+
+static const char *dir;
+
+/* Chunk kinds by exception index: D data, Z written zeros, H hole. */
+static const char kinds[] = "DDZZHDZ";
+#define KIND(i) kinds[(i) % (sizeof(kinds) - 1)]
+
+struct built {
+	char path[512];
+	uint64_t cb, chunks, zero, hole;
+	uint8_t *kind_of; /* per COW chunk: 'D', 'Z', 'H', or 'M' (header, metadata) */
+	uint8_t sha[32];
+	struct stat st;
+};
+
+static void build_store(struct built *b, const char *name, uint32_t chunk_sectors, uint64_t n)
+{
+	_cleanup_free_ char *data = NULL, *zero = NULL;
+	struct storegen *sg;
+	int fd;
+
+	snprintf(b->path, sizeof(b->path), "%s/%s.%d", dir, name, (int)getpid());
+	unlink(b->path);
+	fd = open(b->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	assert_true(fd >= 0);
+	assert_int_equal(storegen_create(fd, chunk_sectors, false, &sg), 0);
+	b->cb = sg->chunk_bytes;
+	data = malloc(b->cb);
+	zero = calloc(1, b->cb);
+	assert_non_null(data);
+	assert_non_null(zero);
+	b->kind_of = calloc(1, 1 << 20);
+	assert_non_null(b->kind_of);
+	memset(b->kind_of, 'M', 1 << 20);
+	b->zero = b->hole = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t nc;
+		char k = KIND(i);
+
+		storegen_pattern(data, b->cb, i + 1);
+		assert_int_equal(storegen_add_buf(sg, i,
+						  k == 'D'   ? data
+						  : k == 'Z' ? zero
+							     : NULL,
+						  &nc),
+				 0);
+		assert_true(nc < (1 << 20));
+		b->kind_of[nc] = (uint8_t)k;
+		b->zero += k == 'Z';
+		b->hole += k == 'H';
+	}
+	b->chunks = sg->size / b->cb;
+	storegen_free(sg);
+	assert_int_equal(fsync(fd), 0);
+	assert_int_equal(rt_file_sha(fd, b->sha), 0);
+	assert_int_equal(fstat(fd, &b->st), 0);
+	close(fd);
+}
+
+/* The path now: same bytes, a new inode, zero chunks holes, the rest as it was. */
+static void check_rewritten(const struct built *b, const struct reclaim_report *rep)
+{
+	_cleanup_free_ uint8_t *map = NULL;
+	char tmp[600];
+	uint8_t sha[32];
+	struct stat st;
+	int fd = open(b->path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(rt_file_sha(fd, sha), 0);
+	assert_memory_equal(sha, b->sha, 32);
+	assert_true(st.st_ino != b->st.st_ino);
+	assert_int_equal(st.st_size, b->st.st_size);
+	map = rt_alloc_map(fd, (uint64_t)st.st_size);
+	assert_non_null(map);
+	for (uint64_t c = 0; c < b->chunks; c++) {
+		uint64_t per = b->cb / RT_BLOCK;
+		bool any = false, all = true;
+
+		for (uint64_t k = 0; k < per; k++) {
+			any |= map[c * per + k];
+			all &= map[c * per + k];
+		}
+		switch (b->kind_of[c]) {
+		case 'Z':
+		case 'H':
+			if (any)
+				fail_msg("chunk %llu (%c) holds data after the rewrite",
+					 (unsigned long long)c, b->kind_of[c]);
+			break;
+		default:
+			if (!all)
+				fail_msg("chunk %llu (%c) is not all data after the rewrite",
+					 (unsigned long long)c, b->kind_of[c]);
+		}
+	}
+	/* Within the extent-tree blocks the new file's holes may need (64 KiB here). */
+	if ((uint64_t)st.st_blocks * 512 + b->zero * b->cb >
+	    (uint64_t)b->st.st_blocks * 512 + 65536)
+		fail_msg("st_blocks %llu after, %llu before: not down by the %llu zero chunks",
+			 (unsigned long long)st.st_blocks, (unsigned long long)b->st.st_blocks,
+			 (unsigned long long)b->zero);
+	assert_int_equal(rep->strategy, RECLAIM_STRATEGY_REWRITE);
+	assert_int_equal(rep->zero_chunks, b->zero);
+	assert_int_equal(rep->allocated_after, (uint64_t)st.st_blocks * 512);
+	assert_int_equal(rep->reclaimed_bytes, rep->allocated_before - rep->allocated_after);
+	assert_int_equal(reclaim_rewrite_temp_path(b->path, tmp, sizeof(tmp)), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	close(fd);
+}
+
+static int run_reclaim(const char *path, enum reclaim_strategy s, struct reclaim_report *rep)
+{
+	struct reclaim_opts o = {.strategy = s, .path = path};
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT), r;
+
+	if (fd < 0)
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	r = rt_reclaim(fd, &o, rep);
+	close(fd);
+	return r;
+}
+
+static void store_loads(const char *path)
+{
+	struct snapstore_info info;
+	struct snapstore_error err;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(snapstore_load(fd, &info, NULL, NULL, &err), 0);
+	snapstore_info_free(&info);
+	close(fd);
+}
+
+static void test_store(void **state)
+{
+	static const uint8_t acl[] = {
+		/* system.posix_acl_access v2: user::rw-, user:1234:r--, group::r--, mask::r--, other::--- */
+		2, 0,	 0,    0,    1,	   0,	 6,    0, 0xff, 0xff, 0xff, 0xff, 2,	0,    4,
+		0, 0xd2, 4,    0,    0,	   4,	 0,    4, 0,	0xff, 0xff, 0xff, 0xff, 0x10, 0,
+		4, 0,	 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0,	0,    0xff, 0xff, 0xff, 0xff};
+	struct built b;
+	struct reclaim_report rep;
+	struct stat st;
+	char v[64];
+	ssize_t n;
+
+	(void)state;
+	build_store(&b, "rewrite-store", 8, 3000);
+	assert_int_equal(chown(b.path, 1234, 5678), 0);
+	assert_int_equal(chmod(b.path, 0640), 0);
+	assert_int_equal(setxattr(b.path, "user.cowpunch", "u", 1, 0), 0);
+	assert_int_equal(setxattr(b.path, "trusted.cowpunch", "t", 1, 0), 0);
+	if (setxattr(b.path, "security.cowpunch", "s", 1, 0) < 0)
+		fail_msg("security.cowpunch: %s", strerror(errno));
+	assert_int_equal(setxattr(b.path, "system.posix_acl_access", acl, sizeof(acl), 0), 0);
+	assert_int_equal(stat(b.path, &b.st), 0);
+
+	assert_int_equal(run_reclaim(b.path, RECLAIM_STRATEGY_REWRITE, &rep), 0);
+	check_rewritten(&b, &rep);
+	store_loads(b.path);
+	assert_int_equal(stat(b.path, &st), 0);
+	assert_int_equal(st.st_mode, b.st.st_mode);
+	assert_int_equal(st.st_uid, 1234);
+	assert_int_equal(st.st_gid, 5678);
+	n = getxattr(b.path, "user.cowpunch", v, sizeof(v));
+	assert_true(n == 1 && v[0] == 'u');
+	n = getxattr(b.path, "trusted.cowpunch", v, sizeof(v));
+	assert_true(n == 1 && v[0] == 't');
+	n = getxattr(b.path, "security.cowpunch", v, sizeof(v));
+	assert_true(n == 1 && v[0] == 's');
+	n = getxattr(b.path, "system.posix_acl_access", v, sizeof(v));
+	assert_int_equal(n, sizeof(acl));
+	assert_memory_equal(v, acl, sizeof(acl));
+
+	/* A second run finds nothing more and keeps the bytes. */
+	b.st = st;
+	assert_int_equal(run_reclaim(b.path, RECLAIM_STRATEGY_REWRITE, &rep), 0);
+	assert_int_equal(rep.zero_chunks, 0);
+	unlink(b.path);
+	free(b.kind_of);
+}
+
+/* 8 MiB chunks, larger than the copy's buffer: zero, data, zero but for the second half. */
+static void test_big_chunks(void **state)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct reclaim_report rep;
+	struct storegen *sg;
+	uint8_t sha[32], sha2[32];
+	uint64_t nc[3];
+	int fd;
+	char path[512];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/rewrite-big.%d", dir, (int)getpid());
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(storegen_create(fd, 16384, false, &sg), 0);
+	buf = calloc(1, sg->chunk_bytes);
+	assert_non_null(buf);
+	assert_int_equal(storegen_add_buf(sg, 0, buf, &nc[0]), 0);
+	storegen_pattern(buf, sg->chunk_bytes, 7);
+	assert_int_equal(storegen_add_buf(sg, 1, buf, &nc[1]), 0);
+	memset(buf, 0, sg->chunk_bytes / 2);
+	assert_int_equal(storegen_add_buf(sg, 2, buf, &nc[2]), 0);
+	storegen_free(sg);
+	assert_int_equal(rt_file_sha(fd, sha), 0);
+	close(fd);
+
+	assert_int_equal(run_reclaim(path, RECLAIM_STRATEGY_REWRITE, &rep), 0);
+	assert_int_equal(rep.zero_chunks, 1);
+	assert_int_equal(rep.chunks_scanned, 3);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(rt_file_sha(fd, sha2), 0);
+	assert_memory_equal(sha, sha2, 32);
+	{
+		_cleanup_free_ uint8_t *map = rt_alloc_map(fd, (nc[2] + 1) * (8u << 20));
+		uint64_t per = (8u << 20) / RT_BLOCK;
+
+		for (uint64_t k = 0; k < per; k++) {
+			assert_int_equal(map[nc[0] * per + k], 0);
+			assert_int_equal(map[nc[1] * per + k], 1);
+			/* A kept chunk is written whole, its zero half included. */
+			assert_int_equal(map[nc[2] * per + k], 1);
+		}
+	}
+	close(fd);
+	store_loads(path);
+	unlink(path);
+}
+
+/* A plain file with a partial last block: sparsify_run() rewrites it, the tail copied. */
+static void test_plain(void **state)
+{
+	static const char pat[] = "DZZHDZHHZD";
+	const uint64_t n = 400, tail = 100;
+	_cleanup_free_ char *blk = malloc(RT_BLOCK);
+	struct sparsify_report rep;
+	struct reclaim_opts o = {.strategy = RECLAIM_STRATEGY_REWRITE};
+	uint8_t sha[32], sha2[32];
+	uint64_t zero = 0;
+	struct stat st0, st;
+	char path[512];
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/rewrite-plain.%d", dir, (int)getpid());
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	for (uint64_t i = 0; i < n; i++) {
+		char k = pat[i % (sizeof(pat) - 1)];
+
+		if (k == 'H')
+			continue;
+		if (k == 'Z')
+			memset(blk, 0, RT_BLOCK), zero++;
+		else
+			storegen_pattern(blk, RT_BLOCK, i);
+		assert_int_equal(pwrite(fd, blk, RT_BLOCK, (off_t)(i * RT_BLOCK)), RT_BLOCK);
+	}
+	memset(blk, 0x11, tail);
+	assert_int_equal(pwrite(fd, blk, tail, (off_t)(n * RT_BLOCK)), (ssize_t)tail);
+	assert_int_equal(fsync(fd), 0);
+	assert_int_equal(rt_file_sha(fd, sha), 0);
+	assert_int_equal(fstat(fd, &st0), 0);
+	o.path = path;
+	assert_int_equal(sparsify_run(fd, &o, &rep), 0);
+	close(fd);
+	assert_int_equal(rep.scan.strategy, RECLAIM_STRATEGY_REWRITE);
+	assert_int_equal(rep.scan.zero_chunks, zero);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_ino != st0.st_ino);
+	assert_int_equal(st.st_size, st0.st_size);
+	assert_int_equal(rt_file_sha(fd, sha2), 0);
+	assert_memory_equal(sha, sha2, 32);
+	{
+		_cleanup_free_ uint8_t *map = rt_alloc_map(fd, (uint64_t)st.st_size);
+
+		for (uint64_t i = 0; i < n; i++)
+			assert_int_equal(map[i], pat[i % (sizeof(pat) - 1)] == 'D');
+		assert_int_equal(map[n], 1); /* the partial last block */
+	}
+	close(fd);
+	unlink(path);
+}
+
+/* Refused: the file untouched (same inode, same bytes); auto punches and says why. */
+static void refused(const char *path, const char *why_has)
+{
+	struct reclaim_report rep;
+	uint8_t sha[32], sha2[32];
+	struct stat st0, st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(rt_file_sha(fd, sha), 0);
+	assert_int_equal(fstat(fd, &st0), 0);
+	close(fd);
+	assert_int_equal(run_reclaim(path, RECLAIM_STRATEGY_REWRITE, &rep), -EPERM);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(rt_file_sha(fd, sha2), 0);
+	assert_memory_equal(sha, sha2, 32);
+	assert_int_equal(st.st_ino, st0.st_ino);
+	assert_int_equal(st.st_blocks, st0.st_blocks);
+	close(fd);
+
+	assert_int_equal(run_reclaim(path, RECLAIM_STRATEGY_AUTO, &rep), 0);
+	assert_int_equal(rep.strategy, RECLAIM_STRATEGY_PUNCH);
+	if (!strstr(rep.strategy_reason, why_has))
+		fail_msg("auto's reason '%s' lacks '%s'", rep.strategy_reason, why_has);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_ino, st0.st_ino);
+	assert_true(st.st_blocks < st0.st_blocks);
+	assert_int_equal(rt_file_sha(fd, sha2), 0);
+	assert_memory_equal(sha, sha2, 32);
+	close(fd);
+}
+
+static void test_refuse_links(void **state)
+{
+	struct built b;
+	char other[600];
+
+	(void)state;
+	build_store(&b, "rewrite-links", 8, 200);
+	snprintf(other, sizeof(other), "%s.other", b.path);
+	unlink(other);
+	assert_int_equal(link(b.path, other), 0);
+	refused(b.path, "2 links");
+	unlink(other);
+	unlink(b.path);
+	free(b.kind_of);
+}
+
+/* mnt made and a file system mounted on it (root): tmpfs when img is NULL, else mkfs on img. */
+static bool mount_fs(const char *mnt, const char *img, const char *mkfs, uint64_t bytes)
+{
+	char cmd[2048];
+
+	if (geteuid() != 0)
+		return false;
+	rmdir(mnt);
+	if (mkdir(mnt, 0700) < 0)
+		return false;
+	if (!img)
+		return mount("cowpunch-test", mnt, "tmpfs", 0, "size=16m") == 0;
+	snprintf(cmd, sizeof(cmd),
+		 "truncate -s %llu %s && %s %s >/dev/null 2>&1 && mount -o loop %s %s 2>/dev/null",
+		 (unsigned long long)bytes, img, mkfs, img, img, mnt);
+	return system(cmd) == 0;
+}
+
+static void unmount_fs(const char *mnt, const char *img)
+{
+	umount2(mnt, MNT_DETACH);
+	rmdir(mnt);
+	if (img)
+		unlink(img);
+}
+
+/* 16 MiB of tmpfs: less than any file's allocation plus the 64 MiB margin. */
+static void test_refuse_space(void **state)
+{
+	const char *saved = dir;
+	char mnt[128];
+	struct built b;
+
+	(void)state;
+	snprintf(mnt, sizeof(mnt), "/tmp/cowpunch-rewrite-space.%d", (int)getpid());
+	if (!mount_fs(mnt, NULL, NULL, 0))
+		rt_skip("cannot mount a tmpfs on %s (needs root): %s", mnt, strerror(errno));
+	dir = mnt;
+	build_store(&b, "s", 8, 400);
+	refused(b.path, "free on its file system");
+	unlink(b.path);
+	free(b.kind_of);
+	dir = saved;
+	unmount_fs(mnt, NULL);
+}
+
+/* A reflinked copy on XFS: its extents are shared. */
+static void test_refuse_shared(void **state)
+{
+	const char *saved = dir;
+	char mnt[128], img[128], cmd[2048], copy[600];
+	struct built b;
+
+	(void)state;
+	snprintf(mnt, sizeof(mnt), "/tmp/cowpunch-rewrite-xfs.%d", (int)getpid());
+	snprintf(img, sizeof(img), "/var/tmp/cowpunch-rewrite-xfs.%d.img", (int)getpid());
+	if (!mount_fs(mnt, img, "mkfs.xfs -q -m reflink=1", 512ull << 20)) {
+		unmount_fs(mnt, img);
+		rt_skip("cannot make and mount an XFS image with reflink (needs root, loop, "
+			"mkfs.xfs)");
+	}
+	dir = mnt;
+	build_store(&b, "x", 8, 400);
+	snprintf(copy, sizeof(copy), "%s.copy", b.path);
+	snprintf(cmd, sizeof(cmd), "cp --reflink=always %s %s", b.path, copy);
+	assert_int_equal(system(cmd), 0);
+	refused(b.path, "shares extents");
+	unlink(copy);
+	unlink(b.path);
+	free(b.kind_of);
+	dir = saved;
+	unmount_fs(mnt, img);
+}
+
+/* A temp file a killed rewrite left goes with the next run, whatever its strategy. */
+static void test_stale_temp(void **state)
+{
+	struct reclaim_report rep;
+	struct built b;
+	char tmp[600];
+	int fd;
+
+	(void)state;
+	build_store(&b, "rewrite-stale", 8, 100);
+	assert_int_equal(reclaim_rewrite_temp_path(b.path, tmp, sizeof(tmp)), 0);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "garbage", 7), 7);
+	close(fd);
+	assert_int_equal(run_reclaim(b.path, RECLAIM_STRATEGY_PUNCH, &rep), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	unlink(b.path);
+	free(b.kind_of);
+}
+
+/* Stopped before it starts: -ECANCELED, nothing changed, no temp file. */
+static void test_stop(void **state)
+{
+	static volatile sig_atomic_t stop = 1;
+	struct reclaim_opts o = {.strategy = RECLAIM_STRATEGY_REWRITE, .stop = &stop};
+	struct reclaim_report rep;
+	struct built b;
+	struct stat st;
+	char tmp[600];
+	int fd;
+
+	(void)state;
+	build_store(&b, "rewrite-stop", 8, 300);
+	o.path = b.path;
+	fd = open(b.path, O_RDWR | O_CLOEXEC);
+	assert_int_equal(rt_reclaim(fd, &o, &rep), -ECANCELED);
+	close(fd);
+	assert_int_equal(stat(b.path, &st), 0);
+	assert_int_equal(st.st_ino, b.st.st_ino);
+	assert_int_equal(st.st_blocks, b.st.st_blocks);
+	assert_int_equal(reclaim_rewrite_temp_path(b.path, tmp, sizeof(tmp)), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	unlink(b.path);
+	free(b.kind_of);
+}
+
+int main(void)
+{
+	const char *why;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_store),	     cmocka_unit_test(test_big_chunks),
+		cmocka_unit_test(test_plain),	     cmocka_unit_test(test_refuse_links),
+		cmocka_unit_test(test_refuse_space), cmocka_unit_test(test_refuse_shared),
+		cmocka_unit_test(test_stale_temp),   cmocka_unit_test(test_stop),
+	};
+
+	dir = getenv("COWPUNCH_TEST_DIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	why = rt_dir_unusable(dir);
+	if (why) {
+		printf("SKIP: %s\n", why);
+		return 77;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
