@@ -242,7 +242,7 @@ lint:
 # valgrind memcheck over the CLI tests (tests/cli/run.sh, VALGRIND=1): any error fails.
 valgrind: all
 	@$(MAKE) --no-print-directory DEPS=check deps
-	@VALGRIND=1 tests/cli/run.sh $(BUILD)
+	@VALGRIND=1 CLI_JOBS=$${CLI_JOBS:-2} tests/cli/run.sh $(BUILD)
 
 vmtest: all
 	@$(MAKE) --no-print-directory DEPS=vm deps

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test-*.sh of a folder (tests/cli unless given) with COWPUNCH pointing at the built
 # binary.  Each script exits 0 (pass), 77 (skip, with a reason printed) or anything else (fail).
-# Usage: tests/cli/run.sh [BUILD [DIR]]
+# Usage: tests/cli/run.sh [BUILD [DIR]]   (CLI_JOBS=N: N scripts at once, see below)
 # VALGRIND=1 (make valgrind): every cowpunch the tests run runs under valgrind's memcheck, each
 # process logging to BUILD/valgrind/logs/PID.log (text) and PID.xml; any error (invalid access,
 # uninitialised value, definite leak, bad free, bad syscall argument) fails the run, also in a
@@ -31,13 +31,53 @@ if [ "${VALGRIND:-0}" = 1 ]; then
 	COWPUNCH=$vg/cowpunch
 fi
 pass=0 fail=0 skip=0 failed=()
-for t in "$here"/test-*.sh; do
-	[ -e "$t" ] || continue
-	echo "== $(basename "$t")"
+# CLI_JOBS=N runs up to N test scripts at once (make valgrind: 2, the machine's cores, since
+# memcheck makes each one CPU-bound); each script's output is printed whole when it ends.
+jobs=${CLI_JOBS:-1}
+outdir=$(mktemp -d)
+trap 'rm -rf "$outdir"' EXIT
+run_one() {
+	local t=$1 o=$outdir/$(basename "$1") start rc
 	start=$(date +%s)
-	bash "$t"
-	rc=$?
-	echo "== $(basename "$t"): exit $rc, $(($(date +%s) - start)) s"
+	{
+		echo "== $(basename "$t")"
+		bash "$t"
+		rc=$?
+		echo "== $(basename "$t"): exit $rc, $(($(date +%s) - start)) s"
+	} >"$o.out" 2>&1
+	echo "$rc" >"$o.rc"
+}
+tests=("$here"/test-*.sh)
+[ -e "${tests[0]}" ] || tests=()
+# In parallel, the longest scripts (under valgrind) start first, so that no long one starts last.
+if [ "$jobs" -gt 1 ]; then
+	slow=(test-vm-lifecycle.sh test-sparsify.sh test-inspect.sh test-agent.sh test-kernel-stores.sh)
+	order=()
+	for n in "${slow[@]}"; do [ -e "$here/$n" ] && order+=("$here/$n"); done
+	for t in ${tests[@]+"${tests[@]}"}; do
+		case " ${slow[*]} " in *" $(basename "$t") "*) ;; *) order+=("$t") ;; esac
+	done
+	tests=(${order[@]+"${order[@]}"})
+fi
+running=0
+for t in ${tests[@]+"${tests[@]}"}; do
+	if [ "$jobs" -le 1 ]; then
+		run_one "$t"
+		cat "$outdir/$(basename "$t").out"
+		continue
+	fi
+	if [ $running -ge "$jobs" ]; then
+		wait -n
+		running=$((running - 1))
+	fi
+	run_one "$t" &
+	running=$((running + 1))
+done
+wait
+for t in ${tests[@]+"${tests[@]}"}; do
+	o=$outdir/$(basename "$t")
+	[ "$jobs" -le 1 ] || cat "$o.out"
+	rc=$(cat "$o.rc" 2>/dev/null || echo 1)
 	case $rc in
 	0) pass=$((pass + 1)) ;;
 	77) skip=$((skip + 1)) ;;
