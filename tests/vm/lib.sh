@@ -300,3 +300,14 @@ pending_cowpunch() {
 finish() {
 	log "all checks passed"
 }
+
+# disk_by_serial SERIAL: the /dev/vdX whose virtio serial is SERIAL (QEMU's -device ...,serial=).
+disk_by_serial() {
+	for _s in /sys/block/vd*/serial; do
+		[ "$(cat "$_s" 2>/dev/null)" = "$1" ] || continue
+		_s=${_s%/serial}
+		echo "/dev/${_s##*/}"
+		return 0
+	done
+	return 1
+}

@@ -3,9 +3,11 @@
 # initramfs carrying build/cowpunch and tests/vm/scenarios, runs the scenarios inside, and reports
 # per-scenario pass/fail.  See docs/testing.md.
 #
-# Usage: tests/vm/run.sh [--kernel 6.1|6.12]... [--list] [SCENARIO|PATH.sh]...
+# Usage: tests/vm/run.sh [--kernel 6.1|6.12]... [--list] [--prepare-only] [SCENARIO|PATH.sh]...
 #   SCENARIO selects scenarios by name prefix (01, 02-zeroed); PATH.sh runs a scenario file kept
-#   elsewhere (e.g. the fixture generator).  Environment: VMTEST_ONLY (scenario names, spaces),
+#   elsewhere (e.g. the fixture generator).  --prepare-only prepares the kernels and the
+#   initramfs for the selected scenarios, writes their paths to BUILD_DIR/vm/bed.env and boots
+#   nothing (tests/vm/powercut.sh boots its own VMs with them).  Environment: VMTEST_ONLY (scenario names, spaces),
 #   VMTEST_KERNELS ("6.1 6.12"), VMTEST_TIMEOUT (seconds per VM, default 1200),
 #   VMTEST_SCENARIO_TIMEOUT (seconds per scenario, default 600), VMTEST_MEM (MiB, default 1024),
 #   VMTEST_DISK_MB (data disk, default 1024), VMTEST_ACCEL (tcg|kvm, default: probe),
@@ -39,8 +41,9 @@ guest_udev_rules=(/lib/udev/rules.d/55-dm.rules /lib/udev/rules.d/60-persistent-
 guest_modules=(virtio_pci virtio_blk loop dm-mod dm-bufio dm-snapshot dm-zero dm-thin-pool ext4
 	crc32c_generic xfs btrfs)
 # A scenario may ask for more host tools in a comment line of its own:
-#   # vmtest-tools: /usr/bin/fio /usr/bin/env
-# They are packed (with their libraries) only into the VMs that run such a scenario.
+#   # vmtest-tools: /usr/bin/fio /usr/bin/env @build/tests/tools/pcload
+# They are packed (with their libraries) only into the VMs that run such a scenario; @build/
+# names a file of the build directory, packed as /usr/bin/NAME.
 # bench/cow-path (the COW-path benchmark's guest part) is packed into every VM at /vm/bench/cow-path.
 
 die() {
@@ -57,11 +60,13 @@ usage() {
 kernels=()
 selectors=()
 list_only=0
+prepare_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel) [ $# -ge 2 ] || die "--kernel needs 6.1 or 6.12"; kernels+=("$2"); shift 2 ;;
 	--kernel=*) kernels+=("${1#--kernel=}"); shift ;;
 	--list) list_only=1; shift ;;
+	--prepare-only) prepare_only=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	-*) die "unknown option $1 (see --help)" ;;
 	*) selectors+=("$1"); shift ;;
@@ -98,9 +103,14 @@ else
 		[ $found = 1 ] || die "no scenario matches '$s' (try --list)"
 	done
 fi
+build_tools=()
 for n in "${scen_names[@]}"; do
 	while read -r t; do
-		[ -n "$t" ] && guest_tools+=("$t")
+		case $t in
+		'') ;;
+		@build/*) build_tools+=("$build/${t#@build/}") ;;
+		*) guest_tools+=("$t") ;;
+		esac
 	done < <(sed -n 's/^# vmtest-tools: *//p' "${scen_file[$n]}" | tr ' ' '\n')
 done
 if [ $list_only = 1 ]; then
@@ -119,6 +129,9 @@ busybox_bin=$(command -v busybox)
 file "$busybox_bin" 2>/dev/null | grep -q 'dynamically linked' &&
 	die "$busybox_bin is dynamically linked: install busybox-static"
 [ -x "$build/cowpunch" ] || die "$build/cowpunch missing: run make first"
+for t in ${build_tools[@]+"${build_tools[@]}"}; do
+	[ -x "$t" ] || die "$t missing: run make first"
+done
 
 accel=${VMTEST_ACCEL:-}
 if [ -z "$accel" ]; then
@@ -260,7 +273,8 @@ build_userland() {
 	hash=$(
 		{
 			sha256sum "$build/cowpunch" "$busybox_bin" "$here/init" "$here/lib.sh" "$0" \
-				"${guest_tools[@]}" "${guest_udev_rules[@]}" /etc/mke2fs.conf
+				"${guest_tools[@]}" "${guest_udev_rules[@]}" /etc/mke2fs.conf \
+				${build_tools[@]+"${build_tools[@]}"}
 			for n in "${scen_names[@]}"; do sha256sum "${scen_file[$n]}"; done
 			find "$top/bench/cow-path" -type f | LC_ALL=C sort | xargs sha256sum
 		} | sha256sum | cut -c1-16
@@ -282,6 +296,10 @@ build_userland() {
 	cp "${guest_udev_rules[@]}" "$stage/lib/udev/rules.d/"
 	copy_with_libs "$stage" "$build/cowpunch"
 	mv "$stage$build/cowpunch" "$stage/usr/bin/cowpunch"
+	for f in ${build_tools[@]+"${build_tools[@]}"}; do
+		copy_with_libs "$stage" "$f"
+		mv "$stage$f" "$stage/usr/bin/$(basename "$f")"
+	done
 	cp /etc/mke2fs.conf "$stage/etc/"
 	cp "$here/init" "$stage/init"
 	chmod 755 "$stage/init"
@@ -360,6 +378,18 @@ flock -u 9
 exec 9>&-
 build_userland
 t_prep=$(date +%s)
+if [ $prepare_only = 1 ]; then
+	{
+		echo "accel_args=(${accel_args[*]})"
+		echo "userland=$userland"
+		for k in "${kernels[@]}"; do
+			echo "kimage_of[$k]=${kimage_of[$k]}"
+			echo "modcpio_of[$k]=${modcpio_of[$k]}"
+		done
+	} >"$vmdir/bed.env"
+	say "prepared in $((t_prep - t_start))s: $vmdir/bed.env"
+	exit 0
+fi
 
 pids=()
 for k in "${kernels[@]}"; do
