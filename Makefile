@@ -62,7 +62,7 @@ INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
 	     $(if $(COMPLETION),$(BASHCOMPDIR)/cowpunch)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps help test unit clitest promtest check lint valgrind vmtest demo bench bench-cow \
+.PHONY: all deps help test unit clitest promtest check lint valgrind vmtest powercut demo bench bench-cow \
 	bench-cow-quick fuzz fuzz-run fuzz-replay format \
 	format-check clean man install uninstall deb pkgtest
 
@@ -78,6 +78,7 @@ help:
 	@echo "make lint       cppcheck over every C file (tests/lint/cppcheck.supp: false positives)"
 	@echo "make valgrind   the CLI tests with every cowpunch under valgrind memcheck"
 	@echo "make vmtest     device-mapper scenarios in QEMU on Debian's 6.1 and 6.12 kernels"
+	@echo "make powercut   QEMU killed while guests write through overlays, on both kernels"
 	@echo "make bench      benchmarks (bench/); results go to docs/benchmarks.md by hand"
 	@echo "make bench-cow  fio over the copy-on-write path in the QEMU test bed (~30 min under TCG;"
 	@echo "                BENCH_COW_OUT=DIR, default build/bench-cow): CSV, plots, report.md"
@@ -248,6 +249,11 @@ vmtest: all
 	@$(MAKE) --no-print-directory DEPS=vm deps
 	@tests/vm/run.sh
 
+# Power cuts: QEMU killed while a guest writes through overlays, then a fresh VM checks them.
+powercut: all
+	@$(MAKE) --no-print-directory DEPS=vm deps
+	@tests/vm/powercut.sh
+
 demo: all
 	@$(MAKE) --no-print-directory DEPS=vm deps
 	@tests/vm/demo.sh
@@ -281,6 +287,7 @@ test:
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory vmtest
+	@$(MAKE) --no-print-directory powercut
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
