@@ -19,7 +19,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -56,18 +55,6 @@ int reclaim_rewrite_temp_path(const char *path, char *buf, size_t len)
 		return -EINVAL;
 	n = snprintf(buf, len, "%.*s.%s" TMP_SUFFIX, dlen, path, base);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-/* The directory of path, opened for fsync. */
-static int open_dir_of(const char *path)
-{
-	_cleanup_free_ char *copy = strdup(path);
-	int fd;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
 }
 
 int rewrite_remove_stale(const char *path)
@@ -730,7 +717,8 @@ int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0)
 		return -errno;
-	dirfd = open_dir_of(path);
+	/* Opened before anything is written: a folder it cannot open fails the run first. */
+	dirfd = util_open_dir_of(path);
 	if (dirfd < 0)
 		return dirfd;
 	snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d", fd);
