@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,26 @@ ssize_t util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
+}
+
+int util_open_dir_of(const char *path)
+{
+	_cleanup_free_ char *copy = strdup(path);
+	int fd;
+
+	if (!copy)
+		return -ENOMEM;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int util_fsync_dir_of(const char *path)
+{
+	_cleanup_close_ int fd = util_open_dir_of(path);
+
+	if (fd < 0)
+		return fd;
+	return fsync(fd) < 0 ? -errno : 0;
 }
 
 /* cachestat(2), Linux 6.5; Debian 12's headers predate it.  Same number on every arch. */

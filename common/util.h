@@ -32,6 +32,20 @@ ssize_t util_pread_full(int fd, void *buf, size_t len, uint64_t off);
 ssize_t util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
 /*
+ * Opens the directory holding path, as dirname(3) names it ("." for a bare
+ * name, "/" for "/NAME", trailing slashes ignored), O_RDONLY | O_DIRECTORY |
+ * O_CLOEXEC.  Returns the descriptor, or -errno (-ENOMEM, or open's).
+ */
+int util_open_dir_of(const char *path);
+
+/*
+ * fsyncs the directory holding path (util_open_dir_of()), so that an entry
+ * made or renamed there survives a crash.  Returns 0, or -errno (open's or
+ * fsync's).
+ */
+int util_fsync_dir_of(const char *path);
+
+/*
  * Whether the page cache holds every page of fd's bytes [off, off + len), from
  * cachestat(2) (Linux 6.5), without touching the pages.  Returns 1 when it does,
  * 0 when not, -errno when it cannot tell (-ENOSYS: no cachestat on this kernel;

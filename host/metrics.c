@@ -332,16 +332,6 @@ int metrics_format(const struct metrics *m, char **ret_text, size_t *ret_len)
 	return 0;
 }
 
-/* fsync of the directory holding a new name, so the rename survives a crash. */
-static int fsync_dir(const char *dir)
-{
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0 || fsync(fd) < 0)
-		return -errno;
-	return 0;
-}
-
 int metrics_write_textfile(const char *path, const char *text, size_t len)
 {
 	_cleanup_free_ char *dir = strdup(path), *tmp = NULL;
@@ -381,7 +371,8 @@ int metrics_write_textfile(const char *path, const char *text, size_t len)
 		r = -errno;
 		goto unlink_tmp;
 	}
-	return fsync_dir(slash ? (*dir ? dir : "/") : ".");
+	/* The directory holding the new name, so the rename survives a crash. */
+	return util_fsync_dir_of(path);
 
 unlink_tmp:
 	unlink(tmp);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/util.h"
 #include "dmops/table.h"
 #include "host/doctor.h"
 #include "host/vm.h"
@@ -561,7 +562,7 @@ int vm_create(const char *state, const char *id, const struct vm_create_spec *sp
 	}
 	r = vmdisk_cow_create(v.cow_path, spec->virt_bytes, (uint32_t)(spec->chunk_bytes / 512));
 	if (r == 0)
-		r = vmstore_sync_dir_of(v.cow_path);
+		r = util_fsync_dir_of(v.cow_path);
 	if (r < 0) {
 		host_seterr(err, "%s: cannot create the COW file: %s", v.cow_path, strerror(-r));
 		goto undo;

@@ -625,27 +625,6 @@ int vmstore_record_format(const struct vmstore_record *r, char **ret)
 	return 0;
 }
 
-int vmstore_sync_dir_of(const char *path)
-{
-	_cleanup_free_ char *dir = strdup(path);
-	_cleanup_close_ int fd = -1;
-	char *slash;
-
-	if (!dir)
-		return -ENOMEM;
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		strcpy(dir, ".");
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return -errno;
-	return 0;
-}
-
 int vmstore_write_atomic(const char *path, const void *buf, size_t len)
 {
 	_cleanup_free_ char *tmp = NULL;
@@ -667,7 +646,7 @@ int vmstore_write_atomic(const char *path, const void *buf, size_t len)
 		r = -errno;
 		goto unlink_tmp;
 	}
-	return vmstore_sync_dir_of(path);
+	return util_fsync_dir_of(path);
 
 unlink_tmp:
 	unlink(tmp);
@@ -737,7 +716,7 @@ int vmstore_mkdir(const char *path)
 {
 	if (mkdir(path, 0700) < 0)
 		return errno == EEXIST ? 0 : -errno;
-	return vmstore_sync_dir_of(path);
+	return util_fsync_dir_of(path);
 }
 
 int vmstore_marker_write(const char *state, const struct vmstore_record *rec)
@@ -766,7 +745,7 @@ static int vmstore_rename_durable(const char *state, const char *id, const char 
 		return -ENOMEM;
 	if (rename(a, b) < 0)
 		return -errno;
-	return vmstore_sync_dir_of(b);
+	return util_fsync_dir_of(b);
 }
 
 int vmstore_marker_commit(const char *state, const char *id)

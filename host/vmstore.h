@@ -153,9 +153,6 @@ int vmstore_write_atomic(const char *path, const void *buf, size_t len);
  */
 int vmstore_mkdir(const char *path);
 
-/* fsyncs the folder holding path (after an entry there was made or renamed).  0 or -errno. */
-int vmstore_sync_dir_of(const char *path);
-
 /*
  * The create marker, STATE/ID/creating: the record of a VM being created.
  * create writes it (atomically and durably) BEFORE it makes the COW file, and

@@ -17,6 +17,7 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "reclaim/engine.h"
+#include "reclaim/extent.h"
 #include "reclaim/reclaim.h"
 #include "reclaim/rewrite.h"
 
@@ -172,33 +173,20 @@ static uint64_t bitmap_next_set(const uint8_t *bm, uint64_t from, uint64_t nbits
 }
 
 /*
- * Fills s->data_map from the file's data extents.  Any error but ENXIO (no data
- * from there on) marks the rest as data: a chunk is then read, never assumed a hole.
+ * Fills s->data_map from the file's data extents.  Where the file system cannot
+ * tell, the rest is marked as data: a chunk is then read, never assumed a hole.
  */
 static void map_data(struct scan *s)
 {
-	uint64_t nbits = s->l->chunks, limit = nbits * s->cb, pos = 0;
+	uint64_t limit = s->l->chunks * s->cb, pos = 0, d, h;
 
-	while (pos < limit) {
-		off_t d = lseek(s->fd, (off_t)pos, SEEK_DATA), h;
-		uint64_t first, last;
+	while (reclaim_next_data_extent(s->fd, pos, limit, &d, &h) == 1) {
+		uint64_t first = d / s->cb;
+		uint64_t last = (h - 1) / s->cb; /* inclusive: a partly filled chunk holds data */
 
-		if (d < 0 && errno == ENXIO)
-			return;
-		h = d < 0 ? -1 : lseek(s->fd, d, SEEK_HOLE);
-		if (d < 0 || h < 0) {
-			d = (off_t)pos;
-			h = (off_t)limit;
-		}
-		if ((uint64_t)d >= limit)
-			return;
-		if ((uint64_t)h > limit || h <= d)
-			h = (off_t)limit;
-		first = (uint64_t)d / s->cb;
-		last = ((uint64_t)h - 1) / s->cb; /* inclusive: a partly filled chunk holds data */
 		for (uint64_t c = first; c <= last; c++)
 			s->data_map[c >> 3] |= (uint8_t)(1u << (c & 7));
-		pos = (uint64_t)h;
+		pos = h;
 	}
 }
 

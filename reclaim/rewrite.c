@@ -19,7 +19,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -35,6 +34,7 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "reclaim/engine.h"
+#include "reclaim/extent.h"
 #include "reclaim/rewrite.h"
 
 #define RW_BUF	   (4u << 20)
@@ -55,18 +55,6 @@ int reclaim_rewrite_temp_path(const char *path, char *buf, size_t len)
 		return -EINVAL;
 	n = snprintf(buf, len, "%.*s.%s" TMP_SUFFIX, dlen, path, base);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-/* The directory of path, opened for fsync. */
-static int open_dir_of(const char *path)
-{
-	_cleanup_free_ char *copy = strdup(path);
-	int fd;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
 }
 
 int rewrite_remove_stale(const char *path)
@@ -523,30 +511,17 @@ static int iter_next(struct rw *w, struct rw_iter *it, uint64_t max, uint64_t *r
 	uint64_t limit = w->l->chunks * w->cb;
 
 	while (it->c0 >= it->c1) {
-		off_t d, h;
+		uint64_t d, h;
 
-		if (it->pos >= limit)
+		if (reclaim_next_data_extent(w->src, it->pos, limit, &d, &h) != 1)
 			return 0;
-		d = lseek(w->src, (off_t)it->pos, SEEK_DATA);
-		if (d < 0 && errno == ENXIO)
-			return 0;
-		h = d < 0 ? -1 : lseek(w->src, d, SEEK_HOLE);
-		if (d < 0 || h < 0) {
-			/* Cannot tell: copy the rest as data. */
-			d = (off_t)it->pos;
-			h = (off_t)limit;
-		}
-		if ((uint64_t)d >= limit)
-			return 0;
-		if ((uint64_t)h > limit || h <= d)
-			h = (off_t)limit;
-		it->c0 = (uint64_t)d / w->cb;
-		it->c1 = ((uint64_t)h + w->cb - 1) / w->cb;
+		it->c0 = d / w->cb;
+		it->c1 = (h + w->cb - 1) / w->cb;
 		if (it->c0 < it->next)
 			it->c0 = it->next;
 		if (it->c1 > w->l->chunks)
 			it->c1 = w->l->chunks;
-		it->pos = it->c1 * w->cb > (uint64_t)h ? it->c1 * w->cb : (uint64_t)h;
+		it->pos = it->c1 * w->cb > h ? it->c1 * w->cb : h;
 		if (it->c0 < it->c1) {
 			w->rep->hole_chunks += skippable_between(w, it->next, it->c0);
 			w->done_bytes += (it->c0 - it->next) * w->cb;
@@ -562,27 +537,14 @@ static int iter_next(struct rw *w, struct rw_iter *it, uint64_t max, uint64_t *r
 /* Bytes past the last whole chunk that hold data. */
 static int copy_tails(struct rw *w)
 {
-	uint64_t pos = w->l->chunks * w->cb;
+	uint64_t pos = w->l->chunks * w->cb, d, h;
 
-	while (pos < w->size) {
-		off_t d = lseek(w->src, (off_t)pos, SEEK_DATA), h;
-		int r;
+	while (reclaim_next_data_extent(w->src, pos, w->size, &d, &h) == 1) {
+		int r = copy_tail(w, d, h);
 
-		if (d < 0 && errno == ENXIO)
-			return 0;
-		h = d < 0 ? -1 : lseek(w->src, d, SEEK_HOLE);
-		if (d < 0 || h < 0) {
-			d = (off_t)pos;
-			h = (off_t)w->size;
-		}
-		if ((uint64_t)h > w->size)
-			h = (off_t)w->size;
-		if ((uint64_t)d >= w->size || h <= d)
-			return 0;
-		r = copy_tail(w, (uint64_t)d, (uint64_t)h);
 		if (r < 0)
 			return r;
-		pos = (uint64_t)h;
+		pos = h;
 	}
 	return 0;
 }
@@ -702,29 +664,15 @@ static int copy_pipelined(struct rw *w, struct reclaim_engine *e, char *bufs, bo
 	return r;
 }
 
-/* The copy, extent by extent (SEEK_DATA/SEEK_HOLE): holes are never read nor written. */
+/* The copy, extent by extent (reclaim/extent.h): holes are never read nor written. */
 static int copy_file(struct rw *w)
 {
-	uint64_t limit = w->l->chunks * w->cb, pos = 0, next = 0;
+	uint64_t limit = w->l->chunks * w->cb, pos = 0, next = 0, d, h;
 	int r;
 
-	while (pos < w->size) {
-		off_t d = lseek(w->src, (off_t)pos, SEEK_DATA), h;
-
-		if (d < 0 && errno == ENXIO)
-			break;
-		h = d < 0 ? -1 : lseek(w->src, d, SEEK_HOLE);
-		if (d < 0 || h < 0) {
-			/* Cannot tell: copy the rest as data. */
-			d = (off_t)pos;
-			h = (off_t)w->size;
-		}
-		if ((uint64_t)h > w->size)
-			h = (off_t)w->size;
-		if ((uint64_t)d >= w->size || h <= d)
-			break;
-		if ((uint64_t)d < limit) {
-			uint64_t c0 = (uint64_t)d / w->cb, c1 = ((uint64_t)h + w->cb - 1) / w->cb;
+	while (reclaim_next_data_extent(w->src, pos, w->size, &d, &h) == 1) {
+		if (d < limit) {
+			uint64_t c0 = d / w->cb, c1 = (h + w->cb - 1) / w->cb;
 
 			if (c0 < next)
 				c0 = next;
@@ -740,14 +688,14 @@ static int copy_file(struct rw *w)
 					return r;
 				next = c1;
 			}
-			pos = (uint64_t)h < limit ? (uint64_t)h : limit;
+			pos = h < limit ? h : limit;
 			if (pos < next * w->cb && next * w->cb <= limit)
 				pos = next * w->cb;
 		} else {
-			r = copy_tail(w, (uint64_t)d, (uint64_t)h);
+			r = copy_tail(w, d, h);
 			if (r < 0)
 				return r;
-			pos = (uint64_t)h;
+			pos = h;
 		}
 	}
 	w->rep->hole_chunks += skippable_between(w, next, w->l->chunks);
@@ -769,7 +717,8 @@ int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0)
 		return -errno;
-	dirfd = open_dir_of(path);
+	/* Opened before anything is written: a folder it cannot open fails the run first. */
+	dirfd = util_open_dir_of(path);
 	if (dirfd < 0)
 		return dirfd;
 	snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d", fd);

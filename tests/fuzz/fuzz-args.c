@@ -29,8 +29,6 @@
 #define FUZZ_MAX_INPUT 4096u
 #define SENTINEL       0x5a5a5a5a5a5a5a5aULL
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* One of the number parsers: returns 1 when it accepted s. */
 static int fuzz_number(int (*parse)(const char *, uint64_t *), const char *s, const char *unit)
 {
@@ -123,16 +121,4 @@ static int fuzz_one(const uint8_t *data, size_t size)
 	return accepted;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	fuzz_one(data, size);
-	return 0;
-}
-
-#ifndef COWPUNCH_LIBFUZZER
-/* Replays each file named on the command line. */
-int main(int argc, char **argv)
-{
-	return fuzz_replay_main(argc, argv, "fuzz-args", FUZZ_MAX_INPUT, fuzz_one);
-}
-#endif
+FUZZ_TARGET("fuzz-args", FUZZ_MAX_INPUT, fuzz_one)

@@ -32,8 +32,6 @@
 #define FUZZ_MAX_INPUT (1u << 20)
 #define FUZZ_CHUNK     4096u
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* Returns 1 when fsaware_scan() finished (accepted the file system), 0 when not. */
 static int fuzz_one(const uint8_t *data, size_t size)
 {
@@ -103,16 +101,4 @@ out:
 	return accepted;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	fuzz_one(data, size);
-	return 0;
-}
-
-#ifndef COWPUNCH_LIBFUZZER
-/* Replays each file named on the command line. */
-int main(int argc, char **argv)
-{
-	return fuzz_replay_main(argc, argv, "fuzz-fsaware", FUZZ_MAX_INPUT, fuzz_one);
-}
-#endif
+FUZZ_TARGET("fuzz-fsaware", FUZZ_MAX_INPUT, fuzz_one)

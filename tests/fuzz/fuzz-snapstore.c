@@ -22,8 +22,6 @@
 /* Inputs above this are ignored: the interesting structure fits in a few chunks. */
 #define FUZZ_MAX_INPUT (2u << 20)
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static int count_cb(void *opaque, const struct snapstore_exception *e)
 {
 	(*(uint64_t *)opaque)++;
@@ -95,16 +93,4 @@ static int fuzz_one(const uint8_t *data, size_t size)
 	return r == 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	fuzz_one(data, size);
-	return 0;
-}
-
-#ifndef COWPUNCH_LIBFUZZER
-/* Replays each file named on the command line. */
-int main(int argc, char **argv)
-{
-	return fuzz_replay_main(argc, argv, "fuzz-snapstore", FUZZ_MAX_INPUT, fuzz_one);
-}
-#endif
+FUZZ_TARGET("fuzz-snapstore", FUZZ_MAX_INPUT, fuzz_one)

@@ -24,8 +24,6 @@
 /* Inputs above this are ignored: a record is under 2 KiB; the reader refuses > 1 MiB. */
 #define FUZZ_MAX_INPUT (64u << 10)
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static void check_record(const struct vmstore_record *r)
 {
 	if (!vmstore_id_valid(r->id) || r->base_path[0] != '/' ||
@@ -99,16 +97,4 @@ out:
 	return accepted;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	fuzz_one(data, size);
-	return 0;
-}
-
-#ifndef COWPUNCH_LIBFUZZER
-/* Replays each file named on the command line. */
-int main(int argc, char **argv)
-{
-	return fuzz_replay_main(argc, argv, "fuzz-vmstore", FUZZ_MAX_INPUT, fuzz_one);
-}
-#endif
+FUZZ_TARGET("fuzz-vmstore", FUZZ_MAX_INPUT, fuzz_one)

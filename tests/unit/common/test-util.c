@@ -261,6 +261,104 @@ static void test_pwrite_full_fsize_limit(void **state)
 	close(fd);
 }
 
+/*
+ * fsync(2) as util.c sees it (test-util.ldflags wraps it): the real one, noting
+ * the descriptor and the inode it syncs, or with fsync_errno set a failure.
+ */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+
+static struct {
+	unsigned calls;
+	int fd, err;
+	struct stat st;
+} fsyncs;
+
+int __wrap_fsync(int fd)
+{
+	fsyncs.calls++;
+	fsyncs.fd = fd;
+	if (fstat(fd, &fsyncs.st) < 0)
+		fail_msg("fsync of a descriptor fstat refuses: %s", strerror(errno));
+	if (fsyncs.err) {
+		errno = fsyncs.err;
+		return -1;
+	}
+	return __real_fsync(fd);
+}
+
+/* Asserts util_open_dir_of(path) opens the directory want, read only. */
+static void expect_dir_of(const char *path, const char *want)
+{
+	struct stat a, b;
+	int fd = util_open_dir_of(path);
+
+	if (fd < 0)
+		fail_msg("util_open_dir_of(%s): %s", path, strerror(-fd));
+	assert_int_equal(fstat(fd, &a), 0);
+	assert_int_equal(stat(want, &b), 0);
+	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		fail_msg("util_open_dir_of(%s) opened another folder than %s", path, want);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+}
+
+/*
+ * The folder holding a path: dirname(3)'s (a bare name: ".", "/NAME": "/",
+ * trailing slashes ignored), its errors as -errno; the fsync is of that folder,
+ * its descriptor closed after, an fsync error returned.
+ */
+static void test_dir_of(void **state)
+{
+	char top[] = "/tmp/cowpunch-test-dir-XXXXXX", sub[64], file[80], p[128];
+	struct stat st;
+	int fd;
+
+	assert_non_null(mkdtemp(top));
+	snprintf(sub, sizeof(sub), "%s/sub", top);
+	snprintf(file, sizeof(file), "%s/file", top);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+
+	snprintf(p, sizeof(p), "%s/name", sub);
+	expect_dir_of(p, sub);
+	snprintf(p, sizeof(p), "%s//name", sub);
+	expect_dir_of(p, sub);
+	snprintf(p, sizeof(p), "%s/", sub); /* a folder's own path: its parent */
+	expect_dir_of(p, top);
+	expect_dir_of(sub, top);
+	expect_dir_of("/name", "/");
+	expect_dir_of("name", ".");
+	snprintf(p, sizeof(p), "%s/missing/name", top);
+	assert_int_equal(util_open_dir_of(p), -ENOENT);
+	snprintf(p, sizeof(p), "%s/name", file);
+	assert_int_equal(util_open_dir_of(p), -ENOTDIR);
+
+	memset(&fsyncs, 0, sizeof(fsyncs));
+	snprintf(p, sizeof(p), "%s/name", sub);
+	assert_int_equal(util_fsync_dir_of(p), 0);
+	assert_int_equal(fsyncs.calls, 1);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_true(fsyncs.st.st_ino == st.st_ino && fsyncs.st.st_dev == st.st_dev);
+	assert_int_equal(fcntl(fsyncs.fd, F_GETFD), -1); /* closed */
+	assert_int_equal(errno, EBADF);
+	fsyncs.err = EIO;
+	assert_int_equal(util_fsync_dir_of(p), -EIO);
+	assert_int_equal(fsyncs.calls, 2);
+	assert_int_equal(fcntl(fsyncs.fd, F_GETFD), -1);
+	fsyncs.err = 0;
+	snprintf(p, sizeof(p), "%s/missing/name", top);
+	assert_int_equal(util_fsync_dir_of(p), -ENOENT);
+	assert_int_equal(fsyncs.calls, 2);
+
+	assert_int_equal(unlink(file), 0);
+	assert_int_equal(rmdir(sub), 0);
+	assert_int_equal(rmdir(top), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_pwrite_full_zero),
 		cmocka_unit_test(test_pwrite_full_short),
 		cmocka_unit_test(test_pwrite_full_fsize_limit),
+		cmocka_unit_test(test_dir_of),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

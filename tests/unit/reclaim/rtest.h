@@ -39,6 +39,18 @@ static inline __attribute__((unused)) int rt_tmpfile(const char *dir)
 	return fd < 0 ? -errno : fd;
 }
 
+/* Creates dir/NAME.PID afresh (one a killed run left is removed); returns fd or -errno. */
+static inline __attribute__((unused)) int rt_create(const char *dir, const char *name, mode_t mode,
+						    char *path, size_t len)
+{
+	int fd;
+
+	snprintf(path, len, "%s/%s.%d", dir, name, (int)getpid());
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	return fd < 0 ? -errno : fd;
+}
+
 /*
  * Returns NULL when dir can hold the tests: a file system with blocks of at most
  * 4 KiB that punches holes and reports them; else a reason to skip.
@@ -71,6 +83,26 @@ static inline __attribute__((unused)) const char *rt_dir_unusable(const char *di
 	}
 	close(fd);
 	return NULL;
+}
+
+/*
+ * The folder the tests' files go to: $COWPUNCH_TEST_DIR, default /tmp.  NULL
+ * when it cannot hold them (rt_dir_unusable()), after saying why on stdout as
+ * tests/run-unit.sh reads a skipped program ("SKIP: PROG: reason"): main() then
+ * returns 77.
+ */
+static inline __attribute__((unused)) const char *rt_test_dir(const char *prog)
+{
+	const char *d = getenv("COWPUNCH_TEST_DIR"), *why;
+
+	if (!d || !*d)
+		d = "/tmp";
+	why = rt_dir_unusable(d);
+	if (why) {
+		printf("SKIP: %s: %s\n", prog, why);
+		return NULL;
+	}
+	return d;
 }
 
 /* True when st_blocks of files in dir counts data blocks only (no extent-tree blocks). */
@@ -121,6 +153,39 @@ static inline __attribute__((unused)) int rt_file_sha(int fd, uint8_t out[32])
 		return -errno;
 	storegen_sha256_final(&s, out);
 	return 0;
+}
+
+/*
+ * NULL when path names a file other than inode old_ino, of size bytes whose raw
+ * bytes hash to sha: what a rewrite leaves; else what differs.
+ */
+static inline __attribute__((unused)) const char *rt_rewritten(const char *path, ino_t old_ino,
+							       off_t size, const uint8_t sha[32])
+{
+	static char why[768];
+	uint8_t now[32];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "%s: cannot open: %s", path, strerror(errno));
+		return why;
+	}
+	r = fstat(fd, &st) < 0 ? -errno : rt_file_sha(fd, now);
+	close(fd);
+	if (r < 0)
+		snprintf(why, sizeof(why), "%s: cannot read: %s", path, strerror(-r));
+	else if (st.st_ino == old_ino)
+		snprintf(why, sizeof(why), "%s: still the old inode %llu", path,
+			 (unsigned long long)old_ino);
+	else if (st.st_size != size)
+		snprintf(why, sizeof(why), "%s: %lld bytes, not %lld", path, (long long)st.st_size,
+			 (long long)size);
+	else if (memcmp(now, sha, sizeof(now)) != 0)
+		snprintf(why, sizeof(why), "%s: the bytes changed (sha256)", path);
+	else
+		return NULL;
+	return why;
 }
 
 /* Reopens fd (same file) with O_DIRECT when the file system allows it; else a plain dup. */

@@ -693,14 +693,10 @@ int main(void)
 		cmocka_unit_test(test_free_bitmap),
 		cmocka_unit_test(test_truncated),
 	};
-	const char *why;
 
-	dir = getenv("COWPUNCH_TEST_DIR") ? getenv("COWPUNCH_TEST_DIR") : "/tmp";
-	why = rt_dir_unusable(dir);
-	if (why) {
-		printf("SKIP: test-engines: %s\n", why);
+	dir = rt_test_dir("test-engines");
+	if (!dir)
 		return 77;
-	}
 	printf("test-engines: files in %s (st_blocks %s)\n", dir,
 	       rt_exact_blocks(dir) ? "checked exactly" : "may count extent-tree blocks");
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -200,13 +200,9 @@ int main(void)
 		cmocka_unit_test(test_opcode_missing),
 		cmocka_unit_test(test_real_auto_prefers_uring),
 	};
-	const char *why;
 
-	dir = getenv("COWPUNCH_TEST_DIR") ? getenv("COWPUNCH_TEST_DIR") : "/tmp";
-	why = rt_dir_unusable(dir);
-	if (why) {
-		printf("SKIP: test-fallback: %s\n", why);
+	dir = rt_test_dir("test-fallback");
+	if (!dir)
 		return 77;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

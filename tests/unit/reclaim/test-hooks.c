@@ -293,13 +293,9 @@ int main(void)
 		cmocka_unit_test(test_throttle_exact),
 		cmocka_unit_test(test_cancel_between_later_batches),
 	};
-	const char *why;
 
-	dir = getenv("COWPUNCH_TEST_DIR") ? getenv("COWPUNCH_TEST_DIR") : "/tmp";
-	why = rt_dir_unusable(dir);
-	if (why) {
-		printf("SKIP: test-hooks: %s\n", why);
+	dir = rt_test_dir("test-hooks");
+	if (!dir)
 		return 77;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

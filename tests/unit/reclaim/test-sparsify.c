@@ -366,14 +366,10 @@ int main(void)
 		cmocka_unit_test(test_edges),
 		cmocka_unit_test(test_writers),
 	};
-	const char *why;
 
-	dir = getenv("COWPUNCH_TEST_DIR") ? getenv("COWPUNCH_TEST_DIR") : "/tmp";
-	why = rt_dir_unusable(dir);
-	if (why) {
-		printf("SKIP: test-sparsify: %s\n", why);
+	dir = rt_test_dir("test-sparsify");
+	if (!dir)
 		return 77;
-	}
 	printf("test-sparsify: files in %s (st_blocks %s)\n", dir,
 	       rt_exact_blocks(dir) ? "checked exactly" : "may count extent-tree blocks");
 	return cmocka_run_group_tests(tests, NULL, NULL);
