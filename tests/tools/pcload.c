@@ -42,9 +42,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BLK	4096
-#define MAGIC	0x44414f4c43504350ull /* "PCPCLOAD" */
-#define NPHASES 4
+#define BLK	    4096
+#define READ_BLOCKS 64			  /* check reads 256 KiB at a time */
+#define MAGIC	    0x44414f4c43504350ull /* "PCPCLOAD" */
+#define NPHASES	    4
 
 static const char *const phase_name[NPHASES] = {"first", "overwrite", "zero", "mixed"};
 
@@ -256,7 +257,7 @@ static long long identify(const unsigned char *got, const unsigned char *base, u
 
 static int do_check(const char *dev, const char *basepath, uint64_t seed, long long acked)
 {
-	unsigned char *got, *base, *tmp;
+	unsigned char *win, *got, *base, *tmp;
 	size_t nops, *last, bad = 0, newer = 0, withack = 0;
 	uint64_t nb, base_nb;
 	struct op *ops;
@@ -270,8 +271,8 @@ static int do_check(const char *dev, const char *basepath, uint64_t seed, long l
 		return 2;
 	}
 	ops = make_ops(seed, nb, &nops);
-	if (!ops || posix_memalign((void **)&got, BLK, BLK) || !(base = malloc(BLK)) ||
-	    !(tmp = malloc(BLK)) || !(last = calloc(nb, sizeof(*last)))) {
+	if (!ops || posix_memalign((void **)&win, BLK, (size_t)BLK * READ_BLOCKS) ||
+	    !(base = malloc(BLK)) || !(tmp = malloc(BLK)) || !(last = calloc(nb, sizeof(*last)))) {
 		fprintf(stderr, "pcload: %s: too small or out of memory\n", dev);
 		return 2;
 	}
@@ -287,10 +288,16 @@ static int do_check(const char *dev, const char *basepath, uint64_t seed, long l
 		long long id, need = (long long)last[b] - 1;
 		int ok = 0;
 
-		if (pread(fd, got, BLK, (off_t)(b * BLK)) != BLK) {
-			fprintf(stderr, "pcload: %s: read of block %" PRIu64 " failed\n", dev, b);
-			return 2;
+		if (b % READ_BLOCKS == 0) {
+			size_t want = (size_t)BLK * (nb - b < READ_BLOCKS ? nb - b : READ_BLOCKS);
+
+			if (pread(fd, win, want, (off_t)(b * BLK)) != (ssize_t)want) {
+				fprintf(stderr, "pcload: %s: read at block %" PRIu64 " failed\n",
+					dev, b);
+				return 2;
+			}
 		}
+		got = win + (b % READ_BLOCKS) * BLK;
 		if (b < base_nb) {
 			if (pread(bfd, base, BLK, (off_t)(b * BLK)) != BLK) {
 				fprintf(stderr, "pcload: %s: read of block %" PRIu64 " failed\n",

@@ -22,13 +22,13 @@ while read -r serial tag id seed acked point; do
 		bad=$((bad + 1))
 		continue
 	fi
-	if ! cowpunch inspect "$cow" >"$TMPWORK/inspect" 2>&1; then
+	if ! cowpunch inspect --json "$cow" >"$TMPWORK/inspect" 2>&1; then
 		log "FAIL $what: cowpunch inspect $cow: $(cat "$TMPWORK/inspect")"
 		bad=$((bad + 1))
 		umount "$mnt"
 		continue
 	fi
-	exc=$(cowpunch inspect --json "$cow" | jq -r '.exceptions')
+	exc=$(jq -r '.exceptions' "$TMPWORK/inspect")
 	if ! d=$(cowpunch attach "$id" 2>"$TMPWORK/err"); then
 		log "FAIL $what: attach: $(cat "$TMPWORK/err")"
 		bad=$((bad + 1))
