@@ -190,22 +190,22 @@ static int all_zero(const unsigned char *b)
 
 static int do_write(const char *dev, uint64_t seed, const char *tag, long long stop)
 {
-	unsigned char *buf;
-	struct op *ops;
+	unsigned char *buf = NULL;
+	struct op *ops = NULL;
 	size_t nops;
 	uint64_t nb;
-	int fd, r;
+	int fd, r, rc = 2;
 
 	fd = open(dev, O_RDWR | O_DIRECT);
 	if (fd < 0 || dev_blocks(fd, dev, &nb) < 0) {
 		fprintf(stderr, "pcload: %s: %s\n", dev, strerror(errno));
-		return 2;
+		goto out;
 	}
 	ops = make_ops(seed, nb, &nops);
 	if (!ops || posix_memalign((void **)&buf, BLK, BLK)) {
 		fprintf(stderr, "pcload: %s: too small (%" PRIu64 " blocks) or out of memory\n",
 			dev, nb);
-		return 2;
+		goto out;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (stop >= 0 && (size_t)stop + 1 < nops)
@@ -219,22 +219,25 @@ static int do_write(const char *dev, uint64_t seed, const char *tag, long long s
 		if (r != BLK) {
 			fprintf(stderr, "pcload: %s: write of block %" PRIu64 ": %s\n", dev,
 				ops[k].block, r < 0 ? strerror(errno) : "short write");
-			return 2;
+			goto out;
 		}
 		if (ops[k].flush || k + 1 == nops) {
 			if (fdatasync(fd) < 0) {
 				fprintf(stderr, "pcload: %s: fdatasync: %s\n", dev,
 					strerror(errno));
-				return 2;
+				goto out;
 			}
 			printf("PCLOAD %s ack %zu\n", tag, k);
 		}
 	}
 	printf("PCLOAD %s done %zu\n", tag, nops - 1);
+	rc = 0;
+out:
 	free(buf);
 	free(ops);
-	close(fd);
-	return 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 /* What block b of the device holds, as an op index, or -1 base, -2 zeros, -3 unknown. */
@@ -257,29 +260,29 @@ static long long identify(const unsigned char *got, const unsigned char *base, u
 
 static int do_check(const char *dev, const char *basepath, uint64_t seed, long long acked)
 {
-	unsigned char *win, *got, *base, *tmp;
-	size_t nops, *last, bad = 0, newer = 0, withack = 0;
+	unsigned char *win = NULL, *got, *base = NULL, *tmp = NULL;
+	size_t nops, *last = NULL, bad = 0, newer = 0, withack = 0;
 	uint64_t nb, base_nb;
-	struct op *ops;
-	int fd, bfd;
+	struct op *ops = NULL;
+	int fd, bfd, rc = 2;
 
 	fd = open(dev, O_RDONLY | O_DIRECT);
 	bfd = open(basepath, O_RDONLY);
 	if (fd < 0 || bfd < 0 || dev_blocks(fd, dev, &nb) < 0 ||
 	    dev_blocks(bfd, basepath, &base_nb) < 0) {
 		fprintf(stderr, "pcload: %s or %s: %s\n", dev, basepath, strerror(errno));
-		return 2;
+		goto out;
 	}
 	ops = make_ops(seed, nb, &nops);
 	if (!ops || posix_memalign((void **)&win, BLK, (size_t)BLK * READ_BLOCKS) ||
 	    !(base = malloc(BLK)) || !(tmp = malloc(BLK)) || !(last = calloc(nb, sizeof(*last)))) {
 		fprintf(stderr, "pcload: %s: too small or out of memory\n", dev);
-		return 2;
+		goto out;
 	}
 	if (acked >= (long long)nops) {
 		fprintf(stderr, "pcload: acked op %lld is past the sequence's end (%zu ops)\n",
 			acked, nops);
-		return 2;
+		goto out;
 	}
 	/* last[b]: 1 + the last acknowledged op on block b, 0 for none. */
 	for (long long k = 0; k <= acked; k++)
@@ -294,7 +297,7 @@ static int do_check(const char *dev, const char *basepath, uint64_t seed, long l
 			if (pread(fd, win, want, (off_t)(b * BLK)) != (ssize_t)want) {
 				fprintf(stderr, "pcload: %s: read at block %" PRIu64 " failed\n",
 					dev, b);
-				return 2;
+				goto out;
 			}
 		}
 		got = win + (b % READ_BLOCKS) * BLK;
@@ -302,7 +305,7 @@ static int do_check(const char *dev, const char *basepath, uint64_t seed, long l
 			if (pread(bfd, base, BLK, (off_t)(b * BLK)) != BLK) {
 				fprintf(stderr, "pcload: %s: read of block %" PRIu64 " failed\n",
 					basepath, b);
-				return 2;
+				goto out;
 			}
 		} else {
 			memset(base, 0, BLK);
@@ -338,7 +341,18 @@ static int do_check(const char *dev, const char *basepath, uint64_t seed, long l
 	printf("PCLOAD check %s: %" PRIu64
 	       " blocks, %zu with an acknowledged write (ops 0-%lld of %zu), %zu hold a later unacknowledged write, %zu wrong\n",
 	       bad ? "FAILED" : "ok", nb, withack, acked, nops, newer, bad);
-	return bad ? 1 : 0;
+	rc = bad ? 1 : 0;
+out:
+	free(ops);
+	free(win);
+	free(base);
+	free(tmp);
+	free(last);
+	if (fd >= 0)
+		close(fd);
+	if (bfd >= 0)
+		close(bfd);
+	return rc;
 }
 
 int main(int argc, char **argv)
