@@ -525,6 +525,7 @@ static void scan_decide(struct scan *s, bool at_end)
 		.runs = s->runs,
 		.taken_bytes = s->taken_bytes,
 		.bytes_read = s->rep->bytes_read,
+		.cached_bytes = s->rep->cached_bytes,
 		.allocated_before = s->rep->allocated_before,
 		.seconds = util_now() - s->t0,
 	};

@@ -39,6 +39,7 @@ struct rewrite_decide_in {
 	uint64_t runs;	      /* runs of zero or fs-free chunks so far (punches) */
 	uint64_t taken_bytes; /* bytes of zero or fs-free chunks so far */
 	uint64_t bytes_read;
+	uint64_t cached_bytes; /* of bytes_read, copied from the page cache */
 	uint64_t allocated_before;
 	double seconds; /* since the scan started */
 };
@@ -63,8 +64,23 @@ struct auto_state {
  */
 int auto_probe(struct auto_state *st, const char *path);
 
-/* Chooses from the figures so far: 1 for rewrite, 0 for punch; st->reason says why. */
+/*
+ * Chooses from the figures so far: 1 for rewrite, 0 for punch; st->reason says
+ * why.  The write probe is taken only when the punches would cost more than a
+ * rewrite at the best write bandwidth it could have: the rate the scan read
+ * this file from the device (when it read any from there).
+ */
 int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
+
+/*
+ * The write bandwidth (bytes/s) from the probes: big_bytes written and
+ * fdatasync'ed in big_s, small_bytes in small_s.  The difference of the two
+ * (net of an fdatasync's fixed cost) when it is at least a quarter of big_s,
+ * else big_bytes / big_s (a difference lost in the fdatasync's own jitter
+ * would say any bandwidth at all); never above cap_bps when cap_bps > 0.
+ */
+double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, double small_s,
+		      double cap_bps);
 
 /* Removes the temp file, if any, and closes it. */
 void auto_done(struct auto_state *st);
