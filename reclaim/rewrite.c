@@ -875,6 +875,8 @@ fail:
 /* A rewrite must be estimated this much cheaper: punching in place is the simpler change. */
 #define REWRITE_MARGIN 1.25
 
+static int probe_write(struct auto_state *st);
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -925,7 +927,39 @@ int auto_probe(struct auto_state *st, const char *path)
 	st->punch_s = (t[PROBE_PUNCHES / 2 - 1] + t[PROBE_PUNCHES / 2]) / 2;
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
+	/* Its failure only leaves big_write_s 0: auto then punches (auto_decide()). */
+	(void)probe_write(st);
 	return 0;
+}
+
+static void *probe_thread(void *opaque)
+{
+	struct auto_state *st = opaque;
+
+	st->probe_err = auto_probe(st, st->path);
+	return NULL;
+}
+
+int auto_probe_start(struct auto_state *st, const char *path)
+{
+	int r;
+
+	st->path = path;
+	st->probe_err = 0;
+	r = pthread_create(&st->thread, NULL, probe_thread, st);
+	if (r)
+		return -r;
+	st->thread_running = true;
+	return 0;
+}
+
+int auto_probe_wait(struct auto_state *st)
+{
+	if (st->thread_running) {
+		pthread_join(st->thread, NULL);
+		st->thread_running = false;
+	}
+	return st->probe_err;
 }
 
 double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, double small_s,
@@ -941,21 +975,21 @@ double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, do
 }
 
 /*
- * Write bandwidth beside the file: PROBE_WRITE_BYTES written and fdatasync'ed.
- * A write and fdatasync this small costs mostly a fixed latency (a cache flush,
- * a journal commit), which the rewrite pays once, not per 4 MiB: so the
- * bandwidth is taken from the difference with the probe's 1 MiB write, (4 - 1)
- * MiB over the extra time (measured on the host fs under load: 4 MiB alone
- * said 48-79 MB/s where the rewrite wrote at 250 MB/s and more).  That
- * difference is only trusted when it is a real part of the time: an
- * fdatasync's jitter is itself tens of milliseconds (a journal commit took 31
- * ms for the 1 MiB write and 8 ms for the 4 MiB one on the scratch ext4 of
- * docs/benchmarks.md, which made "18134 MB/s" and a rewrite 7x slower than
- * punching).  cap_bps (0: none) bounds it: see auto_decide().  Also the time
- * to give the blocks back (ftruncate: on a file system mounted `discard`, a
- * discard), as seconds per byte.
+ * Write bandwidth beside the file: PROBE_WRITE_BYTES written and fdatasync'ed
+ * (big_write_s); auto_write_bps() makes a bandwidth of it.  A write and
+ * fdatasync this small costs mostly a fixed latency (a cache flush, a journal
+ * commit), which the rewrite pays once, not per 4 MiB: so the bandwidth is
+ * taken from the difference with the probe's 1 MiB write, (4 - 1) MiB over the
+ * extra time (measured on the host fs under load: 4 MiB alone said 48-79 MB/s
+ * where the rewrite wrote at 250 MB/s and more).  That difference is only
+ * trusted when it is a real part of the time: an fdatasync's jitter is itself
+ * tens of milliseconds (a journal commit took 31 ms for the 1 MiB write and 8
+ * ms for the 4 MiB one on the scratch ext4 of docs/benchmarks.md, which made
+ * "18134 MB/s" and a rewrite 7x slower than punching).  Also the time to give
+ * the blocks back (ftruncate: on a file system mounted `discard`, a discard),
+ * as seconds per byte.
  */
-static int probe_write(struct auto_state *st, double cap_bps)
+static int probe_write(struct auto_state *st)
 {
 	_cleanup_free_ void *buf = NULL;
 	double t0, t1;
@@ -970,9 +1004,8 @@ static int probe_write(struct auto_state *st, double cap_bps)
 	t1 = util_now();
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
-	st->write_bps =
-		auto_write_bps(PROBE_WRITE_BYTES, t1 - t0, PROBE_BYTES, st->small_write_s, cap_bps);
 	st->free_s_per_byte = (util_now() - t1) / PROBE_WRITE_BYTES;
+	st->big_write_s = t1 - t0 > 1e-9 ? t1 - t0 : 1e-9;
 	return 0;
 }
 
@@ -1013,20 +1046,23 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 	if (in->bytes_read > in->cached_bytes + (8u << 20) && in->seconds > 0)
 		read_bps = (double)(in->bytes_read - in->cached_bytes) / in->seconds;
 	if (read_bps > 0 && punch_s <= REWRITE_MARGIN * (keep / read_bps + read_s + free_s)) {
-		snprintf(st->reason, sizeof(st->reason),
-			 "auto: punch: about %.0f runs x %.0f us a punch = %.2f s, no more than "
-			 "writing %s at the scan's read rate %.0f MB/s would take (%.2f s), "
-			 "re-read %.2f s, free %llu old extents %.2f s: no write probe",
-			 runs, st->punch_s * 1e6, punch_s,
-			 util_format_bytes((uint64_t)keep, a, sizeof(a)), read_bps / 1e6,
-			 keep / read_bps, read_s, (unsigned long long)st->extents, free_s);
+		snprintf(
+			st->reason, sizeof(st->reason),
+			"auto: punch: about %.0f runs x %.0f us a punch = %.2f s, no more than "
+			"writing %s at the scan's read rate %.0f MB/s would take (%.2f s), "
+			"re-read %.2f s, free %llu old extents %.2f s, whatever the write probe says",
+			runs, st->punch_s * 1e6, punch_s,
+			util_format_bytes((uint64_t)keep, a, sizeof(a)), read_bps / 1e6,
+			keep / read_bps, read_s, (unsigned long long)st->extents, free_s);
 		return 0;
 	}
-	if (probe_write(st, read_bps) < 0) {
+	if (st->big_write_s <= 0) {
 		snprintf(st->reason, sizeof(st->reason),
 			 "auto: punch: the write probe beside %s failed", st->path);
 		return 0;
 	}
+	st->write_bps = auto_write_bps(PROBE_WRITE_BYTES, st->big_write_s, PROBE_BYTES,
+				       st->small_write_s, read_bps);
 	write_s = keep / st->write_bps;
 	free_s += (double)in->allocated_before * st->free_s_per_byte;
 	st->chose_rewrite = punch_s > REWRITE_MARGIN * (write_s + read_s + free_s);
@@ -1043,6 +1079,7 @@ void auto_done(struct auto_state *st)
 {
 	char tmp[PATH_MAX];
 
+	(void)auto_probe_wait(st);
 	if (st->tmp_fd < 0)
 		return;
 	if (reclaim_rewrite_temp_path(st->path, tmp, sizeof(tmp)) == 0)
