@@ -507,12 +507,21 @@ static void scan_decide(struct scan *s, bool at_end)
 	if (!s->collecting || (!at_end && s->done_bytes < s->decide_at))
 		return;
 	s->collecting = false;
+	/* The probes ran beside the scan so far (auto_probe_start()); failed, they say punch. */
+	if (auto_probe_wait(s->autos) < 0) {
+		char why[sizeof(s->autos->reason)];
+
+		memcpy(why, s->autos->reason, sizeof(why));
+		snprintf(s->autos->reason, sizeof(s->autos->reason), "auto: punch: %.200s", why);
+		return;
+	}
 	in = (struct rewrite_decide_in){
 		.done_bytes = s->done_bytes,
 		.total_bytes = s->total_bytes,
 		.runs = s->runs,
 		.taken_bytes = s->taken_bytes,
 		.bytes_read = s->rep->bytes_read,
+		.cached_bytes = s->rep->cached_bytes,
 		.allocated_before = s->rep->allocated_before,
 		.seconds = util_now() - s->t0,
 	};
@@ -917,7 +926,9 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	/* auto */
 	if (r == 1) {
 		snprintf(reason, sizeof(reason), "auto: punch: %.200s", why);
-	} else if ((st.extents = rewrite_count_extents(fd), auto_probe(&st, opts->path) < 0)) {
+	} else if ((st.extents = rewrite_count_extents(fd),
+		    auto_probe_start(&st, opts->path) < 0) &&
+		   auto_probe(&st, opts->path) < 0) {
 		auto_done(&st);
 		snprintf(reason, sizeof(reason), "auto: punch: %.200s", st.reason);
 	} else {

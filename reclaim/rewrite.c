@@ -824,6 +824,8 @@ fail:
 /* A rewrite must be estimated this much cheaper: punching in place is the simpler change. */
 #define REWRITE_MARGIN 1.25
 
+static int probe_write(struct auto_state *st);
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -874,19 +876,67 @@ int auto_probe(struct auto_state *st, const char *path)
 	st->punch_s = (t[PROBE_PUNCHES / 2 - 1] + t[PROBE_PUNCHES / 2]) / 2;
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
+	/* Its failure only leaves big_write_s 0: auto then punches (auto_decide()). */
+	(void)probe_write(st);
 	return 0;
 }
 
+static void *probe_thread(void *opaque)
+{
+	struct auto_state *st = opaque;
+
+	st->probe_err = auto_probe(st, st->path);
+	return NULL;
+}
+
+int auto_probe_start(struct auto_state *st, const char *path)
+{
+	int r;
+
+	st->path = path;
+	st->probe_err = 0;
+	r = pthread_create(&st->thread, NULL, probe_thread, st);
+	if (r)
+		return -r;
+	st->thread_running = true;
+	return 0;
+}
+
+int auto_probe_wait(struct auto_state *st)
+{
+	if (st->thread_running) {
+		pthread_join(st->thread, NULL);
+		st->thread_running = false;
+	}
+	return st->probe_err;
+}
+
+double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, double small_s,
+		      double cap_bps)
+{
+	double bps = (double)big_bytes / (big_s > 1e-6 ? big_s : 1e-6);
+
+	if (big_bytes > small_bytes && big_s - small_s >= big_s / 4)
+		bps = (double)(big_bytes - small_bytes) / (big_s - small_s);
+	if (cap_bps > 0 && bps > cap_bps)
+		bps = cap_bps;
+	return bps;
+}
+
 /*
- * Write bandwidth beside the file: PROBE_WRITE_BYTES written and fdatasync'ed.
- * A write and fdatasync this small costs mostly a fixed latency (a cache flush,
- * a journal commit), which the rewrite pays once, not per 4 MiB: so the
- * bandwidth is taken from the difference with the probe's 1 MiB write, (4 - 1)
- * MiB over the extra time (measured on the host fs under load: 4 MiB alone
- * said 48-79 MB/s where the rewrite wrote at 250 MB/s and more).  When the
- * difference is lost in noise, the 4 MiB figure stands (it favours punching).
- * Also the time to give the blocks back (ftruncate: on a file system mounted
- * `discard`, a discard), as seconds per byte.
+ * Write bandwidth beside the file: PROBE_WRITE_BYTES written and fdatasync'ed
+ * (big_write_s); auto_write_bps() makes a bandwidth of it.  A write and
+ * fdatasync this small costs mostly a fixed latency (a cache flush, a journal
+ * commit), which the rewrite pays once, not per 4 MiB: so the bandwidth is
+ * taken from the difference with the probe's 1 MiB write, (4 - 1) MiB over the
+ * extra time (measured on the host fs under load: 4 MiB alone said 48-79 MB/s
+ * where the rewrite wrote at 250 MB/s and more).  That difference is only
+ * trusted when it is a real part of the time: an fdatasync's jitter is itself
+ * tens of milliseconds (a journal commit took 31 ms for the 1 MiB write and 8
+ * ms for the 4 MiB one on the scratch ext4 of docs/benchmarks.md, which made
+ * "18134 MB/s" and a rewrite 7x slower than punching).  Also the time to give
+ * the blocks back (ftruncate: on a file system mounted `discard`, a discard),
+ * as seconds per byte.
  */
 static int probe_write(struct auto_state *st)
 {
@@ -903,10 +953,8 @@ static int probe_write(struct auto_state *st)
 	t1 = util_now();
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
-	st->write_bps = PROBE_WRITE_BYTES / (t1 - t0 > 1e-6 ? t1 - t0 : 1e-6);
-	if (t1 - t0 > st->small_write_s + 1e-4)
-		st->write_bps = (PROBE_WRITE_BYTES - PROBE_BYTES) / (t1 - t0 - st->small_write_s);
 	st->free_s_per_byte = (util_now() - t1) / PROBE_WRITE_BYTES;
+	st->big_write_s = t1 - t0 > 1e-9 ? t1 - t0 : 1e-9;
 	return 0;
 }
 
@@ -915,6 +963,7 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 	double f = in->done_bytes ? (double)in->total_bytes / (double)in->done_bytes : 1;
 	double runs = (double)in->runs * f, taken = (double)in->taken_bytes * f;
 	double keep = (double)in->allocated_before - taken, punch_s, write_s, read_s, free_s;
+	double read_bps = 0;
 	char a[32];
 
 	if (keep < 0)
@@ -927,21 +976,44 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 			 runs, st->punch_s * 1e6, punch_s);
 		return 0;
 	}
-	if (probe_write(st) < 0) {
-		snprintf(st->reason, sizeof(st->reason),
-			 "auto: punch: the write probe beside %s failed", st->path);
-		return 0;
-	}
-	write_s = keep / st->write_bps;
 	/* What the scan has read so far is read again by the rewrite. */
 	read_s = in->seconds;
 	/*
 	 * Giving back the old file's blocks: a free (and on a `discard` mount a
-	 * discard) per extent, as a punch costs, plus what freeing the probe's
-	 * blocks took per byte.
+	 * discard) per extent, as a punch costs, plus (below) what freeing the
+	 * probe's blocks took per byte.
 	 */
-	free_s = (double)st->extents * st->punch_s +
-		 (double)in->allocated_before * st->free_s_per_byte;
+	free_s = (double)st->extents * st->punch_s;
+	/*
+	 * The rate the scan read this file from the device (page-cache copies
+	 * left out; its start-up counted in, which only lowers it) bounds what a
+	 * rewrite's writes of the same bytes to the same device can do.  When
+	 * the punches cost no more than a rewrite writing at that rate would,
+	 * the write probe (4 MiB and an fdatasync) cannot change the choice:
+	 * punch without it.  Only when enough was read from the device to tell.
+	 */
+	if (in->bytes_read > in->cached_bytes + (8u << 20) && in->seconds > 0)
+		read_bps = (double)(in->bytes_read - in->cached_bytes) / in->seconds;
+	if (read_bps > 0 && punch_s <= REWRITE_MARGIN * (keep / read_bps + read_s + free_s)) {
+		snprintf(
+			st->reason, sizeof(st->reason),
+			"auto: punch: about %.0f runs x %.0f us a punch = %.2f s, no more than "
+			"writing %s at the scan's read rate %.0f MB/s would take (%.2f s), "
+			"re-read %.2f s, free %llu old extents %.2f s, whatever the write probe says",
+			runs, st->punch_s * 1e6, punch_s,
+			util_format_bytes((uint64_t)keep, a, sizeof(a)), read_bps / 1e6,
+			keep / read_bps, read_s, (unsigned long long)st->extents, free_s);
+		return 0;
+	}
+	if (st->big_write_s <= 0) {
+		snprintf(st->reason, sizeof(st->reason),
+			 "auto: punch: the write probe beside %s failed", st->path);
+		return 0;
+	}
+	st->write_bps = auto_write_bps(PROBE_WRITE_BYTES, st->big_write_s, PROBE_BYTES,
+				       st->small_write_s, read_bps);
+	write_s = keep / st->write_bps;
+	free_s += (double)in->allocated_before * st->free_s_per_byte;
 	st->chose_rewrite = punch_s > REWRITE_MARGIN * (write_s + read_s + free_s);
 	snprintf(st->reason, sizeof(st->reason),
 		 "auto: %s: about %.0f runs x %.0f us a punch = %.2f s against %.2f s to "
@@ -956,6 +1028,7 @@ void auto_done(struct auto_state *st)
 {
 	char tmp[PATH_MAX];
 
+	(void)auto_probe_wait(st);
 	if (st->tmp_fd < 0)
 		return;
 	if (reclaim_rewrite_temp_path(st->path, tmp, sizeof(tmp)) == 0)

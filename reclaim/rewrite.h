@@ -7,6 +7,7 @@
 #ifndef COWPUNCH_RECLAIM_REWRITE_H
 #define COWPUNCH_RECLAIM_REWRITE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,6 +40,7 @@ struct rewrite_decide_in {
 	uint64_t runs;	      /* runs of zero or fs-free chunks so far (punches) */
 	uint64_t taken_bytes; /* bytes of zero or fs-free chunks so far */
 	uint64_t bytes_read;
+	uint64_t cached_bytes; /* of bytes_read, copied from the page cache */
 	uint64_t allocated_before;
 	double seconds; /* since the scan started */
 };
@@ -49,22 +51,54 @@ struct auto_state {
 	int tmp_fd; /* the temp file, for the probes; -1 when none */
 	bool tmp_direct;
 	double punch_s;	      /* one punch on this file system, median of the probe's */
-	double write_bps;     /* 0 until measured */
+	double write_bps;     /* 0 until chosen from the write probe */
 	double small_write_s; /* the probe's 1 MiB write and fdatasync */
+	double big_write_s;   /* the write probe's 4 MiB write and fdatasync; 0: not taken */
 	double free_s_per_byte;
 	uint64_t extents; /* of the old file: each costs a free when it goes */
 	bool chose_rewrite;
 	char reason[256];
+	/* auto_probe_start(): the probes run on this thread beside the scan until joined. */
+	pthread_t thread;
+	bool thread_running;
+	int probe_err; /* auto_probe()'s result */
 };
 
 /*
- * Before the scan: makes the temp file beside path and times single-block
- * punches in it.  0, or -errno (st->reason says why: auto then punches).
+ * Before the scan: makes the temp file beside path, times single-block
+ * punches in it, then writes 4 MiB there for the write bandwidth (timed, the
+ * file emptied again).  0, or -errno (st->reason says why: auto then punches).
  */
 int auto_probe(struct auto_state *st, const char *path);
 
-/* Chooses from the figures so far: 1 for rewrite, 0 for punch; st->reason says why. */
+/*
+ * auto_probe() on a thread of its own, so that its writes, fdatasyncs and
+ * punches (tens of milliseconds: a journal commit each) overlap the scan's
+ * first 1/16 instead of coming before it.  0, or -errno when no thread could
+ * be started (then nothing ran: call auto_probe()).  auto_probe_wait() joins.
+ */
+int auto_probe_start(struct auto_state *st, const char *path);
+
+/* Waits for the probe thread, if any: auto_probe()'s result (0 when none ran on a thread). */
+int auto_probe_wait(struct auto_state *st);
+
+/*
+ * Chooses from the figures so far: 1 for rewrite, 0 for punch; st->reason says
+ * why.  The write probe's figures count only when the punches would cost more
+ * than a rewrite at the best write bandwidth it could have: the rate the scan
+ * read this file from the device (when it read any from there).
+ */
 int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
+
+/*
+ * The write bandwidth (bytes/s) from the probes: big_bytes written and
+ * fdatasync'ed in big_s, small_bytes in small_s.  The difference of the two
+ * (net of an fdatasync's fixed cost) when it is at least a quarter of big_s,
+ * else big_bytes / big_s (a difference lost in the fdatasync's own jitter
+ * would say any bandwidth at all); never above cap_bps when cap_bps > 0.
+ */
+double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, double small_s,
+		      double cap_bps);
 
 /* Removes the temp file, if any, and closes it. */
 void auto_done(struct auto_state *st);

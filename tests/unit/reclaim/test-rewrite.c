@@ -10,7 +10,10 @@
  * larger than the copy's buffer (8 MiB), one zero only in its first half.
  * Each refusal (two links, too little space, shared extents on XFS) leaves the
  * file untouched, and auto then punches and says why.  A temp file a killed
- * run left is removed by the next run.  Files go to $COWPUNCH_TEST_DIR
+ * run left is removed by the next run.  auto's write-probe bandwidth distrusts a
+ * difference lost in an fdatasync's jitter and is capped by the scan's read
+ * rate, and auto punches whatever the write probe says when the punches cost
+ * no more than writing the kept bytes at that rate.  Files go to $COWPUNCH_TEST_DIR
  * (default /tmp).
  */
 #include <errno.h>
@@ -24,6 +27,7 @@
 #include <sys/xattr.h>
 
 #include "common/cleanup.h"
+#include "reclaim/rewrite.h"
 #include "reclaim/sparsify.h"
 #include "tests/unit/reclaim/rtest.h"
 
@@ -485,6 +489,75 @@ static void test_stop(void **state)
 	free(b.kind_of);
 }
 
+/* The write bandwidth from the two probes: net of the fixed cost only when it shows. */
+static void test_write_bps(void **state)
+{
+	const uint64_t mib = 1u << 20;
+
+	(void)state;
+	/* 4 MiB in 40 ms, 1 MiB in 10 ms: 3 MiB in the 30 ms between them. */
+	assert_float_equal(auto_write_bps(4 * mib, 0.040, mib, 0.010, 0), 3 * mib / 0.030, 1);
+	/* 36 ms against 31 ms: 5 ms is jitter, not 3 MiB at 629 MB/s; 4 MiB in 36 ms stands. */
+	assert_float_equal(auto_write_bps(4 * mib, 0.036, mib, 0.031, 0), 4 * mib / 0.036, 1);
+	/* The 4 MiB write faster than the 1 MiB one: the same. */
+	assert_float_equal(auto_write_bps(4 * mib, 0.008, mib, 0.031, 0), 4 * mib / 0.008, 1);
+	/* Capped by the rate the scan read the file. */
+	assert_float_equal(auto_write_bps(4 * mib, 0.040, mib, 0.010, 50e6), 50e6, 1);
+	/* No time at all: finite. */
+	assert_true(auto_write_bps(4 * mib, 0, mib, 0, 0) > 0);
+}
+
+/*
+ * The choice after 1/16 of a 1.5 GiB store of ~95k zero runs (the scattered
+ * store of docs/benchmarks.md), with no temp file: a write probe attempted
+ * fails (big_write_s 0), and the reason says so.  So "whatever the write
+ * probe says" in the reason and write_bps still 0 show its figures were not
+ * needed; "write probe ... failed" shows they were.
+ */
+static void test_decide_skip_probe(void **state)
+{
+	const uint64_t mib = 1u << 20, total = 1536 * mib;
+	struct rewrite_decide_in in = {
+		.done_bytes = total / 16,
+		.total_bytes = total,
+		.runs = 95000 / 16,
+		.taken_bytes = 614 * mib / 16,
+		.bytes_read = total / 16,
+		.allocated_before = total,
+		.seconds = 0.1, /* 96 MiB from the device in 0.1 s: about 1 GB/s */
+	};
+	struct auto_state st = {.path = "cow", .tmp_fd = -1, .punch_s = 6e-6, .extents = 2};
+
+	(void)state;
+	/* 0.57 s of punches, against at least 0.97 s to write 922 MiB at 1 GB/s: punch, no probe. */
+	assert_int_equal(auto_decide(&st, &in), 0);
+	assert_false(st.chose_rewrite);
+	assert_true(st.write_bps == 0);
+	if (!strstr(st.reason, "auto: punch:") ||
+	    !strstr(st.reason, "whatever the write probe says"))
+		fail_msg("reason '%s'", st.reason);
+
+	/* The same from the page cache: no read rate to bound a write by, so the probe runs. */
+	in.cached_bytes = in.bytes_read;
+	assert_int_equal(auto_decide(&st, &in), 0);
+	if (!strstr(st.reason, "write probe") || !strstr(st.reason, "failed"))
+		fail_msg("reason '%s'", st.reason);
+
+	/* 0.3 ms a punch (a `discard` mount): 28.5 s of punches, the probe runs. */
+	in.cached_bytes = 0;
+	st.punch_s = 300e-6;
+	assert_int_equal(auto_decide(&st, &in), 0);
+	if (!strstr(st.reason, "failed"))
+		fail_msg("reason '%s'", st.reason);
+
+	/* Too little read from the device to tell a rate (8 MiB or less): the probe runs. */
+	st.punch_s = 6e-6;
+	in.bytes_read = 8 * mib;
+	assert_int_equal(auto_decide(&st, &in), 0);
+	if (!strstr(st.reason, "failed"))
+		fail_msg("reason '%s'", st.reason);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +565,7 @@ int main(void)
 		cmocka_unit_test(test_plain),	     cmocka_unit_test(test_refuse_links),
 		cmocka_unit_test(test_refuse_space), cmocka_unit_test(test_refuse_shared),
 		cmocka_unit_test(test_stale_temp),   cmocka_unit_test(test_stop),
+		cmocka_unit_test(test_write_bps),    cmocka_unit_test(test_decide_skip_probe),
 	};
 
 	dir = rt_test_dir("test-rewrite");
