@@ -296,6 +296,19 @@ pending_cowpunch() {
 	return 1
 }
 
+# Kill tests over one detached VM, vm1, whose COW is $cow and whose disk reads with sha256
+# $want (scenarios 22 and 27).  keep_pristine_cow saves $cow in full (dd, not sparse, so every
+# copy has the same bytes and the same allocation, whatever the first one had); fresh puts it
+# back; check WHAT fails unless inspect accepts the store and the disk still reads $want.
+keep_pristine_cow() { dd if="$cow" of="$WORK/cow.orig" bs=1M status=none || fail "copy the COW"; }
+fresh() { dd if="$WORK/cow.orig" of="$cow" bs=1M conv=fsync status=none || fail "restore the COW"; }
+check() {
+	cowpunch inspect "$cow" >/dev/null || fail "$1: inspect refuses the store"
+	_d=$(cowpunch attach vm1) || fail "$1: attach"
+	[ "$(sha256 "$_d")" = "$want" ] || fail "$1: the disk reads differently"
+	cowpunch detach vm1 || fail "$1: detach"
+}
+
 # finish: end of a scenario.
 finish() {
 	log "all checks passed"

@@ -23,19 +23,7 @@ done
 want=$(sha256 "$dev")
 cowpunch detach vm1
 cow=$COWPUNCH_STATE_DIR/vm1/cow
-# The pristine COW.  Copies are written in full (dd, not sparse), so every copy has the same
-# bytes and the same allocation, whatever the first one had.
-dd if="$cow" of="$WORK/cow.orig" bs=1M status=none || fail "copy the COW"
-
-# fresh: puts the pristine COW back.
-fresh() { dd if="$WORK/cow.orig" of="$cow" bs=1M conv=fsync status=none || fail "restore the COW"; }
-# check WHAT: the store is valid and the VM reads the same.
-check() {
-	cowpunch inspect "$cow" >/dev/null || fail "$1: inspect refuses the store"
-	_d=$(cowpunch attach vm1) || fail "$1: attach"
-	[ "$(sha256 "$_d")" = "$want" ] || fail "$1: the disk reads differently"
-	cowpunch detach vm1 || fail "$1: detach"
-}
+keep_pristine_cow
 
 # Reference: an uninterrupted reclaim.
 fresh

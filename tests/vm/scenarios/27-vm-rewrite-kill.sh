@@ -25,15 +25,7 @@ want=$(sha256 "$dev")
 cowpunch detach vm1
 cow=$COWPUNCH_STATE_DIR/vm1/cow
 tmp=$COWPUNCH_STATE_DIR/vm1/.cow.cowpunch-rewrite
-dd if="$cow" of="$WORK/cow.orig" bs=1M status=none || fail "copy the COW"
-
-fresh() { dd if="$WORK/cow.orig" of="$cow" bs=1M conv=fsync status=none || fail "restore the COW"; }
-check() {
-	cowpunch inspect "$cow" >/dev/null || fail "$1: inspect refuses the store"
-	_d=$(cowpunch attach vm1) || fail "$1: attach"
-	[ "$(sha256 "$_d")" = "$want" ] || fail "$1: the disk reads differently"
-	cowpunch detach vm1 || fail "$1: detach"
-}
+keep_pristine_cow
 
 # Reference: an uninterrupted rewrite, traced for the number of writes to the temp file.
 fresh
