@@ -162,7 +162,7 @@ static void fill(unsigned char *buf, uint64_t seed, uint64_t k, const struct op 
 	w[3] = op->block;
 }
 
-static int dev_blocks(int fd, const char *path, uint64_t *nb)
+static int dev_blocks(int fd, uint64_t *nb)
 {
 	struct stat st;
 	uint64_t bytes;
@@ -176,7 +176,6 @@ static int dev_blocks(int fd, const char *path, uint64_t *nb)
 		bytes = (uint64_t)st.st_size;
 	}
 	*nb = bytes / BLK;
-	(void)path;
 	return 0;
 }
 
@@ -197,7 +196,7 @@ static int do_write(const char *dev, uint64_t seed, const char *tag, long long s
 	int fd, r, rc = 2;
 
 	fd = open(dev, O_RDWR | O_DIRECT);
-	if (fd < 0 || dev_blocks(fd, dev, &nb) < 0) {
+	if (fd < 0 || dev_blocks(fd, &nb) < 0) {
 		fprintf(stderr, "pcload: %s: %s\n", dev, strerror(errno));
 		goto out;
 	}
@@ -268,8 +267,7 @@ static int do_check(const char *dev, const char *basepath, uint64_t seed, long l
 
 	fd = open(dev, O_RDONLY | O_DIRECT);
 	bfd = open(basepath, O_RDONLY);
-	if (fd < 0 || bfd < 0 || dev_blocks(fd, dev, &nb) < 0 ||
-	    dev_blocks(bfd, basepath, &base_nb) < 0) {
+	if (fd < 0 || bfd < 0 || dev_blocks(fd, &nb) < 0 || dev_blocks(bfd, &base_nb) < 0) {
 		fprintf(stderr, "pcload: %s or %s: %s\n", dev, basepath, strerror(errno));
 		goto out;
 	}
