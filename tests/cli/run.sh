@@ -36,6 +36,7 @@ pass=0 fail=0 skip=0 failed=()
 jobs=${CLI_JOBS:-1}
 outdir=$(mktemp -d)
 trap 'rm -rf "$outdir"' EXIT
+# run_one T [OUT]: runs T, its output to OUT (standard output when none), its status to a file.
 run_one() {
 	local t=$1 o=$outdir/$(basename "$1") start rc
 	start=$(date +%s)
@@ -44,7 +45,7 @@ run_one() {
 		bash "$t"
 		rc=$?
 		echo "== $(basename "$t"): exit $rc, $(($(date +%s) - start)) s"
-	} >"$o.out" 2>&1
+	} >"${2:-/dev/stdout}" 2>&1
 	echo "$rc" >"$o.rc"
 }
 tests=("$here"/test-*.sh)
@@ -63,14 +64,13 @@ running=0
 for t in ${tests[@]+"${tests[@]}"}; do
 	if [ "$jobs" -le 1 ]; then
 		run_one "$t"
-		cat "$outdir/$(basename "$t").out"
 		continue
 	fi
 	if [ $running -ge "$jobs" ]; then
 		wait -n
 		running=$((running - 1))
 	fi
-	run_one "$t" &
+	run_one "$t" "$outdir/$(basename "$t").out" &
 	running=$((running + 1))
 done
 wait
