@@ -151,6 +151,7 @@ struct agent_reclaim_request {
 	uint64_t disk_size;    /* fs-aware: the VM's disk size in bytes */
 	struct agent_scan_args scan;
 	uint32_t read_bytes, queue_depth; /* 0: the engine's defaults */
+	bool direct_reads;		  /* --direct-reads */
 };
 
 /*

@@ -42,8 +42,10 @@ void cmd_reclaim_help(FILE *out)
 	      "fallocate(PUNCH_HOLE|KEEP_SIZE): it still reads as zeros, its exception stays,\n"
 	      "and the file keeps its size.  The header, the metadata areas and chunks the\n"
 	      "store does not list are never touched.  A crash at any point leaves a valid\n"
-	      "store.  Reads use O_DIRECT where the file system allows it, so the scan does\n"
-	      "not evict the page cache of running VMs.\n"
+	      "store.  The scan reads through the page cache and drops each span from it\n"
+	      "as soon as it is judged, so it holds no more than the reads in flight there\n"
+	      "and does not evict the page cache of running VMs; its punches run beside the\n"
+	      "reads (--direct-reads: O_DIRECT, punches after the scan).\n"
 	      "\n"
 	      "Fs-aware reclaim (--fs-aware) reads the disk the VM sees (the COW's chunks over\n"
 	      "the base IMAGE, zeros past it, BYTES long) in userspace with libext2fs, never\n"
@@ -120,8 +122,13 @@ void cmd_reclaim_help(FILE *out)
 	      "                       free space)\n"
 	      "  -p, --progress       show progress on stderr even when it is not a terminal\n"
 	      "      --no-progress    never show progress (default: shown on a terminal)\n"
-	      "      --read-size SIZE bytes per read, a power of two from 4k to 4M (default 1M)\n"
+	      "      --read-size SIZE bytes per read, a power of two from 4k to 4M (default\n"
+	      "                       256k; 1M with --direct-reads)\n"
 	      "      --queue-depth N  reads in flight, 1 to 256 (default 16)\n"
+	      "      --direct-reads   scan with O_DIRECT and punch after the last read (the\n"
+	      "                       default reads through the page cache, drops each span\n"
+	      "                       once judged and punches beside the reads: faster on\n"
+	      "                       ext4, where a punch waits for every direct read)\n"
 	      "  -f, --fs-aware       also punch chunks that are free in the guest's ext2/3/4\n"
 	      "                       file system (needs --base and --size with a COW)\n"
 	      "  -b, --base IMAGE     the read-only base image under the COW (fs-aware)\n"
@@ -140,7 +147,8 @@ void cmd_reclaim_help(FILE *out)
 	      "  range was grown across chunks already holes: fallocate calls saved),\n"
 	      "  allocated_before,\n"
 	      "  allocated_after, reclaimed_bytes (= allocated_before - allocated_after, from\n"
-	      "  st_blocks), bytes_read, seconds, engine (the engine used), dry_run,\n"
+	      "  st_blocks), bytes_read, direct_reads (true when the scan read with\n"
+	      "  O_DIRECT), seconds, engine (the engine used), dry_run,\n"
 	      "  strategy (punch or rewrite: the one that ran), strategy_reason (why),\n"
 	      "  bytes_written (by a rewrite), punch_probe_us and write_probe_mbps (what auto\n"
 	      "  measured, 0 when it did not); with\n"
@@ -212,11 +220,17 @@ bool agent_want_progress(const struct agent_scan_args *s)
 
 static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 {
-	enum { OPT_READ_SIZE = AGENT_OPT_FIRST_FREE, OPT_QUEUE_DEPTH, OPT_STATE_DIR };
+	enum {
+		OPT_READ_SIZE = AGENT_OPT_FIRST_FREE,
+		OPT_QUEUE_DEPTH,
+		OPT_STATE_DIR,
+		OPT_DIRECT_READS
+	};
 	static const struct option longopts[] = {
 		AGENT_SCAN_LONGOPTS,
 		{"read-size", required_argument, NULL, OPT_READ_SIZE},
 		{"queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH},
+		{"direct-reads", no_argument, NULL, OPT_DIRECT_READS},
 		{"fs-aware", no_argument, NULL, 'f'},
 		{"base", required_argument, NULL, 'b'},
 		{"size", required_argument, NULL, 's'},
@@ -252,6 +266,9 @@ static int parse_args(int argc, char **argv, struct agent_reclaim_request *a)
 				return -EINVAL;
 			}
 			a->queue_depth = (uint32_t)v;
+			break;
+		case OPT_DIRECT_READS:
+			a->direct_reads = true;
 			break;
 		case 'f':
 			a->fs_aware = true;
@@ -356,6 +373,7 @@ static void print_json(const struct reclaim_report *r, const struct fsaware_resu
 	json_object_object_add(o, "allocated_after", json_object_new_uint64(r->allocated_after));
 	json_object_object_add(o, "reclaimed_bytes", json_object_new_uint64(r->reclaimed_bytes));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(r->bytes_read));
+	json_object_object_add(o, "direct_reads", json_object_new_boolean(r->direct_reads));
 	json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
 	json_object_object_add(o, "engine", json_object_new_string(reclaim_engine_name(r->engine)));
 	json_object_object_add(o, "dry_run", json_object_new_boolean(r->dry_run));
@@ -428,8 +446,9 @@ static void print_human(const char *path, const struct reclaim_report *r,
 	printf("  %llu exceptions of %s chunks: %llu read, %llu already holes\n",
 	       (unsigned long long)r->exceptions, util_format_bytes(r->chunk_bytes, a, sizeof(a)),
 	       (unsigned long long)r->chunks_scanned, (unsigned long long)r->hole_chunks);
-	printf("  read %s; %.2f s in all, engine %s\n",
-	       util_format_bytes(r->bytes_read, c, sizeof(c)), r->seconds,
+	printf("  read %s (%s); %.2f s in all, engine %s\n",
+	       util_format_bytes(r->bytes_read, c, sizeof(c)),
+	       r->direct_reads ? "O_DIRECT" : "through the page cache, dropped after", r->seconds,
 	       reclaim_engine_name(r->engine));
 	agent_print_strategy(r);
 }
@@ -458,6 +477,7 @@ static struct host_reclaim_request reclaim_request(const struct agent_reclaim_re
 		.strategy = a->scan.strategy,
 		.read_bytes = a->read_bytes,
 		.queue_depth = a->queue_depth,
+		.direct_reads = a->direct_reads,
 	};
 
 	*drawn = false;

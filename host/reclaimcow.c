@@ -155,6 +155,7 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 		.path = req->cow_path,
 		.read_bytes = req->read_bytes,
 		.queue_depth = req->queue_depth,
+		.direct_reads = req->direct_reads,
 		.progress = req->progress,
 		.punch_progress = req->punch_progress,
 		.progress_opaque = req->progress_opaque,

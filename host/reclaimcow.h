@@ -31,6 +31,7 @@ struct host_reclaim_request {
 	enum reclaim_engine_kind engine;
 	enum reclaim_strategy strategy;	  /* punch, rewrite or auto (reclaim/reclaim.h) */
 	uint32_t read_bytes, queue_depth; /* 0: the engine's defaults */
+	bool direct_reads;		  /* reclaim_opts.direct_reads */
 	/* Passed through to struct reclaim_opts (reclaim/reclaim.h). */
 	void (*progress)(void *opaque, uint64_t done_bytes, uint64_t total_bytes);
 	void (*punch_progress)(void *opaque, uint64_t done_chunks, uint64_t total_chunks);

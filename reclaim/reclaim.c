@@ -23,6 +23,7 @@
 
 #define IO_ALIGN    4096u
 #define PUNCH_BATCH 256u
+#define DROP_BYTES  (4u << 20) /* buffered scan: judged bytes dropped from the cache at a time */
 /* A span never holds more chunks than this (4 MiB of 4 KiB chunks). */
 #define SPAN_MAX_CHUNKS 1024u
 
@@ -117,15 +118,16 @@ struct scan {
 	struct reclaim_range zero_batch[PUNCH_BATCH], free_batch[PUNCH_BATCH];
 
 	/*
-	 * Punches and reads from the device do not mix: an ext4 punch waits for every
-	 * direct read in flight on the inode (inode_dio_wait), and reads wait for
-	 * the punch's inode lock, so each punch would stall the scan for a read's
-	 * latency and the reads would reach the device one small group at a time.
-	 * While no read is out to the device (the scan is served from the page
-	 * cache), what it finds is punched at once, alongside; while one is
-	 * (device_inflight), each chunk to punch is marked in `later` instead and
-	 * punched after the last read, in COW order through later_co (one bit per
-	 * chunk of the file).
+	 * Punches and direct reads from the device do not mix: an ext4 punch waits
+	 * for every direct read in flight on the inode (inode_dio_wait), and reads
+	 * wait for the punch's inode lock, so each punch would stall the scan for a
+	 * read's latency and the reads would reach the device one small group at a
+	 * time.  Buffered reads take neither (their I/O is the page cache's), so
+	 * without O_DIRECT what the scan finds is punched at once, alongside.  With
+	 * it, the same holds while no read is out to the device (the scan is served
+	 * from the page cache); while one is (device_inflight), each chunk to punch
+	 * is marked in `later` instead and punched after the last read, in COW
+	 * order through later_co (one bit per chunk of the file).
 	 */
 	unsigned device_inflight; /* spans sent to the engine, not yet retired */
 	uint8_t *later;
@@ -134,6 +136,7 @@ struct scan {
 	struct reclaim_range later_batch[PUNCH_BATCH];
 
 	uint64_t total_bytes, done_bytes;
+	uint64_t drop_from; /* buffered: judged spans before this are dropped from the cache */
 	double last_progress;
 
 	/*
@@ -237,7 +240,7 @@ static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
  */
 static int coalesce(struct scan *s, struct reclaim_coalescer *co, uint64_t c)
 {
-	bool later = s->device_inflight > 0 || s->collecting;
+	bool later = (s->direct && s->device_inflight > 0) || s->collecting;
 	int k = co == &s->free_co;
 	int r;
 
@@ -430,6 +433,26 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
 	return coalesce(s, &s->zero_co, c);
 }
 
+/*
+ * Drops the file's pages before byte `end` from the page cache once DROP_BYTES
+ * of them are judged (or now, with force), so that the scan holds no more of
+ * the cache than that, the reads in flight and what the kernel reads ahead:
+ * clean pages of this file only (it was written back before the scan).  In
+ * batches, not a span at a time: POSIX_FADV_DONTNEED drains this CPU's LRU
+ * batches, and every CPU's (lru_add_drain_all) when a page would not go, then
+ * walks the range again; a call per 256 KiB span took a cold run from about
+ * 0.65 s to 1.1 s (docs/benchmarks.md, run 16).  Pages dropped before their
+ * range is punched also make the punch cheaper: it has none to remove.
+ */
+static void drop_behind(struct scan *s, uint64_t end, bool force)
+{
+	if (end <= s->drop_from || (!force && end - s->drop_from < DROP_BYTES))
+		return;
+	(void)posix_fadvise(s->fd, (off_t)s->drop_from, (off_t)(end - s->drop_from),
+			    POSIX_FADV_DONTNEED);
+	s->drop_from = end;
+}
+
 /* Retires a completed read: judges its chunks in order. */
 static int retire(struct scan *s, struct span *sp)
 {
@@ -443,13 +466,13 @@ static int retire(struct scan *s, struct span *sp)
 	}
 	s->rep->bytes_read += sp->io.len;
 	/*
-	 * A span read through the page cache by us (no O_DIRECT) is dropped from it
-	 * again, so the scan leaves no trace in the host's cache: clean pages of this
-	 * file only.  A span copied from the cache was there before us and stays (a
-	 * punch drops the pages it frees itself); an O_DIRECT read cached nothing.
+	 * Spans read through the page cache (no O_DIRECT) are dropped from it again
+	 * (drop_behind()).  A span copied from the cache under O_DIRECT was there
+	 * before us and stays (a punch drops the pages it frees itself); an O_DIRECT
+	 * read cached nothing.
 	 */
 	if (!sp->cached && !s->direct)
-		posix_fadvise(s->fd, (off_t)sp->io.off, (off_t)sp->io.len, POSIX_FADV_DONTNEED);
+		drop_behind(s, sp->io.off + sp->io.len, false);
 	if (sp->piece) {
 		s->big_zero = s->big_zero && util_is_zero(buf, sp->io.len);
 		if (!sp->last)
@@ -703,9 +726,10 @@ static bool layout_valid(const struct reclaim_layout *l)
 	       l->chunks <= UINT64_MAX / cb && (!l->store || l->may_punch);
 }
 
-/* The punch strategy; with autos, auto's choice too (-ECANCELED, autos->chose_rewrite). */
-static int scan_punch(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
-		      struct auto_state *autos, struct reclaim_report *ret)
+/* scan_punch() with fd's O_DIRECT as the scan is to read. */
+static int scan_punch_fd(int fd, const struct reclaim_layout *layout,
+			 const struct reclaim_opts *opts, struct auto_state *autos,
+			 struct reclaim_report *ret)
 {
 	struct reclaim_report rep = {0};
 	_cleanup_free_ void *bufs = NULL;
@@ -740,8 +764,10 @@ static int scan_punch(int fd, const struct reclaim_layout *layout, const struct 
 	s.rep = &rep;
 	s.direct = fl & O_DIRECT;
 	s.cb = layout->chunk_bytes;
-	s.read_bytes = pow2_clamp(opts->read_bytes, RECLAIM_DEFAULT_READ_BYTES, IO_ALIGN,
-				  (uint64_t)SPAN_MAX_CHUNKS * IO_ALIGN);
+	s.read_bytes = pow2_clamp(opts->read_bytes,
+				  s.direct ? RECLAIM_DEFAULT_DIRECT_READ_BYTES
+					   : RECLAIM_DEFAULT_READ_BYTES,
+				  IO_ALIGN, (uint64_t)SPAN_MAX_CHUNKS * IO_ALIGN);
 	s.gap_bytes = opts->gap_bytes ? opts->gap_bytes : RECLAIM_DEFAULT_GAP_BYTES;
 	s.depth = opts->queue_depth ? opts->queue_depth : RECLAIM_DEFAULT_QUEUE_DEPTH;
 	if (s.depth > 256)
@@ -847,9 +873,38 @@ static int scan_punch(int fd, const struct reclaim_layout *layout, const struct 
 	rep.reclaimed_bytes = rep.allocated_before > rep.allocated_after
 				      ? rep.allocated_before - rep.allocated_after
 				      : 0;
+	rep.direct_reads = s.direct;
 	rep.seconds = util_now() - t0;
 	*ret = rep;
 	return 0;
+}
+
+/*
+ * The punch strategy; with autos, auto's choice too (-ECANCELED, autos->chose_rewrite).
+ * Unless opts->direct_reads, the scan reads through the page cache (see struct
+ * scan): fd's O_DIRECT is cleared for it and set again after, and what it left
+ * in the cache (read ahead past the last span, say) is dropped at the end.
+ */
+static int scan_punch(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,
+		      struct auto_state *autos, struct reclaim_report *ret)
+{
+	int fl = fd >= 0 ? fcntl(fd, F_GETFL) : 0;
+	bool cleared = false;
+	int r;
+
+	if (fl < 0)
+		return -errno;
+	if (opts && !opts->direct_reads && (fl & O_DIRECT)) {
+		if (fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
+			return -errno;
+		cleared = true;
+	}
+	r = scan_punch_fd(fd, layout, opts, autos, ret);
+	if (fd >= 0 && (cleared || !(fl & O_DIRECT)))
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	if (cleared && fcntl(fd, F_SETFL, fl) < 0 && r >= 0)
+		r = -errno;
+	return r;
 }
 
 /* The rewrite strategy over the whole file; rep has what ran before (auto's scan). */

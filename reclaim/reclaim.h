@@ -43,9 +43,15 @@ enum reclaim_strategy {
 int reclaim_strategy_parse(const char *name, enum reclaim_strategy *ret);
 const char *reclaim_strategy_name(enum reclaim_strategy s);
 
-#define RECLAIM_DEFAULT_READ_BYTES  (1u << 20)
-#define RECLAIM_DEFAULT_QUEUE_DEPTH 16u
-#define RECLAIM_DEFAULT_GAP_BYTES   (64u << 10)
+/*
+ * Bytes per read: 256 KiB through the page cache (larger requests took the
+ * kernel's order-0 readahead path and read cold files at half the speed,
+ * docs/benchmarks.md run 16), 1 MiB with direct_reads.
+ */
+#define RECLAIM_DEFAULT_READ_BYTES	  (256u << 10)
+#define RECLAIM_DEFAULT_DIRECT_READ_BYTES (1u << 20)
+#define RECLAIM_DEFAULT_QUEUE_DEPTH	  16u
+#define RECLAIM_DEFAULT_GAP_BYTES	  (64u << 10)
 
 struct reclaim_opts {
 	enum reclaim_engine_kind engine;
@@ -75,6 +81,16 @@ struct reclaim_opts {
 	uint32_t read_bytes;
 	uint32_t queue_depth;
 	uint32_t gap_bytes;
+	/*
+	 * How the punch strategy's scan reads (docs/reclaim.md, "The scan").  false
+	 * (the default): through the page cache, what is judged dropped from it 4 MiB
+	 * at a time, and ranges punched beside the reads, whatever fd's O_DIRECT says
+	 * (it is cleared for the scan and set again before returning).  true: with
+	 * O_DIRECT where fd has it, spans already cached copied from the cache, and
+	 * what is to be punched while a read is out to the device put off until
+	 * after the last read (an ext4 punch waits for every direct I/O in flight).
+	 */
+	bool direct_reads;
 	/*
 	 * Optional progress callbacks, called at most a few times a second: the
 	 * scan (bytes of listed data chunks judged so far), then the punches put
@@ -117,6 +133,7 @@ struct reclaim_report {
 	uint64_t reclaimed_bytes;  /* allocated_before - allocated_after */
 	uint64_t bytes_read;
 	uint64_t cached_bytes; /* of bytes_read, copied from the page cache (already there) */
+	bool direct_reads;     /* the scan read with O_DIRECT (reclaim_opts.direct_reads) */
 	double seconds;
 	enum reclaim_engine_kind engine; /* the engine actually used (never AUTO) */
 	bool dry_run;

@@ -154,9 +154,10 @@ static void check_after(const struct fixture *f, const struct snapshot *before,
 }
 
 /*
- * direct: the engine reads with O_DIRECT, the page cache dropped first so that
- * the engine really reads (a cached span is copied from the cache instead);
- * cached: O_DIRECT fd but the file left in the cache (the cachestat path).
+ * direct: the engine reads with O_DIRECT (direct_reads), the page cache dropped
+ * first so that the engine really reads (a cached span is copied from the cache
+ * instead); cached: the same but the file left in the cache (the cachestat
+ * path).  Neither: a buffered fd, the default way of reading.
  */
 /* With cached: drop the middle third of the file from the cache first (partly cached). */
 static bool part_drop;
@@ -164,8 +165,11 @@ static bool part_drop;
 static void run_case_cache(enum reclaim_engine_kind kind, uint32_t chunk_sectors, uint64_t n,
 			   uint32_t read_bytes, bool direct, bool cached, bool dry_run)
 {
-	struct reclaim_opts opts = {
-		.engine = kind, .dry_run = dry_run, .read_bytes = read_bytes, .queue_depth = 4};
+	struct reclaim_opts opts = {.engine = kind,
+				    .dry_run = dry_run,
+				    .read_bytes = read_bytes,
+				    .queue_depth = 4,
+				    .direct_reads = direct || cached};
 	struct reclaim_report rep;
 	struct snapshot before;
 	struct fixture f;
@@ -439,7 +443,8 @@ static void punch_error(enum reclaim_engine_kind kind)
 	static const char *const case_names[] = {"direct", "buffered", "mixed"};
 
 	for (enum punch_case pc = PC_DIRECT; pc <= PC_MIXED; pc++) {
-		struct reclaim_opts opts = {.engine = kind, .queue_depth = 4};
+		struct reclaim_opts opts = {
+			.engine = kind, .queue_depth = 4, .direct_reads = pc != PC_BUFFERED};
 		struct reclaim_report rep;
 		struct snapshot before, after;
 		struct fixture f;
@@ -638,8 +643,10 @@ static void test_truncated(void **state)
 	static const enum reclaim_engine_kind kinds[] = {RECLAIM_ENGINE_SYNC, RECLAIM_ENGINE_AUTO};
 
 	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
-		struct reclaim_opts opts = {
-			.engine = kinds[i], .read_bytes = 16384, .queue_depth = 16};
+		struct reclaim_opts opts = {.engine = kinds[i],
+					    .read_bytes = 16384,
+					    .queue_depth = 16,
+					    .direct_reads = true};
 		struct reclaim_report rep;
 		struct fixture f;
 		int fd, cut_fd, r;

@@ -4,7 +4,10 @@
  * throttle, with every engine, reads from the device and from the page cache.
  * A cancelled run returns -ECANCELED having punched some whole zero chunks and
  * nothing else (raw bytes unchanged, the store still valid); the throttle sees
- * every byte read, exactly.  Files go to $COWPUNCH_TEST_DIR (default /tmp).
+ * every byte read, exactly.  The throttle also watches the two ways of reading
+ * (test_read_modes): through the page cache, punches run while reads are still
+ * to come and nothing of the file is left cached; with direct_reads, nothing
+ * is punched before the last read.  Files go to $COWPUNCH_TEST_DIR (default /tmp).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -12,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/mman.h>
 
 #include "common/cleanup.h"
 #include "reclaim/reclaim.h"
@@ -247,9 +251,9 @@ static void set_stop(void *opaque, uint64_t done, uint64_t total)
 
 /*
  * Cancelled between the batches of punches put off until after the scan (the
- * reads went through the engine, 16 in flight: a buffered fd, so no span is
- * taken from the page cache): the first batch handed to the engine is punched,
- * the rest is not.
+ * reads went through the engine with O_DIRECT, 16 in flight, the cache dropped
+ * first so that no span is taken from it): the first batch handed to the
+ * engine is punched, the rest is not.
  */
 static void test_cancel_between_later_batches(void **state)
 {
@@ -257,6 +261,7 @@ static void test_cancel_between_later_batches(void **state)
 		struct counter k = {0};
 		struct reclaim_opts opts = {.engine = kinds[i],
 					    .read_bytes = READ_BYTES,
+					    .direct_reads = true,
 					    .stop = &k.stop,
 					    .punch_progress = set_stop,
 					    .progress_opaque = &k};
@@ -267,8 +272,13 @@ static void test_cancel_between_later_batches(void **state)
 		int r;
 
 		build(&st);
-		fd = rt_reopen(st.fd, false);
+		assert_int_equal(posix_fadvise(st.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		fd = rt_reopen(st.fd, true);
 		assert_true(fd >= 0);
+		if (!(fcntl(fd, F_GETFL) & O_DIRECT)) {
+			drop(&st);
+			rt_skip("%s refuses O_DIRECT: nothing is put off", dir);
+		}
 		r = rt_reclaim(fd, &opts, &rep);
 		if (r == -ENOTSUP) {
 			drop(&st);
@@ -284,6 +294,96 @@ static void test_cancel_between_later_batches(void **state)
 	}
 }
 
+struct watch {
+	int fd;
+	uint64_t before, lowest; /* st_blocks * 512: at the start, least seen before a read */
+	unsigned calls;
+};
+
+static int watch_blocks(void *opaque, uint64_t bytes)
+{
+	struct watch *w = opaque;
+	struct stat sb;
+
+	if (fstat(w->fd, &sb) < 0)
+		return -errno;
+	if ((uint64_t)sb.st_blocks * 512 < w->lowest)
+		w->lowest = (uint64_t)sb.st_blocks * 512;
+	w->calls++;
+	return 0;
+}
+
+/* Pages of fd's first size bytes in the page cache (mincore(2) on a mapping). */
+static uint64_t resident_pages(int fd, uint64_t size)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t pages = (size + (uint64_t)pg - 1) / (uint64_t)pg, n = 0;
+	unsigned char *vec = malloc(pages);
+	void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+
+	assert_non_null(vec);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mincore(m, size, vec), 0);
+	for (uint64_t i = 0; i < pages; i++)
+		n += vec[i] & 1;
+	munmap(m, size);
+	free(vec);
+	return n;
+}
+
+/*
+ * How the scan reads, from an O_DIRECT fd with the file cold (sync engine, 16
+ * reads in flight, 1600 one-chunk zero ranges: a batch of 256 every 32 reads).
+ * By default through the page cache: ranges are punched while reads are still
+ * to come (blocks freed before the last read), the fd gets its O_DIRECT back,
+ * and no page of the file is left in the cache.  With direct_reads: O_DIRECT,
+ * nothing punched before the last read (an ext4 punch would wait for the
+ * direct reads in flight).  Both give back the same blocks, no byte changed.
+ */
+static void test_read_modes(void **state)
+{
+	for (int direct = 0; direct < 2; direct++) {
+		struct reclaim_opts opts = {.engine = RECLAIM_ENGINE_SYNC,
+					    .read_bytes = READ_BYTES,
+					    .queue_depth = 16,
+					    .direct_reads = direct,
+					    .throttle = watch_blocks};
+		struct reclaim_report rep;
+		struct store st;
+		struct watch w = {0};
+		_cleanup_close_ int fd = -1;
+		struct stat sb;
+
+		build(&st);
+		assert_int_equal(posix_fadvise(st.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		fd = rt_reopen(st.fd, true);
+		assert_true(fd >= 0);
+		if (!(fcntl(fd, F_GETFL) & O_DIRECT)) {
+			drop(&st);
+			rt_skip("%s refuses O_DIRECT: only one way to read", dir);
+		}
+		assert_int_equal(fstat(fd, &sb), 0);
+		w.fd = fd;
+		w.before = w.lowest = (uint64_t)sb.st_blocks * 512;
+		opts.throttle_opaque = &w;
+		assert_int_equal(rt_reclaim(fd, &opts, &rep), 0);
+		if (!direct)
+			assert_int_equal(resident_pages(fd, st.file_size), 0);
+		assert_int_equal(rep.direct_reads, direct);
+		assert_true(fcntl(fd, F_GETFL) & O_DIRECT);
+		assert_int_equal(check_punched(&st), st.zero_chunks);
+		assert_true(w.calls >= rep.bytes_read / READ_BYTES);
+		if (direct) {
+			assert_int_equal(w.lowest, w.before);
+		} else {
+			/* At least all batches but the last two were punched during the scan. */
+			assert_true(w.before - w.lowest >= (st.zero_chunks - 512) * RT_BLOCK);
+		}
+		check_valid(&st);
+		drop(&st);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -292,6 +392,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_before_start),
 		cmocka_unit_test(test_throttle_exact),
 		cmocka_unit_test(test_cancel_between_later_batches),
+		cmocka_unit_test(test_read_modes),
 	};
 
 	dir = rt_test_dir("test-hooks");

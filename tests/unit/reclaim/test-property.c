@@ -291,6 +291,8 @@ static void one_seed(const char *dir, uint64_t seed)
 		assert_int_equal(posix_fadvise(s.cow, 0, 0, POSIX_FADV_DONTNEED), 0);
 	fd = rt_reopen(s.cow, rnd(&x) & 1);
 	assert_true(fd >= 0);
+	/* Both ways of reading (from the seed, so that its draws stay as they were). */
+	opts.direct_reads = (seed >> 1) & 1;
 	r = snapstore_load(fd, &info, NULL, NULL, &err);
 	if (r < 0)
 		fail_msg("store rejected at %" PRIu64 ": %s", err.offset, err.rule);

@@ -4,7 +4,9 @@
 # reclaim by ID, attach: exactly the 1024 zeroed chunks are punched, st_blocks drops by the
 # 4 MiB, so does the file system's used space (df), and the disk reads the same (sha256 of
 # the whole device).  Whether the file system takes O_DIRECT is logged (tmpfs on 6.1 does
-# not: the scan and the loop device fall back to buffered I/O).
+# not: the loop device falls back to buffered I/O).  The first reclaim reads through the
+# page cache (the default), the second with --direct-reads (the direct scan, or its
+# buffered fallback on tmpfs under 6.1); both must leave the disk reading the same.
 need_cowpunch create detach attach destroy reclaim
 base=$WORK/base.img
 make_base_image "$base" 8
@@ -47,6 +49,7 @@ for fs in xfs btrfs tmpfs; do
 	after=$(($(blocks "$cow") * 512))
 	sync
 	used_after=$(df -k "$mnt" | awk 'NR == 2 {print $3}')
+	assert_eq false "$(json_get "$OUT/reclaim-$fs.json" .direct_reads)" "$fs: the scan read buffered"
 	log "$fs: engine $(json_get "$OUT/reclaim-$fs.json" .engine), COW allocated $before -> $after," \
 		"file system used $used_before -> $used_after KiB"
 	assert_eq 1024 "$(json_get "$OUT/reclaim-$fs.json" .zero_chunks)" "$fs: zero chunks found"
@@ -72,7 +75,8 @@ for fs in xfs btrfs tmpfs; do
 	assert_rc 0 cowpunch detach "$id"
 	sync
 	used_before=$(df -k "$mnt" | awk 'NR == 2 {print $3}')
-	cowpunch reclaim --json "$id" >"$OUT/reclaim-mixed-$fs.json" || fail "$fs: reclaim exited $?"
+	cowpunch reclaim --direct-reads --json "$id" >"$OUT/reclaim-mixed-$fs.json" ||
+		fail "$fs: reclaim --direct-reads exited $?"
 	sync
 	used_after=$(df -k "$mnt" | awk 'NR == 2 {print $3}')
 	log "$fs, zeros written with data: $(json_get "$OUT/reclaim-mixed-$fs.json" .zero_chunks)" \
