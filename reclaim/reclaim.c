@@ -522,23 +522,61 @@ static bool read_from_cache(struct scan *s, struct span *sp)
 	return true;
 }
 
-/* auto: chooses once decide_at bytes are judged (or at the end); a rewrite abandons the scan. */
-static void scan_decide(struct scan *s, bool at_end)
+/*
+ * Punches what was put off (see struct scan), in COW order: after the last read,
+ * or (report false: no punch progress) when auto has chosen to punch during a
+ * buffered scan, which then goes on punching beside its reads.
+ */
+static int punch_later(struct scan *s, bool report)
 {
-	struct rewrite_decide_in in;
+	uint64_t nbits = s->l->chunks, done = 0, total = 0;
+	double last = 0;
+	int r;
 
-	if (!s->collecting || (!at_end && s->done_bytes < s->decide_at))
-		return;
-	s->collecting = false;
-	/* The probes ran beside the scan so far (auto_probe_start()); failed, they say punch. */
-	if (auto_probe_wait(s->autos) < 0) {
-		char why[sizeof(s->autos->reason)];
+	if (report && s->opts->punch_progress)
+		for (uint64_t w = 0; w < (nbits + 63) / 64; w++) {
+			uint64_t v;
 
-		memcpy(why, s->autos->reason, sizeof(why));
-		snprintf(s->autos->reason, sizeof(s->autos->reason), "auto: punch: %.200s", why);
-		return;
+			memcpy(&v, s->later + w * 8, sizeof(v));
+			total += (uint64_t)__builtin_popcountll(v);
+		}
+
+	for (uint64_t c = bitmap_next_set(s->later, 0, nbits); c < nbits;
+	     c = bitmap_next_set(s->later, c + 1, nbits)) {
+		r = reclaim_coalescer_add(&s->later_co, c);
+		if (r > 0) {
+			r = punch_batch(s, &s->later_co);
+			if (report && s->opts->punch_progress && util_now() - last >= 0.25) {
+				last = util_now();
+				s->opts->punch_progress(s->opts->progress_opaque, done, total);
+			}
+		}
+		if (r < 0)
+			return r;
+		done++;
 	}
-	in = (struct rewrite_decide_in){
+	if (report && s->opts->punch_progress && total)
+		s->opts->punch_progress(s->opts->progress_opaque, done, total);
+	return reclaim_coalescer_flush(&s->later_co) ? punch_batch(s, &s->later_co) : 0;
+}
+
+/* auto chose to punch: a buffered scan punches what it put off now (see scan_decide()). */
+static int punch_collected(struct scan *s, bool at_end)
+{
+	int r;
+
+	if (at_end || s->direct)
+		return 0;
+	r = punch_later(s, false);
+	memset(s->later, 0, (s->l->chunks + 7) / 8 + 8);
+	s->later_tail = 0;
+	return r;
+}
+
+/* What auto_decide() is told: the scan so far. */
+static struct rewrite_decide_in decide_in(const struct scan *s)
+{
+	return (struct rewrite_decide_in){
 		.done_bytes = s->done_bytes,
 		.total_bytes = s->total_bytes,
 		.runs = s->runs,
@@ -548,8 +586,45 @@ static void scan_decide(struct scan *s, bool at_end)
 		.allocated_before = s->rep->allocated_before,
 		.seconds = util_now() - s->t0,
 	};
-	if (auto_decide(s->autos, &in) > 0)
+}
+
+/*
+ * auto: chooses once decide_at bytes are judged and the probes it needs are
+ * done (or at the end); a rewrite abandons the scan.  The scan does not wait
+ * for the probes (their writes and fdatasyncs take tens of milliseconds, more
+ * on a busy disk): it goes on judging and putting off what it would punch
+ * until the punch probe alone settles it (auto_decide_early()) or the write
+ * probe is done too.  A buffered scan that is to punch then punches what it
+ * put off at once, beside its reads.
+ */
+static int scan_decide(struct scan *s, bool at_end)
+{
+	struct rewrite_decide_in in;
+
+	if (!s->collecting || (!at_end && s->done_bytes < s->decide_at))
+		return 0;
+	if (!at_end && !auto_probe_done(s->autos)) {
+		in = decide_in(s);
+		if (auto_decide_early(s->autos, &in) < 0)
+			return 0;
+		s->collecting = false;
+		return punch_collected(s, false);
+	}
+	s->collecting = false;
+	/* The probes ran beside the scan so far (auto_probe_start()); failed, they say punch. */
+	if (auto_probe_wait(s->autos) < 0) {
+		char why[sizeof(s->autos->reason)];
+
+		memcpy(why, s->autos->reason, sizeof(why));
+		snprintf(s->autos->reason, sizeof(s->autos->reason), "auto: punch: %.200s", why);
+		return punch_collected(s, at_end);
+	}
+	in = decide_in(s);
+	if (auto_decide(s->autos, &in) > 0) {
 		s->abandon = true;
+		return 0;
+	}
+	return punch_collected(s, at_end);
 }
 
 static int scan_loop(struct scan *s)
@@ -597,48 +672,14 @@ static int scan_loop(struct scan *s)
 			s->device_inflight--;
 		r = retire(s, &s->spans[s->head]);
 		s->head = (s->head + 1) % s->depth;
-		if (s->autos)
-			scan_decide(s, false);
+		if (r >= 0 && s->autos)
+			r = scan_decide(s, false);
 		if (r >= 0 && s->eng.ops->poll)
 			r = s->eng.ops->poll(&s->eng);
 		if (r < 0)
 			return r;
 		progress(s, false);
 	}
-}
-
-/* After the last read: punches what was put off (see struct scan), in COW order. */
-static int punch_later(struct scan *s)
-{
-	uint64_t nbits = s->l->chunks, done = 0, total = 0;
-	double last = 0;
-	int r;
-
-	if (s->opts->punch_progress)
-		for (uint64_t w = 0; w < (nbits + 63) / 64; w++) {
-			uint64_t v;
-
-			memcpy(&v, s->later + w * 8, sizeof(v));
-			total += (uint64_t)__builtin_popcountll(v);
-		}
-
-	for (uint64_t c = bitmap_next_set(s->later, 0, nbits); c < nbits;
-	     c = bitmap_next_set(s->later, c + 1, nbits)) {
-		r = reclaim_coalescer_add(&s->later_co, c);
-		if (r > 0) {
-			r = punch_batch(s, &s->later_co);
-			if (s->opts->punch_progress && util_now() - last >= 0.25) {
-				last = util_now();
-				s->opts->punch_progress(s->opts->progress_opaque, done, total);
-			}
-		}
-		if (r < 0)
-			return r;
-		done++;
-	}
-	if (s->opts->punch_progress && total)
-		s->opts->punch_progress(s->opts->progress_opaque, done, total);
-	return reclaim_coalescer_flush(&s->later_co) ? punch_batch(s, &s->later_co) : 0;
 }
 
 /*
@@ -833,8 +874,8 @@ static int scan_punch_fd(int fd, const struct reclaim_layout *layout,
 
 	r = scan_loop(&s);
 	if (r >= 0 && s.autos) {
-		scan_decide(&s, true);
-		if (s.abandon)
+		r = scan_decide(&s, true);
+		if (r >= 0 && s.abandon)
 			r = -ECANCELED;
 	}
 	if (r >= 0)
@@ -853,7 +894,7 @@ static int scan_punch_fd(int fd, const struct reclaim_layout *layout,
 			r = -EIO;
 	}
 	if (r >= 0)
-		r = punch_later(&s);
+		r = punch_later(&s, true);
 	r2 = s.eng.ops->drain(&s.eng);
 	if (r >= 0)
 		r = r2;

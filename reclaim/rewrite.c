@@ -874,8 +874,12 @@ int auto_probe(struct auto_state *st, const char *path)
 	}
 	qsort(t, PROBE_PUNCHES, sizeof(t[0]), cmp_double);
 	st->punch_s = (t[PROBE_PUNCHES / 2 - 1] + t[PROBE_PUNCHES / 2]) / 2;
+	/* From here on this thread writes neither punch_s nor reason (auto_decide_early()). */
+	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
+	if (__atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE))
+		return 0;
 	/* Its failure only leaves big_write_s 0: auto then punches (auto_decide()). */
 	(void)probe_write(st);
 	return 0;
@@ -886,6 +890,7 @@ static void *probe_thread(void *opaque)
 	struct auto_state *st = opaque;
 
 	st->probe_err = auto_probe(st, st->path);
+	__atomic_store_n(&st->thread_done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -895,6 +900,7 @@ int auto_probe_start(struct auto_state *st, const char *path)
 
 	st->path = path;
 	st->probe_err = 0;
+	st->thread_done = st->punch_probed = st->write_unneeded = false;
 	r = pthread_create(&st->thread, NULL, probe_thread, st);
 	if (r)
 		return -r;
@@ -909,6 +915,11 @@ int auto_probe_wait(struct auto_state *st)
 		st->thread_running = false;
 	}
 	return st->probe_err;
+}
+
+bool auto_probe_done(struct auto_state *st)
+{
+	return !st->thread_running || __atomic_load_n(&st->thread_done, __ATOMIC_ACQUIRE);
 }
 
 double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, double small_s,
@@ -958,7 +969,8 @@ static int probe_write(struct auto_state *st)
 	return 0;
 }
 
-int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
+/* auto_decide(), or with early the checks that need no write probe: -EAGAIN when they do not settle it. */
+static int decide(struct auto_state *st, const struct rewrite_decide_in *in, bool early)
 {
 	double f = in->done_bytes ? (double)in->total_bytes / (double)in->done_bytes : 1;
 	double runs = (double)in->runs * f, taken = (double)in->taken_bytes * f;
@@ -1005,6 +1017,8 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 			keep / read_bps, read_s, (unsigned long long)st->extents, free_s);
 		return 0;
 	}
+	if (early)
+		return -EAGAIN;
 	if (st->big_write_s <= 0) {
 		snprintf(st->reason, sizeof(st->reason),
 			 "auto: punch: the write probe beside %s failed", st->path);
@@ -1022,6 +1036,23 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 		 util_format_bytes((uint64_t)keep, a, sizeof(a)), st->write_bps / 1e6, read_s,
 		 (unsigned long long)st->extents, free_s);
 	return st->chose_rewrite;
+}
+
+int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
+{
+	return decide(st, in, false);
+}
+
+int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in)
+{
+	int r;
+
+	if (!__atomic_load_n(&st->punch_probed, __ATOMIC_ACQUIRE))
+		return -EAGAIN;
+	r = decide(st, in, true);
+	if (r == 0)
+		__atomic_store_n(&st->write_unneeded, true, __ATOMIC_RELEASE);
+	return r;
 }
 
 void auto_done(struct auto_state *st)

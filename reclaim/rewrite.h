@@ -61,7 +61,10 @@ struct auto_state {
 	/* auto_probe_start(): the probes run on this thread beside the scan until joined. */
 	pthread_t thread;
 	bool thread_running;
-	int probe_err; /* auto_probe()'s result */
+	bool thread_done;    /* set (atomically) by the thread as it ends */
+	bool punch_probed;   /* set (atomically) once punch_s is measured */
+	bool write_unneeded; /* set (atomically) by auto_decide_early(): skip the write probe */
+	int probe_err;	     /* auto_probe()'s result */
 };
 
 /*
@@ -82,6 +85,9 @@ int auto_probe_start(struct auto_state *st, const char *path);
 /* Waits for the probe thread, if any: auto_probe()'s result (0 when none ran on a thread). */
 int auto_probe_wait(struct auto_state *st);
 
+/* True when auto_probe_wait() would not wait: no probe thread, or it has ended. */
+bool auto_probe_done(struct auto_state *st);
+
 /*
  * Chooses from the figures so far: 1 for rewrite, 0 for punch; st->reason says
  * why.  The write probe's figures count only when the punches would cost more
@@ -89,6 +95,15 @@ int auto_probe_wait(struct auto_state *st);
  * read this file from the device (when it read any from there).
  */
 int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
+
+/*
+ * While the probe thread still runs: auto_decide()'s checks that need only the
+ * punch probe (the punches cost too little to matter, or no more than writing
+ * what is kept at the scan's read rate).  0 when they settle it (punch,
+ * st->reason says why; the thread then skips the write probe), -EAGAIN when
+ * the punch probe is not done yet or the write probe is needed.
+ */
+int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in);
 
 /*
  * The write bandwidth (bytes/s) from the probes: big_bytes written and

@@ -9,7 +9,8 @@
  * an ACL) came over, the store still loads, and no temp file is left.  Chunks
  * larger than the copy's buffer (8 MiB), one zero only in its first half.
  * Each refusal (two links, too little space, shared extents on XFS) leaves the
- * file untouched, and auto then punches and says why.  A temp file a killed
+ * file untouched, and auto then punches and says why.  auto on a store past
+ * its decision point gives the same bytes back whichever it chooses.  A temp file a killed
  * run left is removed by the next run.  auto's write-probe bandwidth distrusts a
  * difference lost in an fdatasync's jitter and is capped by the scan's read
  * rate, and auto punches whatever the write probe says when the punches cost
@@ -215,6 +216,57 @@ static void test_store(void **state)
 }
 
 /* 8 MiB chunks, larger than the copy's buffer: zero, data, zero but for the second half. */
+/*
+ * auto on a store larger than its decision point (32 MiB of chunks judged, the
+ * probes done): whichever it chooses, the same bytes, exactly the zero and hole
+ * chunks holes, the store loads.  When it punches, the scan (buffered) punches
+ * what it put off before the decision at once, beside the reads still to come,
+ * and the rest as it goes: the path keeps its inode.
+ */
+static void test_auto_large(void **state)
+{
+	struct reclaim_report rep;
+	struct built b;
+	uint8_t sha[32];
+	struct stat st;
+	int fd;
+
+	build_store(&b, "rewrite-auto", 8, 20000);
+	assert_true(b.chunks * b.cb > (48u << 20));
+	assert_int_equal(run_reclaim(b.path, RECLAIM_STRATEGY_AUTO, &rep), 0);
+	print_message("auto chose %s: %s\n", reclaim_strategy_name(rep.strategy),
+		      rep.strategy_reason);
+	assert_int_equal(rep.zero_chunks, b.zero);
+	if (rep.strategy == RECLAIM_STRATEGY_REWRITE) {
+		check_rewritten(&b, &rep);
+	} else {
+		_cleanup_free_ uint8_t *map = NULL;
+		uint64_t per = b.cb / RT_BLOCK;
+
+		fd = open(b.path, O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_int_equal(st.st_ino, b.st.st_ino);
+		assert_int_equal(rt_file_sha(fd, sha), 0);
+		assert_memory_equal(sha, b.sha, 32);
+		map = rt_alloc_map(fd, (uint64_t)st.st_size);
+		assert_non_null(map);
+		for (uint64_t c = 0; c < b.chunks; c++)
+			for (uint64_t k = 0; k < per; k++)
+				if (map[c * per + k] !=
+				    (b.kind_of[c] != 'Z' && b.kind_of[c] != 'H'))
+					fail_msg(
+						"chunk %llu (%c): block %llu is %s after auto's punches",
+						(unsigned long long)c, b.kind_of[c],
+						(unsigned long long)k,
+						map[c * per + k] ? "data" : "a hole");
+		close(fd);
+	}
+	store_loads(b.path);
+	unlink(b.path);
+	free(b.kind_of);
+}
+
 static void test_big_chunks(void **state)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -561,11 +613,17 @@ static void test_decide_skip_probe(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store),	     cmocka_unit_test(test_big_chunks),
-		cmocka_unit_test(test_plain),	     cmocka_unit_test(test_refuse_links),
-		cmocka_unit_test(test_refuse_space), cmocka_unit_test(test_refuse_shared),
-		cmocka_unit_test(test_stale_temp),   cmocka_unit_test(test_stop),
-		cmocka_unit_test(test_write_bps),    cmocka_unit_test(test_decide_skip_probe),
+		cmocka_unit_test(test_store),
+		cmocka_unit_test(test_auto_large),
+		cmocka_unit_test(test_big_chunks),
+		cmocka_unit_test(test_plain),
+		cmocka_unit_test(test_refuse_links),
+		cmocka_unit_test(test_refuse_space),
+		cmocka_unit_test(test_refuse_shared),
+		cmocka_unit_test(test_stale_temp),
+		cmocka_unit_test(test_stop),
+		cmocka_unit_test(test_write_bps),
+		cmocka_unit_test(test_decide_skip_probe),
 	};
 
 	dir = rt_test_dir("test-rewrite");
