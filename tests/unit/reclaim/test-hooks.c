@@ -241,6 +241,26 @@ static void test_throttle_exact(void **state)
 	}
 }
 
+/*
+ * A fresh store, dropped from the page cache, and an O_DIRECT fd on it (the
+ * test is skipped, saying `why`, where the file system refuses O_DIRECT).
+ */
+static int build_cold_direct(struct store *st, const char *why)
+{
+	int fd;
+
+	build(st);
+	assert_int_equal(posix_fadvise(st->fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	fd = rt_reopen(st->fd, true);
+	assert_true(fd >= 0);
+	if (!(fcntl(fd, F_GETFL) & O_DIRECT)) {
+		close(fd);
+		drop(st);
+		rt_skip("%s refuses O_DIRECT: %s", dir, why);
+	}
+	return fd;
+}
+
 static void set_stop(void *opaque, uint64_t done, uint64_t total)
 {
 	struct counter *k = opaque;
@@ -271,14 +291,7 @@ static void test_cancel_between_later_batches(void **state)
 		uint64_t punched;
 		int r;
 
-		build(&st);
-		assert_int_equal(posix_fadvise(st.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-		fd = rt_reopen(st.fd, true);
-		assert_true(fd >= 0);
-		if (!(fcntl(fd, F_GETFL) & O_DIRECT)) {
-			drop(&st);
-			rt_skip("%s refuses O_DIRECT: nothing is put off", dir);
-		}
+		fd = build_cold_direct(&st, "nothing is put off");
 		r = rt_reclaim(fd, &opts, &rep);
 		if (r == -ENOTSUP) {
 			drop(&st);
@@ -354,14 +367,7 @@ static void test_read_modes(void **state)
 		_cleanup_close_ int fd = -1;
 		struct stat sb;
 
-		build(&st);
-		assert_int_equal(posix_fadvise(st.fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-		fd = rt_reopen(st.fd, true);
-		assert_true(fd >= 0);
-		if (!(fcntl(fd, F_GETFL) & O_DIRECT)) {
-			drop(&st);
-			rt_skip("%s refuses O_DIRECT: only one way to read", dir);
-		}
+		fd = build_cold_direct(&st, "only one way to read");
 		assert_int_equal(fstat(fd, &sb), 0);
 		w.fd = fd;
 		w.before = w.lowest = (uint64_t)sb.st_blocks * 512;
