@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cowpunch reclaim: exit codes 0/2/3/4, the lock and loop-device refusals, --dry-run writes
-# nothing, JSON values against what the store holds, bytes unchanged after a real run.
+# nothing, JSON values against what the store holds, bytes unchanged after a real run, with
+# each engine and both ways of reading (the page cache, --direct-reads).
 set -u
 : "${BUILD_DIR:?}"
 MKSTORE=$BUILD_DIR/tests/tools/mkstore
@@ -60,28 +61,36 @@ jq_is '.seconds > 0 and .seconds < 60' true
 expect_rc 0 "$COWPUNCH" reclaim --dry-run "$dir/cow"
 grep -q "dry run" "$dir/out" || fail "human dry-run output does not say so"
 
-# --- each engine on its own copy: same counts, same bytes, exactly the zero chunks freed
-# (FIEMAP), and the allocation it reports is what stat says before and after.
-for engine in sync aio uring auto; do
-	f=$dir/e-$engine
+# --- each engine on its own copy, reading through the page cache (the default) and with
+# --direct-reads: same counts, same bytes, exactly the zero chunks freed (FIEMAP), and the
+# allocation it reports is what stat says before and after.  direct_reads says which way
+# the scan read (O_DIRECT only where the file system takes it).
+odirect=false
+dd if=/dev/zero of="$dir/odirect" bs=4096 count=1 oflag=direct status=none 2>/dev/null &&
+	odirect=true
+for run in sync aio uring auto sync:direct aio:direct uring:direct auto:direct; do
+	engine=${run%:*} reads=()
+	[ "$run" = "$engine" ] || reads=(--direct-reads)
+	f=$dir/e-${run/:/-}
 	"$MKSTORE" "$f" add=1000,100 add=2000,50,1 add=3000,20,2 add=4000,30 add=5000,200,1 ||
 		fail "mkstore e-$engine"
 	sync "$f" # allocated now, so that stat's figure is the one reclaim starts from
 	blocks0=$(($(stat -c %b "$f") * 512)) data0=$(data_bytes "$f")
-	expect_rc 0 "$COWPUNCH" reclaim --json --engine "$engine" "$f"
+	expect_rc 0 "$COWPUNCH" reclaim --json --engine "$engine" "${reads[@]}" "$f"
+	if [ ${#reads[@]} -eq 0 ]; then jq_is .direct_reads false; else jq_is .direct_reads "$odirect"; fi
 	blocks1=$(($(stat -c %b "$f") * 512)) data1=$(data_bytes "$f")
 	[ "$engine" = auto ] || jq_is .engine "$engine"
 	jq_is .dry_run false
 	jq_is .zero_chunks 250
 	jq_is .punched_ranges 3
 	[ $((data0 - data1)) -eq $((250 * 4096)) ] ||
-		fail "$engine: data (FIEMAP) dropped by $((data0 - data1)) bytes, want $((250 * 4096))"
+		fail "$run: data (FIEMAP) dropped by $((data0 - data1)) bytes, want $((250 * 4096))"
 	jq_is .allocated_before "$blocks0"
 	jq_is .allocated_after "$blocks1"
 	jq_is .reclaimed_bytes $((blocks0 - blocks1))
 	# ext4 may also free or add an extent-tree block: allow one 4 KiB block either way.
 	jq_is "(.reclaimed_bytes - 250 * 4096) | fabs <= 4096" true
-	cmp -s "$f" "$dir/cow.orig" || fail "$engine: bytes changed"
+	cmp -s "$f" "$dir/cow.orig" || fail "$run: bytes changed"
 done
 
 # --- human output
