@@ -15,7 +15,7 @@
 /* Autoclear may finish just after the last holder went (async on some kernels). */
 #define VMDISK_LOOP_GONE_TRIES 250
 #define VMDISK_LOOP_GONE_NS    (20 * 1000 * 1000)
-#define VMDISK_OPEN_TRIES      5
+#define VMDISK_OPEN_TRIES      10
 #define VMDISK_OPEN_NS	       (100 * 1000 * 1000)
 
 int vmdisk_names(const char *id, char ret_base[VMDISK_NAME_MAX], char ret_overlay[VMDISK_NAME_MAX])
@@ -291,6 +291,21 @@ wait_cow_loop:
 		nanosleep(&ts, NULL);
 	}
 	return -EBUSY; /* some other loop (not ours) serves the COW */
+}
+
+int vmdisk_get_state_settled(const char *id, struct vmdisk_state *ret)
+{
+	int r = 0;
+
+	for (int i = 0; i < VMDISK_OPEN_TRIES; i++) {
+		struct timespec ts = {0, VMDISK_OPEN_NS};
+
+		r = vmdisk_get_state(id, ret);
+		if (r < 0 || !ret->attached || ret->open_count == 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	return r;
 }
 
 int vmdisk_get_state(const char *id, struct vmdisk_state *ret)

@@ -79,6 +79,14 @@ int vmdisk_detach(const char *id, const char *cow_path);
 /* Fills *ret from the kernel's view.  Returns 0 or -errno. */
 int vmdisk_get_state(const char *id, struct vmdisk_state *ret);
 
+/*
+ * vmdisk_get_state(), waiting up to a second for the overlay's openers to go
+ * when it is open: a running VM holds it for good, blkid, udev or a process
+ * whose exit has not yet released it (an io_uring ring is torn down after its
+ * task) only for a moment.  *ret is the last state seen.  0 or -errno.
+ */
+int vmdisk_get_state_settled(const char *id, struct vmdisk_state *ret);
+
 /* True when a loop device serves the file at path (attached somewhere). */
 int vmdisk_file_in_use(const char *path);
 

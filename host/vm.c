@@ -247,7 +247,7 @@ int vm_detach(struct vm *v, struct host_error *err)
 	struct vmdisk_state st;
 	int r;
 
-	r = vmdisk_get_state(v->id, &st);
+	r = vmdisk_get_state_settled(v->id, &st);
 	if (r < 0) {
 		host_seterr(err, "VM '%s': %s", v->id, vm_errstr(r));
 		return r;

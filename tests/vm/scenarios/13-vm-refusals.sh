@@ -1,5 +1,5 @@
 # What cowpunch must refuse: a bad VM ID (exit 2), detach or destroy while the overlay is open
-# (exit 4, the VM keeps running), attach when the base image changed since create (exit 3:
+# (exit 4, the VM keeps running; an opener gone within a second is waited for instead), attach when the base image changed since create (exit 3:
 # a COW on another base is a corrupt disk), reclaim of an attached VM (exit 4), a second
 # create of the same ID, and a VM locked by another command (exit 4).
 need_cowpunch create attach detach destroy status reclaim
@@ -24,6 +24,18 @@ assert_rc 4 cowpunch destroy vm1
 [ -b /dev/mapper/overlay-vm1 ] || fail "refused detach removed the overlay"
 exec 7<&-
 cowpunch detach vm1
+# An opener that goes within a second (blkid, udev, a VM process whose io_uring ring the
+# kernel is still tearing down): detach waits for it rather than refuse.
+dev=$(cowpunch attach vm1) || fail "attach vm1"
+(
+	exec 7<"$dev"
+	touch "$TMPWORK/opened"
+	sleep 0.5
+) &
+while [ ! -e "$TMPWORK/opened" ]; do sleep 0.05; done
+assert_rc 0 cowpunch detach vm1
+wait
+[ ! -e /dev/mapper/overlay-vm1 ] || fail "detach after a transient opener left the overlay"
 
 # Lock held by another command: attach waits for nobody, it refuses.
 /usr/bin/flock "$COWPUNCH_STATE_DIR/vm1/lock" sleep 3 &
