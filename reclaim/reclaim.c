@@ -140,14 +140,15 @@ struct scan {
 	double last_progress;
 
 	/*
-	 * auto (NULL otherwise): until decide_at bytes are judged every chunk to
-	 * punch is put off (collecting), then auto_decide() chooses; a rewrite
-	 * abandons the scan with nothing punched.  runs and taken_bytes count what
-	 * punching would cost: runs of zero chunks [0] and of fs-free chunks [1].
+	 * auto (NULL otherwise): until it chooses (scan_decide()) every chunk to
+	 * punch is put off (collecting), or punched provisionally once the punch
+	 * probe has found punches cheap; a rewrite abandons the scan, with nothing
+	 * punched unless provisionally.  runs and taken_bytes count what punching
+	 * would cost: runs of zero chunks [0] and of fs-free chunks [1].
 	 */
 	struct auto_state *autos;
 	uint64_t decide_at;
-	bool collecting, abandon;
+	bool collecting, provisional, abandon;
 	bool run_open[2];
 	uint64_t run_end[2], runs, taken_bytes;
 	double t0;
@@ -600,15 +601,23 @@ static struct rewrite_decide_in decide_in(const struct scan *s)
 static int scan_decide(struct scan *s, bool at_end)
 {
 	struct rewrite_decide_in in;
+	double left;
+	int chose;
 
-	if (!s->collecting || (!at_end && s->done_bytes < s->decide_at))
+	if ((!s->collecting && !s->provisional) || (!at_end && s->done_bytes < s->decide_at))
 		return 0;
 	if (!at_end && !auto_probe_done(s->autos)) {
 		in = decide_in(s);
-		if (auto_decide_early(s->autos, &in) < 0)
-			return 0;
-		s->collecting = false;
-		return punch_collected(s, false);
+		if (auto_decide_early(s->autos, &in) == 0) {
+			s->collecting = s->provisional = false;
+			return punch_collected(s, false);
+		}
+		if (s->collecting && !s->direct && auto_punch_cheap(s->autos)) {
+			s->collecting = false;
+			s->provisional = true;
+			return punch_collected(s, false);
+		}
+		return 0;
 	}
 	s->collecting = false;
 	/* The probes ran beside the scan so far (auto_probe_start()); failed, they say punch. */
@@ -620,7 +629,21 @@ static int scan_decide(struct scan *s, bool at_end)
 		return punch_collected(s, at_end);
 	}
 	in = decide_in(s);
-	if (auto_decide(s->autos, &in) > 0) {
+	left = s->total_bytes ? (double)(s->total_bytes - s->done_bytes) / (double)s->total_bytes
+			      : 0;
+	if (s->provisional)
+		/* What was punched is done: weigh the runs left against a rewrite. */
+		in.runs = (uint64_t)((double)in.runs * left);
+	chose = auto_decide(s->autos, &in);
+	if (s->provisional) {
+		size_t n = strlen(s->autos->reason);
+
+		s->provisional = false;
+		snprintf(s->autos->reason + n, sizeof(s->autos->reason) - n,
+			 "; runs left only: %.0f%% of the scan punched provisionally",
+			 (1 - left) * 100);
+	}
+	if (chose > 0) {
 		s->abandon = true;
 		return 0;
 	}
@@ -900,9 +923,14 @@ static int scan_punch_fd(int fd, const struct reclaim_layout *layout,
 		r = r2;
 	s.eng.ops->exit(&s.eng);
 	if (r < 0 && s.abandon) {
-		/* auto chose a rewrite: nothing was punched; what was read counts. */
+		/*
+		 * auto chose a rewrite: nothing was punched but provisionally; what
+		 * was read counts, and the rewrite's reclaimed_bytes starts from the
+		 * allocation before the scan.
+		 */
 		ret->bytes_read = rep.bytes_read;
 		ret->cached_bytes = rep.cached_bytes;
+		ret->allocated_before = rep.allocated_before;
 	}
 	if (r < 0)
 		return r;
@@ -960,7 +988,9 @@ static int scan_rewrite(int fd, const struct reclaim_layout *layout,
 	if (fdatasync(fd) < 0 || fstat(fd, &st) < 0)
 		return -errno;
 	w.chunk_bytes = layout->chunk_bytes;
-	w.allocated_before = (uint64_t)st.st_blocks * 512;
+	/* After auto's scan: from before it (it may have punched, provisionally). */
+	w.allocated_before =
+		rep->allocated_before ? rep->allocated_before : (uint64_t)st.st_blocks * 512;
 	r = rewrite_run(fd, opts->path, layout, opts, &w);
 	if (r < 0)
 		return r;

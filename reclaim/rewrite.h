@@ -106,6 +106,14 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
 int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in);
 
 /*
+ * True once the punch probe has found a punch cheap enough (20 us at most)
+ * that punching may start before the write probe has spoken: what is punched
+ * meanwhile is bounded by the probe's time, and auto_decide() then weighs
+ * only the runs left against a rewrite.
+ */
+bool auto_punch_cheap(struct auto_state *st);
+
+/*
  * The write bandwidth (bytes/s) from the probes: big_bytes written and
  * fdatasync'ed in big_s, small_bytes in small_s.  The difference of the two
  * (net of an fdatasync's fixed cost) when it is at least a quarter of big_s,
