@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -829,6 +830,8 @@ fail:
  * 5-15 us, where a punch that waits for a discard costs 150-300 us.
  */
 #define PUNCH_PROVISIONAL_S 20e-6
+/* How long the probe thread waits for the scan to settle the choice without the write probe. */
+#define PROBE_WRITE_WAIT_MS 50
 
 static int probe_write(struct auto_state *st);
 
@@ -839,7 +842,13 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int auto_probe(struct auto_state *st, const char *path)
+/*
+ * auto_probe(); on_thread: beside the scan, which may settle the choice from
+ * the punch probe alone (auto_decide_early()): the write probe then waits up to
+ * PROBE_WRITE_WAIT_MS for the scan to look, and is skipped when it did.  Its 4
+ * MiB and fdatasync would otherwise compete with a cold scan for the device.
+ */
+static int probe(struct auto_state *st, const char *path, bool on_thread)
 {
 	_cleanup_free_ void *buf = NULL;
 	double t[PROBE_PUNCHES], t0;
@@ -884,6 +893,13 @@ int auto_probe(struct auto_state *st, const char *path)
 	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
+	for (int i = 0; on_thread && i < PROBE_WRITE_WAIT_MS &&
+			!__atomic_load_n(&st->early_seen, __ATOMIC_ACQUIRE);
+	     i++) {
+		struct timespec ts = {0, 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
 	if (__atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE))
 		return 0;
 	/* Its failure only leaves big_write_s 0: auto then punches (auto_decide()). */
@@ -891,11 +907,16 @@ int auto_probe(struct auto_state *st, const char *path)
 	return 0;
 }
 
+int auto_probe(struct auto_state *st, const char *path)
+{
+	return probe(st, path, false);
+}
+
 static void *probe_thread(void *opaque)
 {
 	struct auto_state *st = opaque;
 
-	st->probe_err = auto_probe(st, st->path);
+	st->probe_err = probe(st, st->path, true);
 	__atomic_store_n(&st->thread_done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -906,7 +927,7 @@ int auto_probe_start(struct auto_state *st, const char *path)
 
 	st->path = path;
 	st->probe_err = 0;
-	st->thread_done = st->punch_probed = st->write_unneeded = false;
+	st->thread_done = st->punch_probed = st->write_unneeded = st->early_seen = false;
 	r = pthread_create(&st->thread, NULL, probe_thread, st);
 	if (r)
 		return -r;
@@ -1064,6 +1085,7 @@ int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in)
 	r = decide(st, in, true);
 	if (r == 0)
 		__atomic_store_n(&st->write_unneeded, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&st->early_seen, true, __ATOMIC_RELEASE);
 	return r;
 }
 

@@ -64,6 +64,7 @@ struct auto_state {
 	bool thread_done;    /* set (atomically) by the thread as it ends */
 	bool punch_probed;   /* set (atomically) once punch_s is measured */
 	bool write_unneeded; /* set (atomically) by auto_decide_early(): skip the write probe */
+	bool early_seen;     /* set (atomically) once auto_decide_early() has looked */
 	int probe_err;	     /* auto_probe()'s result */
 };
 
