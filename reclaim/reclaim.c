@@ -141,14 +141,16 @@ struct scan {
 
 	/*
 	 * auto (NULL otherwise): until it chooses (scan_decide()) every chunk to
-	 * punch is put off (collecting), or punched provisionally once the punch
-	 * probe has found punches cheap; a rewrite abandons the scan, with nothing
-	 * punched unless provisionally.  runs and taken_bytes count what punching
-	 * would cost: runs of zero chunks [0] and of fs-free chunks [1].
+	 * punch is put off (collecting), or, in a scan through the page cache,
+	 * punched provisionally until the punch probe finds punches dear; a
+	 * rewrite abandons the scan, with nothing punched unless provisionally.
+	 * runs and taken_bytes count what punching would cost: runs of zero
+	 * chunks [0] and of fs-free chunks [1].
 	 */
 	struct auto_state *autos;
 	uint64_t decide_at;
 	bool collecting, provisional, abandon;
+	uint64_t provisional_to; /* done_bytes when provisional punching stopped, 0: none */
 	bool run_open[2];
 	uint64_t run_end[2], runs, taken_bytes;
 	double t0;
@@ -593,33 +595,40 @@ static struct rewrite_decide_in decide_in(const struct scan *s)
  * auto: chooses once decide_at bytes are judged and the probes it needs are
  * done (or at the end); a rewrite abandons the scan.  The scan does not wait
  * for the probes (their writes and fdatasyncs take tens of milliseconds, more
- * on a busy disk): it goes on judging and putting off what it would punch
- * until the punch probe alone settles it (auto_decide_early()) or the write
- * probe is done too.  A buffered scan that is to punch then punches what it
- * put off at once, beside its reads.
+ * on a busy disk): it goes on judging until the punch probe alone settles it
+ * (auto_decide_early()) or the write probe is done too.  Meanwhile a direct
+ * scan puts off what it would punch; a scan through the page cache punches
+ * it, provisionally, unless the punch probe has found punches dear (more than
+ * 20 us: a discard each), and then puts off the rest: what it punched is
+ * bounded by the probe's time, and the choice weighs only the runs left.  A
+ * buffered scan that is to punch then punches what it put off at once.
  */
 static int scan_decide(struct scan *s, bool at_end)
 {
 	struct rewrite_decide_in in;
+	uint64_t punched_to;
 	double left;
 	int chose;
 
-	if ((!s->collecting && !s->provisional) || (!at_end && s->done_bytes < s->decide_at))
+	if (!s->collecting && !s->provisional)
+		return 0;
+	/* Punching provisionally: put off again once the punch probe finds punches dear. */
+	if (s->provisional && !at_end && auto_punch_dear(s->autos)) {
+		s->provisional = false;
+		s->collecting = true;
+		s->provisional_to = s->done_bytes;
+	}
+	if (!at_end && s->done_bytes < s->decide_at)
 		return 0;
 	if (!at_end && !auto_probe_done(s->autos)) {
 		in = decide_in(s);
-		if (auto_decide_early(s->autos, &in) == 0) {
-			s->collecting = s->provisional = false;
-			return punch_collected(s, false);
-		}
-		if (s->collecting && !s->direct && auto_punch_cheap(s->autos)) {
-			s->collecting = false;
-			s->provisional = true;
-			return punch_collected(s, false);
-		}
-		return 0;
+		if (auto_decide_early(s->autos, &in) < 0)
+			return 0;
+		s->collecting = s->provisional = false;
+		return punch_collected(s, false);
 	}
-	s->collecting = false;
+	punched_to = s->provisional ? s->done_bytes : s->provisional_to;
+	s->collecting = s->provisional = false;
 	/* The probes ran beside the scan so far (auto_probe_start()); failed, they say punch. */
 	if (auto_probe_wait(s->autos) < 0) {
 		char why[sizeof(s->autos->reason)];
@@ -629,16 +638,14 @@ static int scan_decide(struct scan *s, bool at_end)
 		return punch_collected(s, at_end);
 	}
 	in = decide_in(s);
-	left = s->total_bytes ? (double)(s->total_bytes - s->done_bytes) / (double)s->total_bytes
-			      : 0;
-	if (s->provisional)
+	left = s->total_bytes ? (double)(s->total_bytes - punched_to) / (double)s->total_bytes : 0;
+	if (punched_to)
 		/* What was punched is done: weigh the runs left against a rewrite. */
 		in.runs = (uint64_t)((double)in.runs * left);
 	chose = auto_decide(s->autos, &in);
-	if (s->provisional) {
+	if (punched_to) {
 		size_t n = strlen(s->autos->reason);
 
-		s->provisional = false;
 		snprintf(s->autos->reason + n, sizeof(s->autos->reason) - n,
 			 "; runs left only: %.0f%% of the scan punched provisionally",
 			 (1 - left) * 100);
@@ -839,7 +846,13 @@ static int scan_punch_fd(int fd, const struct reclaim_layout *layout,
 	s.big_zero = true;
 	s.t0 = t0;
 	s.autos = autos;
-	s.collecting = autos != NULL;
+	/*
+	 * auto: a scan through the page cache punches from the start, provisionally,
+	 * until the punch probe finds punches dear; a direct one puts off until it
+	 * chooses, since its punches wait for the reads (see struct scan).
+	 */
+	s.provisional = autos && !s.direct;
+	s.collecting = autos && s.direct;
 	if (!layout->may_punch)
 		s.total_bytes = layout->chunks * s.cb;
 	else

@@ -825,9 +825,9 @@ fail:
 /* A rewrite must be estimated this much cheaper: punching in place is the simpler change. */
 #define REWRITE_MARGIN 1.25
 /*
- * A punch no dearer than this may start before the write probe is done
- * (auto_punch_cheap()): on ext4 with a journal and no `discard` one costs
- * 5-15 us, where a punch that waits for a discard costs 150-300 us.
+ * Punches dearer than this are put off until auto chooses (auto_punch_dear()):
+ * on ext4 with a journal and no `discard` one costs 5-15 us, where a punch that
+ * waits for a discard costs 150-300 us.
  */
 #define PUNCH_PROVISIONAL_S 20e-6
 /* How long the probe thread waits for the scan to settle the choice without the write probe. */
@@ -1070,10 +1070,10 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 	return decide(st, in, false);
 }
 
-bool auto_punch_cheap(struct auto_state *st)
+bool auto_punch_dear(struct auto_state *st)
 {
 	return __atomic_load_n(&st->punch_probed, __ATOMIC_ACQUIRE) &&
-	       st->punch_s <= PUNCH_PROVISIONAL_S;
+	       st->punch_s > PUNCH_PROVISIONAL_S;
 }
 
 int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in)

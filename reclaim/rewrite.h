@@ -107,12 +107,12 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
 int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in);
 
 /*
- * True once the punch probe has found a punch cheap enough (20 us at most)
- * that punching may start before the write probe has spoken: what is punched
- * meanwhile is bounded by the probe's time, and auto_decide() then weighs
- * only the runs left against a rewrite.
+ * True once the punch probe has found punches dear (more than 20 us each):
+ * auto's scan then stops punching provisionally and puts off the rest until
+ * it chooses (before that, what it punches is bounded by the probe's time, and
+ * auto_decide() then weighs only the runs left against a rewrite).
  */
-bool auto_punch_cheap(struct auto_state *st);
+bool auto_punch_dear(struct auto_state *st);
 
 /*
  * The write bandwidth (bytes/s) from the probes: big_bytes written and
