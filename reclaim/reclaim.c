@@ -438,8 +438,8 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
 
 /*
  * Drops the file's pages before byte `end` from the page cache once DROP_BYTES
- * of them are judged (or now, with force), so that the scan holds no more of
- * the cache than that, the reads in flight and what the kernel reads ahead:
+ * of them are judged, so that the scan holds no more of the cache than that,
+ * the reads in flight and what the kernel reads ahead:
  * clean pages of this file only (it was written back before the scan).  In
  * batches, not a span at a time: POSIX_FADV_DONTNEED drains this CPU's LRU
  * batches, and every CPU's (lru_add_drain_all) when a page would not go, then
@@ -447,9 +447,9 @@ static int judge_chunk(struct scan *s, uint64_t c, bool zero)
  * 0.65 s to 1.1 s (docs/benchmarks.md, run 16).  Pages dropped before their
  * range is punched also make the punch cheaper: it has none to remove.
  */
-static void drop_behind(struct scan *s, uint64_t end, bool force)
+static void drop_behind(struct scan *s, uint64_t end)
 {
-	if (end <= s->drop_from || (!force && end - s->drop_from < DROP_BYTES))
+	if (end <= s->drop_from || end - s->drop_from < DROP_BYTES)
 		return;
 	(void)posix_fadvise(s->fd, (off_t)s->drop_from, (off_t)(end - s->drop_from),
 			    POSIX_FADV_DONTNEED);
@@ -475,7 +475,7 @@ static int retire(struct scan *s, struct span *sp)
 	 * read cached nothing.
 	 */
 	if (!sp->cached && !s->direct)
-		drop_behind(s, sp->io.off + sp->io.len, false);
+		drop_behind(s, sp->io.off + sp->io.len);
 	if (sp->piece) {
 		s->big_zero = s->big_zero && util_is_zero(buf, sp->io.len);
 		if (!sp->last)
