@@ -594,15 +594,44 @@ static struct rewrite_decide_in decide_in(const struct scan *s)
 /*
  * auto: chooses once decide_at bytes are judged and the probes it needs are
  * done (or at the end); a rewrite abandons the scan.  The scan does not wait
- * for the probes (their writes and fdatasyncs take tens of milliseconds, more
- * on a busy disk): it goes on judging until the punch probe alone settles it
- * (auto_decide_early()) or the write probe is done too.  Meanwhile a direct
+ * for the probes (their writes take tens of milliseconds, more on a busy
+ * disk): it goes on judging until the punch probe alone settles it
+ * (auto_decide_early()) or the write probe is done too, and a scan that ends
+ * having punched every run provisionally does not wait for them at all: they
+ * could not change that.  Meanwhile a direct
  * scan puts off what it would punch; a scan through the page cache punches
  * it, provisionally, unless the punch probe has found punches dear (more than
  * 20 us: a discard each), and then puts off the rest: what it punched is
  * bounded by the probe's time, and the choice weighs only the runs left.  A
  * buffered scan that is to punch then punches what it put off at once.
  */
+/*
+ * What auto_decide() is told at the choice, the scan having punched every run
+ * before punched_to provisionally: those are done, and only the runs left are
+ * weighed against a rewrite (and the reason says so).
+ */
+static struct rewrite_decide_in decide_in_left(const struct scan *s, uint64_t punched_to,
+					       double *ret_left)
+{
+	struct rewrite_decide_in in = decide_in(s);
+
+	*ret_left =
+		s->total_bytes ? (double)(s->total_bytes - punched_to) / (double)s->total_bytes : 0;
+	if (punched_to)
+		in.runs = (uint64_t)((double)in.runs * *ret_left);
+	return in;
+}
+
+static void reason_left(struct scan *s, uint64_t punched_to, double left)
+{
+	size_t n = strlen(s->autos->reason);
+
+	if (punched_to)
+		snprintf(s->autos->reason + n, sizeof(s->autos->reason) - n,
+			 "; runs left only: %.0f%% of the scan punched provisionally",
+			 (1 - left) * 100);
+}
+
 static int scan_decide(struct scan *s, bool at_end)
 {
 	struct rewrite_decide_in in;
@@ -620,14 +649,24 @@ static int scan_decide(struct scan *s, bool at_end)
 	}
 	if (!at_end && s->done_bytes < s->decide_at)
 		return 0;
+	punched_to = s->provisional ? s->done_bytes : s->provisional_to;
 	if (!at_end && !auto_probe_done(s->autos)) {
-		in = decide_in(s);
+		in = decide_in_left(s, punched_to, &left);
 		if (auto_decide_early(s->autos, &in) < 0)
 			return 0;
+		reason_left(s, punched_to, left);
 		s->collecting = s->provisional = false;
 		return punch_collected(s, false);
 	}
-	punched_to = s->provisional ? s->done_bytes : s->provisional_to;
+	if (at_end && s->provisional && !auto_probe_done(s->autos)) {
+		/*
+		 * Every run is punched: nothing the probes say can change that, so
+		 * they are not waited for (auto_done() stops them).
+		 */
+		s->autos->punched_all = true;
+		s->provisional = false;
+		return 0;
+	}
 	s->collecting = s->provisional = false;
 	/* The probes ran beside the scan so far (auto_probe_start()); failed, they say punch. */
 	if (auto_probe_wait(s->autos) < 0) {
@@ -637,19 +676,9 @@ static int scan_decide(struct scan *s, bool at_end)
 		snprintf(s->autos->reason, sizeof(s->autos->reason), "auto: punch: %.200s", why);
 		return punch_collected(s, at_end);
 	}
-	in = decide_in(s);
-	left = s->total_bytes ? (double)(s->total_bytes - punched_to) / (double)s->total_bytes : 0;
-	if (punched_to)
-		/* What was punched is done: weigh the runs left against a rewrite. */
-		in.runs = (uint64_t)((double)in.runs * left);
+	in = decide_in_left(s, punched_to, &left);
 	chose = auto_decide(s->autos, &in);
-	if (punched_to) {
-		size_t n = strlen(s->autos->reason);
-
-		snprintf(s->autos->reason + n, sizeof(s->autos->reason) - n,
-			 "; runs left only: %.0f%% of the scan punched provisionally",
-			 (1 - left) * 100);
-	}
+	reason_left(s, punched_to, left);
 	if (chose > 0) {
 		s->abandon = true;
 		return 0;
@@ -1065,7 +1094,7 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	/* auto */
 	if (r == 1) {
 		snprintf(reason, sizeof(reason), "auto: punch: %.200s", why);
-	} else if ((st.extents = rewrite_count_extents(fd),
+	} else if ((st.extents = rewrite_count_extents(fd), st.defer_write = !opts->direct_reads,
 		    auto_probe_start(&st, opts->path) < 0) &&
 		   auto_probe(&st, opts->path) < 0) {
 		auto_done(&st);

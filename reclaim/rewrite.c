@@ -832,6 +832,13 @@ fail:
 #define PUNCH_PROVISIONAL_S 20e-6
 /* How long the probe thread waits for the scan to settle the choice without the write probe. */
 #define PROBE_WRITE_WAIT_MS 50
+/*
+ * Where punches are cheap and a scan through the page cache punches as it
+ * goes (st->defer_write), the write probe waits until its 4 MiB (estimated
+ * from the 1 MiB write) cost at most 1/PROBE_WRITE_SHARE of the time since the
+ * probes started: the scan's progress alone usually settles the choice first.
+ */
+#define PROBE_WRITE_SHARE 40
 
 static int probe_write(struct auto_state *st);
 
@@ -843,19 +850,47 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /*
+ * Writes the probe file's first len bytes back and waits for them, as the
+ * rewrite's write-back windows do (rw_writeback()): the blocks are allocated
+ * and on the device, and no journal commit is forced.  An fdatasync would
+ * force one, which the scan's punches (journalled too) may have to wait for:
+ * on the scratch ext4 of docs/benchmarks.md, while the disk under it was slow,
+ * warm autos whose probes fdatasync'ed took 0.73-0.79 s in four rounds where
+ * punch took 0.33-0.44 s.  fdatasync only where sync_file_range(2) is refused.
+ */
+static int write_back(int fd, uint64_t len)
+{
+	if (sync_file_range(fd, 0, (off_t)len,
+			    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				    SYNC_FILE_RANGE_WAIT_AFTER) == 0)
+		return 0;
+	return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+/*
  * auto_probe(); on_thread: beside the scan, which may settle the choice from
  * the punch probe alone (auto_decide_early()): the write probe then waits up to
- * PROBE_WRITE_WAIT_MS for the scan to look, and is skipped when it did.  Its 4
- * MiB and fdatasync would otherwise compete with a cold scan for the device.
+ * PROBE_WRITE_WAIT_MS for the scan to look, and is skipped when it did (or when
+ * the scan has ended: auto_done()).  Its 4 MiB would otherwise compete
+ * with a cold scan for the device.
  */
+static bool probe_stopped(struct auto_state *st)
+{
+	return __atomic_load_n(&st->stop, __ATOMIC_ACQUIRE);
+}
+
 static int probe(struct auto_state *st, const char *path, bool on_thread)
 {
 	_cleanup_free_ void *buf = NULL;
-	double t[PROBE_PUNCHES], t0;
+	double t[PROBE_PUNCHES], t0, until;
 	char tmp[PATH_MAX];
-	int r;
+	bool defer;
+	int n = 0, r;
 
 	st->path = path;
+	st->t_start = util_now();
+	if (probe_stopped(st))
+		return 0;
 	st->tmp_fd = create_temp(path, tmp, sizeof(tmp), false, &st->tmp_direct);
 	if (st->tmp_fd < 0) {
 		r = st->tmp_fd;
@@ -869,38 +904,44 @@ static int probe(struct auto_state *st, const char *path, bool on_thread)
 	/* On disk, so that each punch frees blocks as the real ones do.  Timed: see probe_write(). */
 	t0 = util_now();
 	if (util_pwrite_full(st->tmp_fd, buf, PROBE_BYTES, 0) != PROBE_BYTES ||
-	    fdatasync(st->tmp_fd) < 0) {
+	    write_back(st->tmp_fd, PROBE_BYTES) < 0) {
 		snprintf(st->reason, sizeof(st->reason),
 			 "cannot write the probe file beside %s: punching", path);
 		return -EIO;
 	}
 	st->small_write_s = util_now() - t0;
-	for (int i = 0; i < PROBE_PUNCHES; i++) {
+	for (; n < PROBE_PUNCHES && !probe_stopped(st); n++) {
 		double t0 = util_now();
 
 		if (fallocate(st->tmp_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)i * (PROBE_BYTES / PROBE_PUNCHES), 4096) < 0) {
+			      (off_t)n * (PROBE_BYTES / PROBE_PUNCHES), 4096) < 0) {
 			r = -errno;
 			snprintf(st->reason, sizeof(st->reason),
 				 "cannot punch the probe file beside %s: %s", path, strerror(-r));
 			return r;
 		}
-		t[i] = util_now() - t0;
+		t[n] = util_now() - t0;
 	}
+	if (n < PROBE_PUNCHES)
+		return 0;
 	qsort(t, PROBE_PUNCHES, sizeof(t[0]), cmp_double);
 	st->punch_s = (t[PROBE_PUNCHES / 2 - 1] + t[PROBE_PUNCHES / 2]) / 2;
 	/* From here on this thread writes neither punch_s nor reason (auto_decide_early()). */
 	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
-	for (int i = 0; on_thread && i < PROBE_WRITE_WAIT_MS &&
-			!__atomic_load_n(&st->early_seen, __ATOMIC_ACQUIRE);
-	     i++) {
+	defer = on_thread && st->defer_write && st->punch_s <= PUNCH_PROVISIONAL_S;
+	until = defer ? st->t_start + PROBE_WRITE_SHARE * st->small_write_s *
+					      (PROBE_WRITE_BYTES / PROBE_BYTES)
+		      : util_now() + PROBE_WRITE_WAIT_MS / 1e3;
+	while (on_thread && util_now() < until && !probe_stopped(st) &&
+	       !__atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE) &&
+	       (defer || !__atomic_load_n(&st->early_seen, __ATOMIC_ACQUIRE))) {
 		struct timespec ts = {0, 1000 * 1000};
 
 		nanosleep(&ts, NULL);
 	}
-	if (__atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE) || probe_stopped(st))
 		return 0;
 	/* Its failure only leaves big_write_s 0: auto then punches (auto_decide()). */
 	(void)probe_write(st);
@@ -928,6 +969,7 @@ int auto_probe_start(struct auto_state *st, const char *path)
 	st->path = path;
 	st->probe_err = 0;
 	st->thread_done = st->punch_probed = st->write_unneeded = st->early_seen = false;
+	st->stop = st->punched_all = false;
 	r = pthread_create(&st->thread, NULL, probe_thread, st);
 	if (r)
 		return -r;
@@ -962,19 +1004,20 @@ double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, do
 }
 
 /*
- * Write bandwidth beside the file: PROBE_WRITE_BYTES written and fdatasync'ed
- * (big_write_s); auto_write_bps() makes a bandwidth of it.  A write and
- * fdatasync this small costs mostly a fixed latency (a cache flush, a journal
- * commit), which the rewrite pays once, not per 4 MiB: so the bandwidth is
- * taken from the difference with the probe's 1 MiB write, (4 - 1) MiB over the
- * extra time (measured on the host fs under load: 4 MiB alone said 48-79 MB/s
- * where the rewrite wrote at 250 MB/s and more).  That difference is only
- * trusted when it is a real part of the time: an fdatasync's jitter is itself
- * tens of milliseconds (a journal commit took 31 ms for the 1 MiB write and 8
- * ms for the 4 MiB one on the scratch ext4 of docs/benchmarks.md, which made
- * "18134 MB/s" and a rewrite 7x slower than punching).  Also the time to give
- * the blocks back (ftruncate: on a file system mounted `discard`, a discard),
- * as seconds per byte.
+ * Write bandwidth beside the file: PROBE_WRITE_BYTES written and written back
+ * (write_back(): big_write_s); auto_write_bps() makes a bandwidth of it.  A
+ * write this small costs mostly a fixed latency (block allocation, a request's
+ * round trip; a journal commit when write_back() falls back to fdatasync),
+ * which the rewrite pays once, not per 4 MiB: so the bandwidth is taken from
+ * the difference with the probe's 1 MiB write, (4 - 1) MiB over the extra time
+ * (measured on the host fs under load with fdatasync: 4 MiB alone said 48-79
+ * MB/s where the rewrite wrote at 250 MB/s and more).  That difference is only
+ * trusted when it is a real part of the time: the fixed part has a jitter of
+ * its own (a journal commit took 31 ms for the 1 MiB write and 8 ms for the 4
+ * MiB one on the scratch ext4 of docs/benchmarks.md, which made "18134 MB/s"
+ * and a rewrite 7x slower than punching).  Also the time to give the blocks
+ * back (ftruncate: on a file system mounted `discard` without a journal, a
+ * discard), as seconds per byte.
  */
 static int probe_write(struct auto_state *st)
 {
@@ -986,7 +1029,7 @@ static int probe_write(struct auto_state *st)
 	memset(buf, 0x5a, PROBE_WRITE_BYTES);
 	t0 = util_now();
 	if (util_pwrite_full(st->tmp_fd, buf, PROBE_WRITE_BYTES, 0) != PROBE_WRITE_BYTES ||
-	    fdatasync(st->tmp_fd) < 0)
+	    write_back(st->tmp_fd, PROBE_WRITE_BYTES) < 0)
 		return -EIO;
 	t1 = util_now();
 	if (ftruncate(st->tmp_fd, 0) < 0)
@@ -1028,11 +1071,25 @@ static int decide(struct auto_state *st, const struct rewrite_decide_in *in, boo
 	 * left out; its start-up counted in, which only lowers it) bounds what a
 	 * rewrite's writes of the same bytes to the same device can do.  When
 	 * the punches cost no more than a rewrite writing at that rate would,
-	 * the write probe (4 MiB and an fdatasync) cannot change the choice:
+	 * the write probe (4 MiB written back) cannot change the choice:
 	 * punch without it.  Only when enough was read from the device to tell.
 	 */
 	if (in->bytes_read > in->cached_bytes + (8u << 20) && in->seconds > 0)
 		read_bps = (double)(in->bytes_read - in->cached_bytes) / in->seconds;
+	/*
+	 * A rewrite re-reads what was scanned and frees the old extents, however
+	 * fast it writes: when the punches (those left, after provisional ones)
+	 * cost no more than that, no write bandwidth can make it cheaper.
+	 */
+	if (punch_s <= REWRITE_MARGIN * (read_s + free_s)) {
+		snprintf(st->reason, sizeof(st->reason),
+			 "auto: punch: about %.0f runs x %.0f us a punch = %.2f s, no more than a "
+			 "rewrite would take before writing a byte: re-read %.2f s, free %llu old "
+			 "extents %.2f s, whatever the write probe says",
+			 runs, st->punch_s * 1e6, punch_s, read_s, (unsigned long long)st->extents,
+			 free_s);
+		return 0;
+	}
 	if (read_bps > 0 && punch_s <= REWRITE_MARGIN * (keep / read_bps + read_s + free_s)) {
 		snprintf(
 			st->reason, sizeof(st->reason),
@@ -1093,7 +1150,13 @@ void auto_done(struct auto_state *st)
 {
 	char tmp[PATH_MAX];
 
+	/* Whatever the thread still measures, nothing is to be chosen any more. */
+	__atomic_store_n(&st->stop, true, __ATOMIC_RELEASE);
 	(void)auto_probe_wait(st);
+	if (st->punched_all)
+		snprintf(st->reason, sizeof(st->reason),
+			 "auto: punch: the scan punched every run provisionally before the "
+			 "probes were done, nothing left for a rewrite to save");
 	if (st->tmp_fd < 0)
 		return;
 	if (reclaim_rewrite_temp_path(st->path, tmp, sizeof(tmp)) == 0)

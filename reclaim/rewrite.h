@@ -52,10 +52,12 @@ struct auto_state {
 	bool tmp_direct;
 	double punch_s;	      /* one punch on this file system, median of the probe's */
 	double write_bps;     /* 0 until chosen from the write probe */
-	double small_write_s; /* the probe's 1 MiB write and fdatasync */
-	double big_write_s;   /* the write probe's 4 MiB write and fdatasync; 0: not taken */
+	double small_write_s; /* the probe's 1 MiB written and written back */
+	double big_write_s;   /* the write probe's 4 MiB written and written back; 0: not taken */
 	double free_s_per_byte;
 	uint64_t extents; /* of the old file: each costs a free when it goes */
+	bool defer_write; /* the scan punches provisionally: see PROBE_WRITE_SHARE */
+	double t_start;	  /* when the probes started (util_now()) */
 	bool chose_rewrite;
 	char reason[256];
 	/* auto_probe_start(): the probes run on this thread beside the scan until joined. */
@@ -65,20 +67,25 @@ struct auto_state {
 	bool punch_probed;   /* set (atomically) once punch_s is measured */
 	bool write_unneeded; /* set (atomically) by auto_decide_early(): skip the write probe */
 	bool early_seen;     /* set (atomically) once auto_decide_early() has looked */
+	bool stop;	     /* set (atomically) by auto_done(): the thread ends at its next step */
+	bool punched_all;    /* the scan ended with every run punched provisionally and the
+				probes not done: auto_done() says so in reason */
 	int probe_err;	     /* auto_probe()'s result */
 };
 
 /*
- * Before the scan: makes the temp file beside path, times single-block
- * punches in it, then writes 4 MiB there for the write bandwidth (timed, the
- * file emptied again).  0, or -errno (st->reason says why: auto then punches).
+ * Before the scan: makes the temp file beside path, writes 1 MiB there and
+ * times single-block punches in it, then writes 4 MiB there for the write
+ * bandwidth (timed, the file emptied again).  Each write is written back with
+ * sync_file_range(2), which forces no journal commit.  0, or -errno
+ * (st->reason says why: auto then punches).
  */
 int auto_probe(struct auto_state *st, const char *path);
 
 /*
- * auto_probe() on a thread of its own, so that its writes, fdatasyncs and
- * punches (tens of milliseconds: a journal commit each) overlap the scan's
- * first 1/16 instead of coming before it.  0, or -errno when no thread could
+ * auto_probe() on a thread of its own, so that its writes and punches (tens of
+ * milliseconds) overlap the scan's first part instead of coming before it; set
+ * st->defer_write first (see PROBE_WRITE_SHARE in rewrite.c).  0, or -errno when no thread could
  * be started (then nothing ran: call auto_probe()).  auto_probe_wait() joins.
  */
 int auto_probe_start(struct auto_state *st, const char *path);
@@ -116,15 +123,19 @@ bool auto_punch_dear(struct auto_state *st);
 
 /*
  * The write bandwidth (bytes/s) from the probes: big_bytes written and
- * fdatasync'ed in big_s, small_bytes in small_s.  The difference of the two
- * (net of an fdatasync's fixed cost) when it is at least a quarter of big_s,
- * else big_bytes / big_s (a difference lost in the fdatasync's own jitter
+ * written back in big_s, small_bytes in small_s.  The difference of the two
+ * (net of a small write's fixed cost) when it is at least a quarter of big_s,
+ * else big_bytes / big_s (a difference lost in the fixed cost's own jitter
  * would say any bandwidth at all); never above cap_bps when cap_bps > 0.
  */
 double auto_write_bps(uint64_t big_bytes, double big_s, uint64_t small_bytes, double small_s,
 		      double cap_bps);
 
-/* Removes the temp file, if any, and closes it. */
+/*
+ * Tells the probe thread, if any, to end at its next step (it leaves the
+ * measurements not taken by then at 0), joins it, removes the temp file, if
+ * any, and closes it.
+ */
 void auto_done(struct auto_state *st);
 
 #endif

@@ -10,12 +10,15 @@
  * larger than the copy's buffer (8 MiB), one zero only in its first half.
  * Each refusal (two links, too little space, shared extents on XFS) leaves the
  * file untouched, and auto then punches and says why.  auto on a store past
- * its decision point gives the same bytes back whichever it chooses.  A temp file a killed
- * run left is removed by the next run.  auto's write-probe bandwidth distrusts a
- * difference lost in an fdatasync's jitter and is capped by the scan's read
- * rate, and auto punches whatever the write probe says when the punches cost
- * no more than writing the kept bytes at that rate.  Files go to $COWPUNCH_TEST_DIR
- * (default /tmp).
+ * its decision point gives the same bytes back whichever it chooses; on one
+ * too small to reach it, it punches, and when its scan ends before the
+ * probes, it does not wait for them and leaves no temp file.  A temp file a
+ * killed run left is removed by the next run.  auto's write-probe bandwidth
+ * distrusts a difference lost in a small write's fixed cost and is capped by
+ * the scan's read rate, and auto punches whatever the write probe says when
+ * the punches cost no more than writing the kept bytes at that rate, or than
+ * what a rewrite would spend before its first write.  Files go to
+ * $COWPUNCH_TEST_DIR (default /tmp).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -88,19 +91,29 @@ static void build_store(struct built *b, const char *name, uint32_t chunk_sector
 	close(fd);
 }
 
+/* Opens the path, checks its bytes are the store's as built and no temp file is left. */
+static int open_same_bytes(const struct built *b, struct stat *st)
+{
+	uint8_t sha[32];
+	char tmp[600];
+	int fd = open(b->path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, st), 0);
+	assert_int_equal(rt_file_sha(fd, sha), 0);
+	assert_memory_equal(sha, b->sha, 32);
+	assert_int_equal(reclaim_rewrite_temp_path(b->path, tmp, sizeof(tmp)), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	return fd;
+}
+
 /* The path now: same bytes, a new inode, zero chunks holes, the rest as it was. */
 static void check_rewritten(const struct built *b, const struct reclaim_report *rep)
 {
 	_cleanup_free_ uint8_t *map = NULL;
-	char tmp[600];
-	uint8_t sha[32];
 	struct stat st;
-	int fd = open(b->path, O_RDONLY | O_CLOEXEC);
+	int fd = open_same_bytes(b, &st);
 
-	assert_true(fd >= 0);
-	assert_int_equal(fstat(fd, &st), 0);
-	assert_int_equal(rt_file_sha(fd, sha), 0);
-	assert_memory_equal(sha, b->sha, 32);
 	assert_true(st.st_ino != b->st.st_ino);
 	assert_int_equal(st.st_size, b->st.st_size);
 	map = rt_alloc_map(fd, (uint64_t)st.st_size);
@@ -136,8 +149,6 @@ static void check_rewritten(const struct built *b, const struct reclaim_report *
 	assert_int_equal(rep->zero_chunks, b->zero);
 	assert_int_equal(rep->allocated_after, (uint64_t)st.st_blocks * 512);
 	assert_int_equal(rep->reclaimed_bytes, rep->allocated_before - rep->allocated_after);
-	assert_int_equal(reclaim_rewrite_temp_path(b->path, tmp, sizeof(tmp)), 0);
-	assert_int_equal(access(tmp, F_OK), -1);
 	close(fd);
 }
 
@@ -215,7 +226,27 @@ static void test_store(void **state)
 	free(b.kind_of);
 }
 
-/* 8 MiB chunks, larger than the copy's buffer: zero, data, zero but for the second half. */
+/* The path now: the same inode and bytes, exactly the zero and hole chunks holes, no temp file. */
+static void check_punched(const struct built *b)
+{
+	_cleanup_free_ uint8_t *map = NULL;
+	uint64_t per = b->cb / RT_BLOCK;
+	struct stat st;
+	int fd = open_same_bytes(b, &st);
+
+	assert_int_equal(st.st_ino, b->st.st_ino);
+	map = rt_alloc_map(fd, (uint64_t)st.st_size);
+	assert_non_null(map);
+	for (uint64_t c = 0; c < b->chunks; c++)
+		for (uint64_t k = 0; k < per; k++)
+			if (map[c * per + k] != (b->kind_of[c] != 'Z' && b->kind_of[c] != 'H'))
+				fail_msg("chunk %llu (%c): block %llu is %s after auto's punches",
+					 (unsigned long long)c, b->kind_of[c],
+					 (unsigned long long)k,
+					 map[c * per + k] ? "data" : "a hole");
+	close(fd);
+}
+
 /*
  * auto on a store larger than its decision point (32 MiB of chunks judged, the
  * probes done): whichever it chooses, the same bytes, exactly the zero and hole
@@ -227,9 +258,6 @@ static void test_auto_large(void **state)
 {
 	struct reclaim_report rep;
 	struct built b;
-	uint8_t sha[32];
-	struct stat st;
-	int fd;
 
 	build_store(&b, "rewrite-auto", 8, 20000);
 	assert_true(b.chunks * b.cb > (48u << 20));
@@ -237,36 +265,54 @@ static void test_auto_large(void **state)
 	print_message("auto chose %s: %s\n", reclaim_strategy_name(rep.strategy),
 		      rep.strategy_reason);
 	assert_int_equal(rep.zero_chunks, b.zero);
-	if (rep.strategy == RECLAIM_STRATEGY_REWRITE) {
+	if (rep.strategy == RECLAIM_STRATEGY_REWRITE)
 		check_rewritten(&b, &rep);
-	} else {
-		_cleanup_free_ uint8_t *map = NULL;
-		uint64_t per = b.cb / RT_BLOCK;
-
-		fd = open(b.path, O_RDONLY | O_CLOEXEC);
-		assert_true(fd >= 0);
-		assert_int_equal(fstat(fd, &st), 0);
-		assert_int_equal(st.st_ino, b.st.st_ino);
-		assert_int_equal(rt_file_sha(fd, sha), 0);
-		assert_memory_equal(sha, b.sha, 32);
-		map = rt_alloc_map(fd, (uint64_t)st.st_size);
-		assert_non_null(map);
-		for (uint64_t c = 0; c < b.chunks; c++)
-			for (uint64_t k = 0; k < per; k++)
-				if (map[c * per + k] !=
-				    (b.kind_of[c] != 'Z' && b.kind_of[c] != 'H'))
-					fail_msg(
-						"chunk %llu (%c): block %llu is %s after auto's punches",
-						(unsigned long long)c, b.kind_of[c],
-						(unsigned long long)k,
-						map[c * per + k] ? "data" : "a hole");
-		close(fd);
-	}
+	else
+		check_punched(&b);
 	store_loads(b.path);
 	unlink(b.path);
 	free(b.kind_of);
 }
 
+/*
+ * auto on a store too small to reach its decision point: it punches.  The
+ * scan (buffered) punches provisionally as it goes, and where punches are
+ * cheap it ends before the probes (a thread's start, a temp file, 1 MiB
+ * written back, 16 punches): it then does not wait for them, auto_done() stops
+ * the thread at its next step and the reason says so.  So the store goes to
+ * /dev/shm when that is a tmpfs (punches of a few microseconds), the test
+ * directory otherwise.  Either way the bytes are the same, exactly the zero and
+ * hole chunks are holes, and no temp file is left.
+ */
+static void test_auto_small(void **state)
+{
+	const char *saved = dir;
+	struct reclaim_report rep;
+	struct built b;
+	int early = 0;
+
+	if (rt_exact_blocks("/dev/shm"))
+		dir = "/dev/shm";
+	for (int i = 0; i < 8; i++) {
+		build_store(&b, "rewrite-auto-small", 8, 700);
+		assert_int_equal(run_reclaim(b.path, RECLAIM_STRATEGY_AUTO, &rep), 0);
+		if (i == 0)
+			print_message("in %s: %s\n", dir, rep.strategy_reason);
+		early += !!strstr(rep.strategy_reason, "before the probes were done");
+		assert_int_equal(rep.strategy, RECLAIM_STRATEGY_PUNCH);
+		assert_int_equal(rep.zero_chunks, b.zero);
+		if (!strstr(rep.strategy_reason, "auto: punch:"))
+			fail_msg("reason '%s'", rep.strategy_reason);
+		check_punched(&b);
+		store_loads(b.path);
+		unlink(b.path);
+		free(b.kind_of);
+	}
+	print_message("%d of 8 runs ended before the probes\n", early);
+	dir = saved;
+}
+
+/* 8 MiB chunks, larger than the copy's buffer: zero, data, zero but for the second half. */
 static void test_big_chunks(void **state)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -608,22 +654,40 @@ static void test_decide_skip_probe(void **state)
 	assert_int_equal(auto_decide(&st, &in), 0);
 	if (!strstr(st.reason, "failed"))
 		fail_msg("reason '%s'", st.reason);
+
+	/*
+	 * From the page cache, 60% of the way, the runs before punched
+	 * provisionally: the 38k runs left cost 0.23 s, no more than 1.25 x the
+	 * 0.2 s a rewrite would spend re-reading before its first write.
+	 */
+	in.done_bytes = total * 6 / 10;
+	in.runs = 95000 * 6 / 10 * 4 / 10;
+	in.bytes_read = in.cached_bytes = in.done_bytes;
+	in.seconds = 0.2;
+	assert_int_equal(auto_decide(&st, &in), 0);
+	assert_true(st.write_bps == 0);
+	if (!strstr(st.reason, "before writing a byte") ||
+	    !strstr(st.reason, "whatever the write probe says"))
+		fail_msg("reason '%s'", st.reason);
+	/* 40% of the way, 57k runs left (0.34 s) against 0.13 s: the write probe is needed. */
+	in.done_bytes = total * 4 / 10;
+	in.runs = 95000 * 4 / 10 * 6 / 10;
+	in.bytes_read = in.cached_bytes = in.done_bytes;
+	in.seconds = 0.13;
+	assert_int_equal(auto_decide(&st, &in), 0);
+	if (!strstr(st.reason, "failed"))
+		fail_msg("reason '%s'", st.reason);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store),
-		cmocka_unit_test(test_auto_large),
-		cmocka_unit_test(test_big_chunks),
-		cmocka_unit_test(test_plain),
-		cmocka_unit_test(test_refuse_links),
-		cmocka_unit_test(test_refuse_space),
-		cmocka_unit_test(test_refuse_shared),
-		cmocka_unit_test(test_stale_temp),
-		cmocka_unit_test(test_stop),
-		cmocka_unit_test(test_write_bps),
-		cmocka_unit_test(test_decide_skip_probe),
+		cmocka_unit_test(test_store),	     cmocka_unit_test(test_auto_large),
+		cmocka_unit_test(test_auto_small),   cmocka_unit_test(test_big_chunks),
+		cmocka_unit_test(test_plain),	     cmocka_unit_test(test_refuse_links),
+		cmocka_unit_test(test_refuse_space), cmocka_unit_test(test_refuse_shared),
+		cmocka_unit_test(test_stale_temp),   cmocka_unit_test(test_stop),
+		cmocka_unit_test(test_write_bps),    cmocka_unit_test(test_decide_skip_probe),
 	};
 
 	dir = rt_test_dir("test-rewrite");
