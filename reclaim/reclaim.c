@@ -151,6 +151,12 @@ struct scan {
 	uint64_t decide_at;
 	bool collecting, provisional, abandon;
 	uint64_t provisional_to; /* done_bytes when provisional punching stopped, 0: none */
+	/*
+	 * auto: the data chunks sent to be punched, of zero_co and free_co: a
+	 * rewrite after the scan finds them holes, so they count as its zero and
+	 * free chunks (scan_rewrite()).
+	 */
+	uint64_t punched_data[2];
 	bool run_open[2];
 	uint64_t run_end[2], runs, taken_bytes;
 	double t0;
@@ -221,14 +227,51 @@ static int scan_stopped(const struct scan *s)
 }
 
 /* Hands a batch to the engine, unless the run is to stop: then nothing is punched. */
+/*
+ * The engine punches r[0..n); with auto where the scan reads through the page
+ * cache, its first punches are made one by one on this thread instead, and
+ * timed: auto's punch cost (auto_punch_timed()).
+ */
+static int punch_ranges(struct scan *s, const struct reclaim_range *r, size_t n)
+{
+	size_t i = 0;
+
+	for (; s->autos && i < n && auto_wants_punch_time(s->autos); i++) {
+		double t0 = util_now();
+		int e = reclaim_punch_fallocate(s->eng.fd, &r[i], 1);
+
+		if (e < 0)
+			return e;
+		auto_punch_timed(s->autos, util_now() - t0);
+	}
+	return i < n ? s->eng.ops->punch(&s->eng, r + i, n - i) : 0;
+}
+
+/* The data chunks (not holes) in r[0..n). */
+static uint64_t data_chunks_in(const struct scan *s, const struct reclaim_range *r, size_t n)
+{
+	uint64_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t to = (r[i].off + r[i].len) / s->cb;
+
+		for (uint64_t c = bitmap_next_set(s->data_map, r[i].off / s->cb, to); c < to;
+		     c = bitmap_next_set(s->data_map, c + 1, to))
+			k++;
+	}
+	return k;
+}
+
 static int punch_batch(struct scan *s, struct reclaim_coalescer *co)
 {
 	int r = scan_stopped(s);
 
 	if (r == 0) {
 		s->rep->punched_ranges += co->n;
+		if (s->autos)
+			s->punched_data[co == &s->free_co] += data_chunks_in(s, co->batch, co->n);
 		if (!s->opts->dry_run)
-			r = s->eng.ops->punch(&s->eng, co->batch, co->n);
+			r = punch_ranges(s, co->batch, co->n);
 	}
 	co->n = 0;
 	return r;
@@ -967,12 +1010,15 @@ static int scan_punch_fd(int fd, const struct reclaim_layout *layout,
 	if (r < 0 && s.abandon) {
 		/*
 		 * auto chose a rewrite: nothing was punched but provisionally; what
-		 * was read counts, and the rewrite's reclaimed_bytes starts from the
+		 * was read counts, so do the zero and free chunks punched (holes to
+		 * the rewrite), and the rewrite's reclaimed_bytes starts from the
 		 * allocation before the scan.
 		 */
 		ret->bytes_read = rep.bytes_read;
 		ret->cached_bytes = rep.cached_bytes;
 		ret->allocated_before = rep.allocated_before;
+		ret->zero_chunks = s.punched_data[0];
+		ret->fs_free_chunks = s.punched_data[1];
 	}
 	if (r < 0)
 		return r;
@@ -1041,6 +1087,9 @@ static int scan_rewrite(int fd, const struct reclaim_layout *layout,
 	w.strategy = RECLAIM_STRATEGY_REWRITE;
 	w.bytes_read += rep->bytes_read;
 	w.cached_bytes += rep->cached_bytes;
+	/* After auto's scan: the chunks it punched provisionally are holes to the rewrite. */
+	w.zero_chunks += rep->zero_chunks;
+	w.fs_free_chunks += rep->fs_free_chunks;
 	w.seconds = rep->seconds + util_now() - t0;
 	w.punch_probe_us = rep->punch_probe_us;
 	w.write_probe_mbps = rep->write_probe_mbps;
@@ -1094,7 +1143,8 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	/* auto */
 	if (r == 1) {
 		snprintf(reason, sizeof(reason), "auto: punch: %.200s", why);
-	} else if ((st.extents = rewrite_count_extents(fd), st.defer_write = !opts->direct_reads,
+	} else if ((st.extents = rewrite_count_extents(fd),
+		    st.punch_from_scan = !opts->direct_reads,
 		    auto_probe_start(&st, opts->path) < 0) &&
 		   auto_probe(&st, opts->path) < 0) {
 		auto_done(&st);

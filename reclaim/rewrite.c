@@ -817,7 +817,7 @@ fail:
 
 /* Probe: 1 MiB written, single 4 KiB blocks punched out of it, each timed. */
 #define PROBE_BYTES   (1u << 20)
-#define PROBE_PUNCHES 16
+#define PROBE_PUNCHES AUTO_PROBE_PUNCHES
 /* Write-bandwidth probe, taken only when punching looks costly. */
 #define PROBE_WRITE_BYTES (4u << 20)
 /* Punches estimated below this cost too little for a rewrite to be worth it. */
@@ -833,12 +833,13 @@ fail:
 /* How long the probe thread waits for the scan to settle the choice without the write probe. */
 #define PROBE_WRITE_WAIT_MS 50
 /*
- * Where punches are cheap and a scan through the page cache punches as it
- * goes (st->defer_write), the write probe waits until its 4 MiB (estimated
- * from the 1 MiB write) cost at most 1/PROBE_WRITE_SHARE of the time since the
- * probes started: the scan's progress alone usually settles the choice first.
+ * Where the scan times its own punches (st->punch_from_scan) and finds them
+ * cheap, it punches as it goes, and its progress alone usually settles the
+ * choice (decide()): the write probe waits this long from the probes' start
+ * before it writes a byte.  A warm scan of the 1.5 GiB stores of
+ * docs/benchmarks.md takes 0.35-0.5 s.
  */
-#define PROBE_WRITE_SHARE 40
+#define PROBE_WRITE_DEFER_S 1.0
 
 static int probe_write(struct auto_state *st);
 
@@ -867,29 +868,99 @@ static int write_back(int fd, uint64_t len)
 	return fdatasync(fd) < 0 ? -errno : 0;
 }
 
-/*
- * auto_probe(); on_thread: beside the scan, which may settle the choice from
- * the punch probe alone (auto_decide_early()): the write probe then waits up to
- * PROBE_WRITE_WAIT_MS for the scan to look, and is skipped when it did (or when
- * the scan has ended: auto_done()).  Its 4 MiB would otherwise compete
- * with a cold scan for the device.
- */
 static bool probe_stopped(struct auto_state *st)
 {
 	return __atomic_load_n(&st->stop, __ATOMIC_ACQUIRE);
 }
 
+static bool punch_known(struct auto_state *st)
+{
+	return __atomic_load_n(&st->punch_probed, __ATOMIC_ACQUIRE);
+}
+
+static bool write_settled(struct auto_state *st)
+{
+	return __atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE);
+}
+
+static bool early_looked(struct auto_state *st)
+{
+	return write_settled(st) || __atomic_load_n(&st->early_seen, __ATOMIC_ACQUIRE);
+}
+
+/* Sleeps a millisecond at a time until util_now() reaches until, done(st) holds or st stops. */
+static void probe_wait(struct auto_state *st, double until, bool (*done)(struct auto_state *))
+{
+	while (util_now() < until && !probe_stopped(st) && !done(st)) {
+		struct timespec ts = {0, 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The median of PROBE_PUNCHES timings (reordered). */
+static double median_punch(double *t)
+{
+	qsort(t, PROBE_PUNCHES, sizeof(t[0]), cmp_double);
+	return (t[PROBE_PUNCHES / 2 - 1] + t[PROBE_PUNCHES / 2]) / 2;
+}
+
+/* Single-block punches in the probe file, timed: punch_s (unset when stopped first). */
+static int probe_punches(struct auto_state *st)
+{
+	double t[PROBE_PUNCHES];
+	int n = 0, r;
+
+	for (; n < PROBE_PUNCHES && !probe_stopped(st); n++) {
+		double t0 = util_now();
+
+		if (fallocate(st->tmp_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)n * (PROBE_BYTES / PROBE_PUNCHES), 4096) < 0) {
+			r = -errno;
+			snprintf(st->reason, sizeof(st->reason),
+				 "cannot punch the probe file beside %s: %s", st->path,
+				 strerror(-r));
+			return r;
+		}
+		t[n] = util_now() - t0;
+	}
+	if (n < PROBE_PUNCHES)
+		return 0;
+	st->punch_s = median_punch(t);
+	/* From here on this thread writes neither punch_s nor reason (auto_decide_early()). */
+	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/*
+ * auto_probe(); on_thread: beside the scan, which may settle the choice from
+ * the punch cost alone (auto_decide_early()): the write probe then waits up to
+ * PROBE_WRITE_WAIT_MS for the scan to look, and is skipped when it did (or when
+ * the scan has ended: auto_done()).  Its 4 MiB would otherwise compete with a
+ * cold scan for the device.  With st->punch_from_scan, the scan times its own
+ * first punches (auto_punch_timed()) and the thread waits for them instead of
+ * punching a probe file; where they are cheap, it waits PROBE_WRITE_DEFER_S
+ * more before it makes the file at all, so that a scan which settles the
+ * choice by then writes nothing beside the COW.
+ */
 static int probe(struct auto_state *st, const char *path, bool on_thread)
 {
 	_cleanup_free_ void *buf = NULL;
-	double t[PROBE_PUNCHES], t0, until;
+	bool from_scan = on_thread && st->punch_from_scan;
 	char tmp[PATH_MAX];
-	bool defer;
-	int n = 0, r;
+	double t0;
+	int r;
 
 	st->path = path;
 	st->t_start = util_now();
-	if (probe_stopped(st))
+	if (from_scan) {
+		probe_wait(st, 1e30, punch_known);
+		if (!punch_known(st))
+			return 0;
+		if (st->punch_s <= PUNCH_PROVISIONAL_S)
+			probe_wait(st, st->t_start + PROBE_WRITE_DEFER_S, write_settled);
+	}
+	if (probe_stopped(st) || write_settled(st))
 		return 0;
 	st->tmp_fd = create_temp(path, tmp, sizeof(tmp), false, &st->tmp_direct);
 	if (st->tmp_fd < 0) {
@@ -910,38 +981,16 @@ static int probe(struct auto_state *st, const char *path, bool on_thread)
 		return -EIO;
 	}
 	st->small_write_s = util_now() - t0;
-	for (; n < PROBE_PUNCHES && !probe_stopped(st); n++) {
-		double t0 = util_now();
-
-		if (fallocate(st->tmp_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)n * (PROBE_BYTES / PROBE_PUNCHES), 4096) < 0) {
-			r = -errno;
-			snprintf(st->reason, sizeof(st->reason),
-				 "cannot punch the probe file beside %s: %s", path, strerror(-r));
+	if (!from_scan) {
+		r = probe_punches(st);
+		if (r < 0 || !punch_known(st))
 			return r;
-		}
-		t[n] = util_now() - t0;
 	}
-	if (n < PROBE_PUNCHES)
-		return 0;
-	qsort(t, PROBE_PUNCHES, sizeof(t[0]), cmp_double);
-	st->punch_s = (t[PROBE_PUNCHES / 2 - 1] + t[PROBE_PUNCHES / 2]) / 2;
-	/* From here on this thread writes neither punch_s nor reason (auto_decide_early()). */
-	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
-	defer = on_thread && st->defer_write && st->punch_s <= PUNCH_PROVISIONAL_S;
-	until = defer ? st->t_start + PROBE_WRITE_SHARE * st->small_write_s *
-					      (PROBE_WRITE_BYTES / PROBE_BYTES)
-		      : util_now() + PROBE_WRITE_WAIT_MS / 1e3;
-	while (on_thread && util_now() < until && !probe_stopped(st) &&
-	       !__atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE) &&
-	       (defer || !__atomic_load_n(&st->early_seen, __ATOMIC_ACQUIRE))) {
-		struct timespec ts = {0, 1000 * 1000};
-
-		nanosleep(&ts, NULL);
-	}
-	if (__atomic_load_n(&st->write_unneeded, __ATOMIC_ACQUIRE) || probe_stopped(st))
+	if (on_thread)
+		probe_wait(st, util_now() + PROBE_WRITE_WAIT_MS / 1e3, early_looked);
+	if (write_settled(st) || probe_stopped(st))
 		return 0;
 	/* Its failure only leaves big_write_s 0: auto then punches (auto_decide()). */
 	(void)probe_write(st);
@@ -950,6 +999,8 @@ static int probe(struct auto_state *st, const char *path, bool on_thread)
 
 int auto_probe(struct auto_state *st, const char *path)
 {
+	/* Before the scan: the scan's punches cannot be the measure. */
+	st->punch_from_scan = false;
 	return probe(st, path, false);
 }
 
@@ -970,6 +1021,7 @@ int auto_probe_start(struct auto_state *st, const char *path)
 	st->probe_err = 0;
 	st->thread_done = st->punch_probed = st->write_unneeded = st->early_seen = false;
 	st->stop = st->punched_all = false;
+	st->scan_punches = 0;
 	r = pthread_create(&st->thread, NULL, probe_thread, st);
 	if (r)
 		return -r;
@@ -1125,6 +1177,25 @@ static int decide(struct auto_state *st, const struct rewrite_decide_in *in, boo
 int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in)
 {
 	return decide(st, in, false);
+}
+
+bool auto_wants_punch_time(const struct auto_state *st)
+{
+	return st->punch_from_scan && st->scan_punches < PROBE_PUNCHES;
+}
+
+void auto_punch_timed(struct auto_state *st, double seconds)
+{
+	double t[PROBE_PUNCHES];
+
+	if (!auto_wants_punch_time(st))
+		return;
+	st->scan_punch_s[st->scan_punches++] = seconds;
+	if (st->scan_punches < PROBE_PUNCHES)
+		return;
+	memcpy(t, st->scan_punch_s, sizeof(t));
+	st->punch_s = median_punch(t);
+	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
 }
 
 bool auto_punch_dear(struct auto_state *st)

@@ -45,6 +45,9 @@ struct rewrite_decide_in {
 	double seconds; /* since the scan started */
 };
 
+/* Punches timed for auto's punch cost, their median. */
+#define AUTO_PROBE_PUNCHES 16
+
 /* auto's state between the probe before the scan and the choice during it. */
 struct auto_state {
 	const char *path;
@@ -56,8 +59,15 @@ struct auto_state {
 	double big_write_s;   /* the write probe's 4 MiB written and written back; 0: not taken */
 	double free_s_per_byte;
 	uint64_t extents; /* of the old file: each costs a free when it goes */
-	bool defer_write; /* the scan punches provisionally: see PROBE_WRITE_SHARE */
-	double t_start;	  /* when the probes started (util_now()) */
+	/*
+	 * Set before auto_probe_start() for a scan through the page cache: it
+	 * times its own first punches (auto_punch_timed()) instead of the probe
+	 * file's, and the write probe waits for them (see PROBE_WRITE_DEFER_S).
+	 */
+	bool punch_from_scan;
+	double scan_punch_s[AUTO_PROBE_PUNCHES];
+	unsigned scan_punches;
+	double t_start; /* when the probes started (util_now()) */
 	bool chose_rewrite;
 	char reason[256];
 	/* auto_probe_start(): the probes run on this thread beside the scan until joined. */
@@ -85,7 +95,7 @@ int auto_probe(struct auto_state *st, const char *path);
 /*
  * auto_probe() on a thread of its own, so that its writes and punches (tens of
  * milliseconds) overlap the scan's first part instead of coming before it; set
- * st->defer_write first (see PROBE_WRITE_SHARE in rewrite.c).  0, or -errno when no thread could
+ * st->punch_from_scan first when the scan times its own punches.  0, or -errno when no thread could
  * be started (then nothing ran: call auto_probe()).  auto_probe_wait() joins.
  */
 int auto_probe_start(struct auto_state *st, const char *path);
@@ -112,6 +122,14 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
  * the punch probe is not done yet or the write probe is needed.
  */
 int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in);
+
+/*
+ * With st->punch_from_scan: true until the scan has timed AUTO_PROBE_PUNCHES
+ * punches of its own, one by one, and passed each to auto_punch_timed(); the
+ * last sets punch_s to their median (as the probe file's punches would).
+ */
+bool auto_wants_punch_time(const struct auto_state *st);
+void auto_punch_timed(struct auto_state *st, double seconds);
 
 /*
  * True once the punch probe has found punches dear (more than 20 us each):

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -310,6 +311,73 @@ static void test_auto_small(void **state)
 	}
 	print_message("%d of 8 runs ended before the probes\n", early);
 	dir = saved;
+}
+
+/*
+ * auto where punches are cheap (tmpfs) and the scan reads through the page
+ * cache: the scan's own first punches are the measure, the choice (punch) is
+ * settled long before the write probe's PROBE_WRITE_DEFER_S, and nothing is
+ * created beside the COW (inotify watches the directory).  Before, the probe
+ * thread made its temp file and wrote 1 MiB there as the scan started.
+ */
+static void test_auto_writes_nothing(void **state)
+{
+	const char *saved = dir;
+	struct reclaim_report rep;
+	char buf[4096], tmp[600];
+	struct built b;
+	ssize_t n;
+	int in;
+
+	if (!rt_exact_blocks("/dev/shm"))
+		skip();
+	dir = "/dev/shm";
+	build_store(&b, "rewrite-auto-quiet", 8, 20000);
+	assert_int_equal(reclaim_rewrite_temp_path(b.path, tmp, sizeof(tmp)), 0);
+	in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	assert_true(in >= 0);
+	assert_true(inotify_add_watch(in, dir, IN_CREATE) >= 0);
+	assert_int_equal(run_reclaim(b.path, RECLAIM_STRATEGY_AUTO, &rep), 0);
+	print_message("%s (%.3f s, %.1f us a punch)\n", rep.strategy_reason, rep.seconds,
+		      rep.punch_probe_us);
+	assert_int_equal(rep.strategy, RECLAIM_STRATEGY_PUNCH);
+	assert_true(rep.punch_probe_us > 0);
+	/* A scan slowed past the deferral (valgrind, a loaded machine) may probe: no claim then. */
+	while (rep.seconds < 1.0 && (n = read(in, buf, sizeof(buf))) > 0)
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->len && strstr(tmp, ev->name))
+				fail_msg("auto created %s beside the COW", ev->name);
+			p += sizeof(*ev) + ev->len;
+		}
+	close(in);
+	check_punched(&b);
+	unlink(b.path);
+	free(b.kind_of);
+	dir = saved;
+}
+
+/* The scan's punch timings: their median is the punch cost, dear above 20 us. */
+static void test_punch_timed(void **state)
+{
+	struct auto_state st = {.tmp_fd = -1, .punch_from_scan = true};
+	struct auto_state probe_file = {.tmp_fd = -1};
+
+	(void)state;
+	for (int i = 0; i < AUTO_PROBE_PUNCHES; i++) {
+		assert_true(auto_wants_punch_time(&st));
+		assert_false(auto_punch_dear(&st));
+		auto_punch_timed(&st, (i % 2 ? 300e-6 : 200e-6) + i * 1e-6);
+	}
+	/* 200, 202 .. 214 and 301, 303 .. 315 us: the median is (214 + 301) / 2. */
+	assert_false(auto_wants_punch_time(&st));
+	assert_float_equal(st.punch_s, 257.5e-6, 1e-9);
+	assert_true(auto_punch_dear(&st));
+	auto_punch_timed(&st, 1);
+	assert_float_equal(st.punch_s, 257.5e-6, 1e-9);
+	/* Without punch_from_scan the probe file's punches are the measure. */
+	assert_false(auto_wants_punch_time(&probe_file));
 }
 
 /* 8 MiB chunks, larger than the copy's buffer: zero, data, zero but for the second half. */
@@ -683,7 +751,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_store),	     cmocka_unit_test(test_auto_large),
-		cmocka_unit_test(test_auto_small),   cmocka_unit_test(test_big_chunks),
+		cmocka_unit_test(test_auto_small),   cmocka_unit_test(test_auto_writes_nothing),
+		cmocka_unit_test(test_punch_timed),  cmocka_unit_test(test_big_chunks),
 		cmocka_unit_test(test_plain),	     cmocka_unit_test(test_refuse_links),
 		cmocka_unit_test(test_refuse_space), cmocka_unit_test(test_refuse_shared),
 		cmocka_unit_test(test_stale_temp),   cmocka_unit_test(test_stop),
