@@ -142,7 +142,7 @@ struct scan {
 	/*
 	 * auto (NULL otherwise): until it chooses (scan_decide()) every chunk to
 	 * punch is put off (collecting), or, in a scan through the page cache,
-	 * punched provisionally until the punch probe finds punches dear; a
+	 * punched provisionally until its timed punches find punches dear; a
 	 * rewrite abandons the scan, with nothing punched unless provisionally.
 	 * runs and taken_bytes count what punching would cost: runs of zero
 	 * chunks [0] and of fs-free chunks [1].
@@ -635,20 +635,6 @@ static struct rewrite_decide_in decide_in(const struct scan *s)
 }
 
 /*
- * auto: chooses once decide_at bytes are judged and the probes it needs are
- * done (or at the end); a rewrite abandons the scan.  The scan does not wait
- * for the probes (their writes take tens of milliseconds, more on a busy
- * disk): it goes on judging until the punch probe alone settles it
- * (auto_decide_early()) or the write probe is done too, and a scan that ends
- * having punched every run provisionally does not wait for them at all: they
- * could not change that.  Meanwhile a direct
- * scan puts off what it would punch; a scan through the page cache punches
- * it, provisionally, unless the punch probe has found punches dear (more than
- * 20 us: a discard each), and then puts off the rest: what it punched is
- * bounded by the probe's time, and the choice weighs only the runs left.  A
- * buffered scan that is to punch then punches what it put off at once.
- */
-/*
  * What auto_decide() is told at the choice, the scan having punched every run
  * before punched_to provisionally: those are done, and only the runs left are
  * weighed against a rewrite (and the reason says so).
@@ -675,6 +661,20 @@ static void reason_left(struct scan *s, uint64_t punched_to, double left)
 			 (1 - left) * 100);
 }
 
+/*
+ * auto: chooses once decide_at bytes are judged and the figures it needs are
+ * in (or at the end); a rewrite abandons the scan.  The scan does not wait
+ * for the probe thread (its writes take tens of milliseconds, more on a busy
+ * disk): it goes on judging until the punch cost alone settles it
+ * (auto_decide_early()) or the write probe is done too, and a scan that ends
+ * having punched every run provisionally does not wait for it at all: it
+ * could not change that.  Meanwhile a direct scan puts off what it would
+ * punch; a scan through the page cache punches it, provisionally, timing its
+ * first punches (punch_ranges()), until they find punches dear (more than 20
+ * us: a discard each), and then puts off the rest: what it punched is its
+ * first batch, and the choice weighs only the runs left.  A buffered scan
+ * that is to punch then punches what it put off at once.
+ */
 static int scan_decide(struct scan *s, bool at_end)
 {
 	struct rewrite_decide_in in;
@@ -684,7 +684,7 @@ static int scan_decide(struct scan *s, bool at_end)
 
 	if (!s->collecting && !s->provisional)
 		return 0;
-	/* Punching provisionally: put off again once the punch probe finds punches dear. */
+	/* Punching provisionally: put off again once the punch cost is found dear. */
 	if (s->provisional && !at_end && auto_punch_dear(s->autos)) {
 		s->provisional = false;
 		s->collecting = true;
@@ -920,7 +920,7 @@ static int scan_punch_fd(int fd, const struct reclaim_layout *layout,
 	s.autos = autos;
 	/*
 	 * auto: a scan through the page cache punches from the start, provisionally,
-	 * until the punch probe finds punches dear; a direct one puts off until it
+	 * until its timed punches find punches dear; a direct one puts off until it
 	 * chooses, since its punches wait for the reads (see struct scan).
 	 */
 	s.provisional = autos && !s.direct;

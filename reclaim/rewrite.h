@@ -116,10 +116,11 @@ int auto_decide(struct auto_state *st, const struct rewrite_decide_in *in);
 
 /*
  * While the probe thread still runs: auto_decide()'s checks that need only the
- * punch probe (the punches cost too little to matter, or no more than writing
- * what is kept at the scan's read rate).  0 when they settle it (punch,
- * st->reason says why; the thread then skips the write probe), -EAGAIN when
- * the punch probe is not done yet or the write probe is needed.
+ * punch cost (the punches cost too little to matter, no more than a rewrite
+ * spends before its first write, or no more than writing what is kept at the
+ * scan's read rate).  0 when they settle it (punch, st->reason says why; the
+ * thread then skips the write probe), -EAGAIN when the punch cost is not
+ * known yet or the write probe is needed.
  */
 int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in);
 
@@ -132,10 +133,11 @@ bool auto_wants_punch_time(const struct auto_state *st);
 void auto_punch_timed(struct auto_state *st, double seconds);
 
 /*
- * True once the punch probe has found punches dear (more than 20 us each):
- * auto's scan then stops punching provisionally and puts off the rest until
- * it chooses (before that, what it punches is bounded by the probe's time, and
- * auto_decide() then weighs only the runs left against a rewrite).
+ * True once the punch cost is known (the scan's timed punches, or the probe
+ * file's) and dear (more than 20 us each): auto's scan then stops punching
+ * provisionally and puts off the rest until it chooses (before that, what it
+ * punches is its first batch, and auto_decide() then weighs only the runs left
+ * against a rewrite).
  */
 bool auto_punch_dear(struct auto_state *st);
 
