@@ -1125,7 +1125,7 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 		return 0;
 	}
 	(void)rewrite_remove_stale(opts->path);
-	r = reclaim_rewrite_refusal(fd, opts->path, why, sizeof(why));
+	r = rewrite_refusal(fd, opts->path, why, sizeof(why), &st.extents);
 	if (r < 0)
 		return r;
 	if (opts->strategy == RECLAIM_STRATEGY_REWRITE) {
@@ -1143,8 +1143,7 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	/* auto */
 	if (r == 1) {
 		snprintf(reason, sizeof(reason), "auto: punch: %.200s", why);
-	} else if ((st.extents = rewrite_count_extents(fd),
-		    st.punch_from_scan = !opts->direct_reads,
+	} else if ((st.punch_from_scan = !opts->direct_reads,
 		    auto_probe_start(&st, opts->path) < 0) &&
 		   auto_probe(&st, opts->path) < 0) {
 		auto_done(&st);

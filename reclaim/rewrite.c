@@ -108,17 +108,7 @@ static int walk_extents(int fd, uint64_t size, uint64_t *ret_extents)
 	return 0;
 }
 
-uint64_t rewrite_count_extents(int fd)
-{
-	struct stat st;
-	uint64_t n = 0;
-
-	if (fstat(fd, &st) < 0 || walk_extents(fd, (uint64_t)st.st_size, &n) < 0)
-		return 0;
-	return n;
-}
-
-int reclaim_rewrite_refusal(int fd, const char *path, char *why, size_t why_len)
+int rewrite_refusal(int fd, const char *path, char *why, size_t why_len, uint64_t *ret_extents)
 {
 	struct stat st, sp;
 	struct statvfs vfs;
@@ -126,6 +116,7 @@ int reclaim_rewrite_refusal(int fd, const char *path, char *why, size_t why_len)
 	char a[32], b[32];
 	int r;
 
+	*ret_extents = 0;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (st.st_nlink != 1) {
@@ -139,7 +130,7 @@ int reclaim_rewrite_refusal(int fd, const char *path, char *why, size_t why_len)
 		snprintf(why, why_len, "%s no longer names the file being reclaimed", path);
 		return 1;
 	}
-	r = walk_extents(fd, (uint64_t)st.st_size, NULL);
+	r = walk_extents(fd, (uint64_t)st.st_size, ret_extents);
 	if (r == 1) {
 		snprintf(why, why_len,
 			 "%s shares extents with another file (FIEMAP_EXTENT_SHARED): a rewrite "
@@ -164,6 +155,13 @@ int reclaim_rewrite_refusal(int fd, const char *path, char *why, size_t why_len)
 		return 1;
 	}
 	return 0;
+}
+
+int reclaim_rewrite_refusal(int fd, const char *path, char *why, size_t why_len)
+{
+	uint64_t extents;
+
+	return rewrite_refusal(fd, path, why, why_len, &extents);
 }
 
 /*
@@ -1186,15 +1184,13 @@ bool auto_wants_punch_time(const struct auto_state *st)
 
 void auto_punch_timed(struct auto_state *st, double seconds)
 {
-	double t[PROBE_PUNCHES];
-
 	if (!auto_wants_punch_time(st))
 		return;
 	st->scan_punch_s[st->scan_punches++] = seconds;
 	if (st->scan_punches < PROBE_PUNCHES)
 		return;
-	memcpy(t, st->scan_punch_s, sizeof(t));
-	st->punch_s = median_punch(t);
+	/* No timing is taken after the last: sorted where they are. */
+	st->punch_s = median_punch(st->scan_punch_s);
 	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
 }
 

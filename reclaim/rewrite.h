@@ -27,8 +27,12 @@
 int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 		const struct reclaim_opts *opts, struct reclaim_report *rep);
 
-/* The number of extents of fd (FIEMAP), 0 when it cannot be told. */
-uint64_t rewrite_count_extents(int fd);
+/*
+ * reclaim_rewrite_refusal(), also counting fd's extents (FIEMAP) on the walk
+ * it takes for shared ones: *ret_extents, 0 when it cannot be told (no FIEMAP)
+ * or the walk stopped early (a refusal).
+ */
+int rewrite_refusal(int fd, const char *path, char *why, size_t why_len, uint64_t *ret_extents);
 
 /* Removes the temp file a killed rewrite of path left.  0 or -errno. */
 int rewrite_remove_stale(const char *path);
