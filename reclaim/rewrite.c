@@ -886,14 +886,45 @@ static bool early_looked(struct auto_state *st)
 	return write_settled(st) || __atomic_load_n(&st->early_seen, __ATOMIC_ACQUIRE);
 }
 
-/* Sleeps a millisecond at a time until util_now() reaches until, done(st) holds or st stops. */
+/*
+ * Sets *flag, one of the flags the probe thread may be waiting for (probe_wait()),
+ * and wakes it.  Called on the scan's thread, which also joins the probe
+ * thread: once joined (thread_running false) there is nobody to wake.
+ */
+static void probe_signal(struct auto_state *st, bool *flag)
+{
+	if (!st->thread_running) {
+		__atomic_store_n(flag, true, __ATOMIC_RELEASE);
+		return;
+	}
+	pthread_mutex_lock(&st->lock);
+	__atomic_store_n(flag, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&st->wake);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/*
+ * On the probe thread: sleeps until util_now() (CLOCK_MONOTONIC) reaches
+ * until, done(st) holds or st stops; until 1e30 waits for those alone.
+ */
 static void probe_wait(struct auto_state *st, double until, bool (*done)(struct auto_state *))
 {
-	while (util_now() < until && !probe_stopped(st) && !done(st)) {
-		struct timespec ts = {0, 1000 * 1000};
+	bool forever = until >= 1e30;
+	struct timespec ts = {0};
 
-		nanosleep(&ts, NULL);
+	if (!forever) {
+		ts.tv_sec = (time_t)until;
+		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
 	}
+	pthread_mutex_lock(&st->lock);
+	while (!probe_stopped(st) && !done(st)) {
+		if (forever)
+			pthread_cond_wait(&st->wake, &st->lock);
+		else if (util_now() >= until ||
+			 pthread_cond_timedwait(&st->wake, &st->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&st->lock);
 }
 
 /* The median of PROBE_PUNCHES timings (reordered). */
@@ -1011,6 +1042,35 @@ static void *probe_thread(void *opaque)
 	return NULL;
 }
 
+/* The probe thread's lock and wake-up (probe_wait()), timed on CLOCK_MONOTONIC as util_now(). */
+static int probe_sync_init(struct auto_state *st)
+{
+	pthread_condattr_t ca;
+	int r;
+
+	r = pthread_condattr_init(&ca);
+	if (r)
+		return -r;
+	r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!r)
+		r = pthread_cond_init(&st->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	if (r)
+		return -r;
+	r = pthread_mutex_init(&st->lock, NULL);
+	if (r) {
+		pthread_cond_destroy(&st->wake);
+		return -r;
+	}
+	return 0;
+}
+
+static void probe_sync_destroy(struct auto_state *st)
+{
+	pthread_cond_destroy(&st->wake);
+	pthread_mutex_destroy(&st->lock);
+}
+
 int auto_probe_start(struct auto_state *st, const char *path)
 {
 	int r;
@@ -1020,10 +1080,17 @@ int auto_probe_start(struct auto_state *st, const char *path)
 	st->thread_done = st->punch_probed = st->write_unneeded = st->early_seen = false;
 	st->stop = st->punched_all = false;
 	st->scan_punches = 0;
-	r = pthread_create(&st->thread, NULL, probe_thread, st);
-	if (r)
-		return -r;
+	r = probe_sync_init(st);
+	if (r < 0)
+		return r;
+	/* Set first: the scan's thread signals only a running thread (probe_signal()). */
 	st->thread_running = true;
+	r = pthread_create(&st->thread, NULL, probe_thread, st);
+	if (r) {
+		st->thread_running = false;
+		probe_sync_destroy(st);
+		return -r;
+	}
 	return 0;
 }
 
@@ -1032,6 +1099,7 @@ int auto_probe_wait(struct auto_state *st)
 	if (st->thread_running) {
 		pthread_join(st->thread, NULL);
 		st->thread_running = false;
+		probe_sync_destroy(st);
 	}
 	return st->probe_err;
 }
@@ -1191,7 +1259,7 @@ void auto_punch_timed(struct auto_state *st, double seconds)
 		return;
 	/* No timing is taken after the last: sorted where they are. */
 	st->punch_s = median_punch(st->scan_punch_s);
-	__atomic_store_n(&st->punch_probed, true, __ATOMIC_RELEASE);
+	probe_signal(st, &st->punch_probed);
 }
 
 bool auto_punch_dear(struct auto_state *st)
@@ -1208,8 +1276,8 @@ int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in)
 		return -EAGAIN;
 	r = decide(st, in, true);
 	if (r == 0)
-		__atomic_store_n(&st->write_unneeded, true, __ATOMIC_RELEASE);
-	__atomic_store_n(&st->early_seen, true, __ATOMIC_RELEASE);
+		probe_signal(st, &st->write_unneeded);
+	probe_signal(st, &st->early_seen);
 	return r;
 }
 
@@ -1218,7 +1286,7 @@ void auto_done(struct auto_state *st)
 	char tmp[PATH_MAX];
 
 	/* Whatever the thread still measures, nothing is to be chosen any more. */
-	__atomic_store_n(&st->stop, true, __ATOMIC_RELEASE);
+	probe_signal(st, &st->stop);
 	(void)auto_probe_wait(st);
 	if (st->punched_all)
 		snprintf(st->reason, sizeof(st->reason),

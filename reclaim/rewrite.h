@@ -77,6 +77,13 @@ struct auto_state {
 	/* auto_probe_start(): the probes run on this thread beside the scan until joined. */
 	pthread_t thread;
 	bool thread_running;
+	/*
+	 * While the thread runs: it sleeps on wake (under lock) until a flag it
+	 * waits for is set (auto_punch_timed(), auto_decide_early(), auto_done())
+	 * or its deadline passes.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
 	bool thread_done;    /* set (atomically) by the thread as it ends */
 	bool punch_probed;   /* set (atomically) once punch_s is measured */
 	bool write_unneeded; /* set (atomically) by auto_decide_early(): skip the write probe */
