@@ -84,6 +84,7 @@ void cmd_agent_help(FILE *out)
 	      "Metrics (docs/metrics.md): cowpunch_reclaimed_bytes_total{kind=\"zero\"|\"fs_free\"|\n"
 	      "\"mem_zero\"}, cowpunch_scanned_bytes_total, cowpunch_reclaims_total{result=\"ok\"|\n"
 	      "\"unchanged\"|\"attached\"|\"busy\"|\"refused\"|\"failed\"},\n"
+	      "cowpunch_cow_reclaims_total{strategy=\"punch\"|\"rewrite\"},\n"
 	      "cowpunch_reclaim_duration_seconds, cowpunch_vms{state}, cowpunch_cow_allocated_bytes,\n"
 	      "cowpunch_cow_virtual_bytes, cowpunch_mem_allocated_bytes,\n"
 	      "cowpunch_last_cycle_timestamp_seconds, cowpunch_last_cycle_duration_seconds,\n"
@@ -240,6 +241,7 @@ static void agent_log_vm(void *opaque, const struct cycle_vm *vm)
 	static const char *const names[METRICS_RESULT_N] = {
 		"ok", "unchanged", "attached", "busy", "refused", "failed",
 	};
+	static const char *const strategies[METRICS_STRATEGY_N] = {"punch", "rewrite"};
 	char z[32], f[32], m[32], rd[32];
 
 	if (vm->result == METRICS_RESULT_UNCHANGED)
@@ -250,9 +252,10 @@ static void agent_log_vm(void *opaque, const struct cycle_vm *vm)
 		return;
 	}
 	fprintf(stderr,
-		"cowpunch: agent: vm=%s result=%s reclaimed zero=%s fs_free=%s mem_zero=%s "
+		"cowpunch: agent: vm=%s result=%s%s%s reclaimed zero=%s fs_free=%s mem_zero=%s "
 		"read=%s in %.2fs%s%s%s\n",
-		vm->id, names[vm->result],
+		vm->id, names[vm->result], vm->cow_reclaimed ? " strategy=" : "",
+		vm->cow_reclaimed ? strategies[vm->cow_strategy] : "",
 		util_format_bytes(vm->reclaimed[METRICS_KIND_ZERO], z, sizeof(z)),
 		util_format_bytes(vm->reclaimed[METRICS_KIND_FS_FREE], f, sizeof(f)),
 		util_format_bytes(vm->reclaimed[METRICS_KIND_MEM_ZERO], m, sizeof(m)),

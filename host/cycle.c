@@ -258,6 +258,10 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 			    &out->reclaimed[METRICS_KIND_FS_FREE]);
 		out->scanned_bytes = rep.bytes_read;
 		out->result = out->fs_aware_refused ? METRICS_RESULT_REFUSED : METRICS_RESULT_OK;
+		out->cow_reclaimed = true;
+		out->cow_strategy = rep.strategy == RECLAIM_STRATEGY_REWRITE
+					    ? METRICS_STRATEGY_REWRITE
+					    : METRICS_STRATEGY_PUNCH;
 	} else if (r == -EBADMSG) {
 		out->result = METRICS_RESULT_REFUSED;
 		cycle_copy(out->reason, sizeof(out->reason), "", err.msg);
@@ -339,6 +343,8 @@ static void cycle_count(const struct cycle_opts *o, struct metrics *m, struct cy
 						      vm->reclaimed[k]);
 		metrics_add_scanned(m, vm->scanned_bytes);
 		metrics_count_reclaim(m, vm->result);
+		if (vm->cow_reclaimed)
+			metrics_count_cow_strategy(m, vm->cow_strategy);
 		if (vm->ran)
 			metrics_observe_duration(m, vm->seconds);
 		metrics_set_vm(m, vm->id, vm->cow_allocated, vm->mem_allocated);

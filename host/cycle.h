@@ -69,6 +69,8 @@ struct cycle_vm {
 	bool attached;
 	bool interrupted;      /* stopped by a signal part-way; the store is valid */
 	bool fs_aware_refused; /* fs-aware refused (reason says why), zero-only ran */
+	bool cow_reclaimed;    /* the COW's reclaim ran to the end, with cow_strategy */
+	enum metrics_strategy cow_strategy;
 	uint64_t reclaimed[METRICS_KIND_N];
 	uint64_t scanned_bytes;
 	double seconds;

@@ -26,6 +26,7 @@ static const char *const result_names[METRICS_RESULT_N] = {
 	"ok", "unchanged", "attached", "busy", "refused", "failed",
 };
 static const char *const state_names[METRICS_VM_STATE_N] = {"attached", "detached"};
+static const char *const strategy_names[METRICS_STRATEGY_N] = {"punch", "rewrite"};
 
 int metrics_init(struct metrics *m, const char *version, bool per_vm, double cycle_interval)
 {
@@ -98,6 +99,11 @@ void metrics_add_scanned(struct metrics *m, uint64_t bytes)
 void metrics_count_reclaim(struct metrics *m, enum metrics_result result)
 {
 	m->reclaims[result]++;
+}
+
+void metrics_count_cow_strategy(struct metrics *m, enum metrics_strategy strategy)
+{
+	m->cow_reclaims[strategy]++;
 }
 
 void metrics_observe_duration(struct metrics *m, double seconds)
@@ -304,6 +310,11 @@ int metrics_format(const struct metrics *m, char **ret_text, size_t *ret_len)
 	put_family(f, "cowpunch_reclaims_total", "counter", "Reclaims of one VM, by outcome.");
 	put_labelled(f, "cowpunch_reclaims_total", "result", result_names, m->reclaims,
 		     METRICS_RESULT_N);
+	put_family(f, "cowpunch_cow_reclaims_total", "counter",
+		   "COW reclaims that ran to the end, by strategy: holes punched in place, or a "
+		   "sparse copy renamed over the COW.");
+	put_labelled(f, "cowpunch_cow_reclaims_total", "strategy", strategy_names, m->cow_reclaims,
+		     METRICS_STRATEGY_N);
 	put_histogram(f, m);
 	put_family(f, "cowpunch_vms", "gauge", "VMs in the state directory, by state.");
 	put_labelled(f, "cowpunch_vms", "state", state_names, m->host.vms, METRICS_VM_STATE_N);

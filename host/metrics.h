@@ -37,6 +37,13 @@ enum metrics_result {
 	METRICS_RESULT_N,
 };
 
+/* How a COW reclaim gave space back: label strategy of cowpunch_cow_reclaims_total. */
+enum metrics_strategy {
+	METRICS_STRATEGY_PUNCH,	  /* "punch": holes punched in place */
+	METRICS_STRATEGY_REWRITE, /* "rewrite": a sparse copy renamed over the COW */
+	METRICS_STRATEGY_N,
+};
+
 enum metrics_vm_state {
 	METRICS_VM_ATTACHED,
 	METRICS_VM_DETACHED,
@@ -69,6 +76,7 @@ struct metrics {
 	uint64_t reclaimed_bytes[METRICS_KIND_N];
 	uint64_t scanned_bytes;
 	uint64_t reclaims[METRICS_RESULT_N];
+	uint64_t cow_reclaims[METRICS_STRATEGY_N];
 	/* Histogram: per-bucket (not cumulative) counts, the last one for +Inf. */
 	uint64_t duration_counts[METRICS_DURATION_BUCKETS + 1];
 	double duration_sum;
@@ -103,6 +111,9 @@ void metrics_add_scanned(struct metrics *m, uint64_t bytes);
 
 /* Counts one VM's reclaim outcome. */
 void metrics_count_reclaim(struct metrics *m, enum metrics_result result);
+
+/* Counts a COW reclaim that ran to the end, by the strategy it took. */
+void metrics_count_cow_strategy(struct metrics *m, enum metrics_strategy strategy);
 
 /* Records how long one VM's reclaim took, in seconds (negative or NaN counts as 0). */
 void metrics_observe_duration(struct metrics *m, double seconds);

@@ -32,6 +32,13 @@ cow_drop=$(($(cat "$S"/vm-*/vm.json | jq -s '[.[].last_reclaim.reclaimed_bytes] 
 [ "$(metric_sum "$dir/m.prom" cowpunch_reclaimed_bytes_total)" -eq "$drop" ] ||
 	fail "A: metrics say $(metric_sum "$dir/m.prom" cowpunch_reclaimed_bytes_total), st_blocks dropped $drop"
 [ "$(metric "$dir/m.prom" 'cowpunch_reclaims_total{result="ok"}')" -eq 3 ] || fail "A: 3 ok reclaims expected"
+# Each COW reclaim counted once, by the strategy auto took for it (the records say which).
+for s in punch rewrite; do
+	want=$(cat "$S"/vm-*/vm.json | jq -s "[.[] | select(.last_reclaim.strategy == \"$s\")] | length")
+	[ "$(metric "$dir/m.prom" "cowpunch_cow_reclaims_total{strategy=\"$s\"}")" -eq "$want" ] ||
+		fail "A: cowpunch_cow_reclaims_total{strategy=\"$s\"} is not $want, the records' count"
+done
+[ "$(metric_sum "$dir/m.prom" cowpunch_cow_reclaims_total)" -eq 3 ] || fail "A: 3 COW reclaims expected by strategy"
 [ "$(metric "$dir/m.prom" 'cowpunch_cow_allocated_bytes')" -eq "$(blocks "$S"/vm-*/cow)" ] ||
 	fail "A: cowpunch_cow_allocated_bytes is not the COW files' st_blocks"
 [ "$(metric "$dir/m.prom" 'cowpunch_scanned_bytes_total')" -gt 0 ] || fail "A: nothing read?"
@@ -44,6 +51,7 @@ done
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --state-dir "$S" --textfile "$dir/m.prom"
 [ "$(metric "$dir/m.prom" cowpunch_scanned_bytes_total)" -eq 0 ] || fail "B: an unchanged cycle read data"
 [ "$(metric "$dir/m.prom" 'cowpunch_reclaims_total{result="unchanged"}')" -eq 3 ] || fail "B: 3 unchanged expected"
+[ "$(metric_sum "$dir/m.prom" cowpunch_cow_reclaims_total)" -eq 0 ] || fail "B: an unchanged cycle counted a COW reclaim"
 touch "$S"/vm-0001/cow
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --per-vm-metrics --state-dir "$S" --textfile "$dir/m.prom"
 [ "$(metric "$dir/m.prom" 'cowpunch_reclaims_total{result="ok"}')" -eq 1 ] || fail "C: exactly 1 ok expected"

@@ -121,6 +121,11 @@ rec=$(echo "$S"/vm-*/vm.json)
 	fail "record's cow_stamp.ino $(jq -r .last_reclaim.cow_stamp.ino "$rec") is not the new inode"
 [ "$(jq -r .last_reclaim.strategy "$rec")" = rewrite ] ||
 	fail "record's strategy is $(jq -r .last_reclaim.strategy "$rec"), want rewrite"
+grep -q '^cowpunch_cow_reclaims_total{strategy="rewrite"} 1$' "$dir/m.prom" &&
+	grep -q '^cowpunch_cow_reclaims_total{strategy="punch"} 0$' "$dir/m.prom" ||
+	fail "the rewrite is not counted as one: $(grep cow_reclaims_total "$dir/m.prom")"
+grep -q "result=ok strategy=rewrite " "$dir/err" ||
+	fail "the agent's log line does not say rewrite: $(cat "$dir/err")"
 [ "$(jq -r .last_reclaim.reclaimed_bytes "$rec")" -ge $((128 * 4096)) ] ||
 	fail "record says $(jq -r .last_reclaim.reclaimed_bytes "$rec") given back"
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --strategy rewrite --state-dir "$S" \

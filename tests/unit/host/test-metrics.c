@@ -40,6 +40,11 @@ static const char initial_text[] = HOST_SERIES_HEAD
 	"cowpunch_reclaims_total{result=\"busy\"} 0\n"
 	"cowpunch_reclaims_total{result=\"refused\"} 0\n"
 	"cowpunch_reclaims_total{result=\"failed\"} 0\n"
+	"# HELP cowpunch_cow_reclaims_total COW reclaims that ran to the end, by strategy: holes "
+	"punched in place, or a sparse copy renamed over the COW.\n"
+	"# TYPE cowpunch_cow_reclaims_total counter\n"
+	"cowpunch_cow_reclaims_total{strategy=\"punch\"} 0\n"
+	"cowpunch_cow_reclaims_total{strategy=\"rewrite\"} 0\n"
 	"# HELP cowpunch_reclaim_duration_seconds Time taken by one VM's reclaim.\n"
 	"# TYPE cowpunch_reclaim_duration_seconds histogram\n"
 	"cowpunch_reclaim_duration_seconds_bucket{le=\"0.01\"} 0\n"
@@ -97,6 +102,11 @@ static const char small_text[] = HOST_SERIES_HEAD
 	"cowpunch_reclaims_total{result=\"busy\"} 0\n"
 	"cowpunch_reclaims_total{result=\"refused\"} 0\n"
 	"cowpunch_reclaims_total{result=\"failed\"} 1\n"
+	"# HELP cowpunch_cow_reclaims_total COW reclaims that ran to the end, by strategy: holes "
+	"punched in place, or a sparse copy renamed over the COW.\n"
+	"# TYPE cowpunch_cow_reclaims_total counter\n"
+	"cowpunch_cow_reclaims_total{strategy=\"punch\"} 1\n"
+	"cowpunch_cow_reclaims_total{strategy=\"rewrite\"} 1\n"
 	"# HELP cowpunch_reclaim_duration_seconds Time taken by one VM's reclaim.\n"
 	"# TYPE cowpunch_reclaim_duration_seconds histogram\n"
 	"cowpunch_reclaim_duration_seconds_bucket{le=\"0.01\"} 2\n"
@@ -212,6 +222,8 @@ static void fill_small(struct metrics *m)
 	metrics_count_reclaim(m, METRICS_RESULT_OK);
 	metrics_count_reclaim(m, METRICS_RESULT_ATTACHED);
 	metrics_count_reclaim(m, METRICS_RESULT_FAILED);
+	metrics_count_cow_strategy(m, METRICS_STRATEGY_PUNCH);
+	metrics_count_cow_strategy(m, METRICS_STRATEGY_REWRITE);
 	/* Bucket bounds are inclusive (le); NaN and negative times count as 0. */
 	metrics_observe_duration(m, 0.01);
 	metrics_observe_duration(m, NAN);
