@@ -37,15 +37,19 @@ jobs=${CLI_JOBS:-1}
 outdir=$(mktemp -d)
 trap 'rm -rf "$outdir"' EXIT
 # run_one T [OUT]: runs T, its output to OUT (standard output when none), its status to a file.
+# Standard output is duplicated, not reopened: opening /dev/stdout would truncate a log file
+# the runner's output is redirected to (tests/cli/test-runner.sh).
 run_one() {
 	local t=$1 o=$outdir/$(basename "$1") start rc
 	start=$(date +%s)
+	if [ $# -gt 1 ]; then exec 3>"$2"; else exec 3>&1; fi
 	{
 		echo "== $(basename "$t")"
-		bash "$t"
+		bash "$t" 3>&-
 		rc=$?
 		echo "== $(basename "$t"): exit $rc, $(($(date +%s) - start)) s"
-	} >"${2:-/dev/stdout}" 2>&1
+	} >&3 2>&1
+	exec 3>&-
 	echo "$rc" >"$o.rc"
 }
 tests=("$here"/test-*.sh)
