@@ -4,6 +4,8 @@ BUILD   ?= build
 CC      ?= gcc
 OPT     ?= -O2
 SAN     ?=
+# How many compilers `make test`, `make check` and `make fuzz` run at once (tests run one at a time).
+JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
 # Every warning is an error in CI (CI=true) and in `make check`.
 WERROR  ?= $(if $(CI),-Werror,)
 
@@ -62,7 +64,7 @@ INSTALLED  = $(SBINDIR)/cowpunch $(MAN_PAGES:$(BUILD)/man/%=$(MANDIR)/man8/%) \
 	     $(if $(COMPLETION),$(BASHCOMPDIR)/cowpunch)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps help test unit clitest promtest check lint valgrind vmtest powercut demo bench bench-cow \
+.PHONY: all check-bins deps help test unit clitest promtest check lint valgrind vmtest powercut demo bench bench-cow \
 	bench-cow-quick fuzz fuzz-run fuzz-replay format \
 	format-check clean man install uninstall deb pkgtest
 
@@ -84,7 +86,8 @@ help:
 	@echo "                BENCH_COW_OUT=DIR, default build/bench-cow): CSV, plots, report.md"
 	@echo "make bench-cow-quick  the same, a subset under 10 minutes (build/bench-cow-quick)"
 	@echo "make fuzz       libFuzzer builds of tests/fuzz (clang)"
-	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (30) on a scratch corpus"
+	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (30) on a scratch corpus,"
+	@echo "                FUZZ_JOBS (the CPUs) at once"
 	@echo "make format-check  clang-format check"
 	@echo "make man        render the man pages (man/*.scd) into build/man/"
 	@echo "make install    install under PREFIX (/usr/local) and DESTDIR; make uninstall undoes it"
@@ -209,15 +212,19 @@ fuzz-replay: $(FUZZ_BINS)
 	done
 
 # Sanitizers: a separate build tree so the normal build stays untouched.
+# What unit and fuzz-replay run, built JOBS at a time before they run one by one.
+SAN_MAKE = $(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -fno-omit-frame-pointer" \
+	SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" WERROR=-Werror
+check-bins: $(TEST_BINS) $(BUILD)/tests/tools/engineprobe $(FUZZ_BINS)
+
 check:
 	@$(MAKE) --no-print-directory DEPS=test deps
-	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -fno-omit-frame-pointer" \
-		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" WERROR=-Werror \
-		unit fuzz-replay
+	@$(SAN_MAKE) -j$(JOBS) check-bins
+	@$(SAN_MAKE) unit fuzz-replay
 
 fuzz:
 	@$(MAKE) --no-print-directory DEPS=fuzz deps
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-fuzz CC=clang OPT=-O1 \
 		CFLAGS="-DCOWPUNCH_LIBFUZZER" SAN="-fsanitize=fuzzer,address,undefined" $(FUZZ_BINS:$(BUILD)/%=build-fuzz/%)
 
 # Each libFuzzer target for FUZZ_SECONDS on a scratch copy of its corpus (build-fuzz/run/NAME/:
@@ -277,7 +284,7 @@ bench-cow-quick: all
 test:
 	@scripts/deps.sh all
 	@$(MAKE) --no-print-directory format-check
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(JOBS) all check-bins
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory clitest
 	@$(MAKE) --no-print-directory promtest
