@@ -5,6 +5,8 @@
 # New inputs, crashes (crash-*, oom-*, timeout-*) and each target's log go to
 # WORK_DIR/NAME/; nothing is written into tests/fuzz/corpus.  Prints one line per
 # target (execs, cov, ft, corpus size) and exits 1 when any target found something.
+# FUZZ_JOBS=N (default: the number of CPUs) runs up to N targets at once, one CPU each;
+# their reports are printed in the order the targets were given.
 set -uo pipefail
 
 secs=${1:?usage: run.sh SECONDS FUZZ_BUILD_DIR WORK_DIR [TARGET...]}
@@ -31,13 +33,10 @@ seed_kernel_stores() {
 	done
 }
 
-failed=0
-for t in "${targets[@]}"; do
+# fuzz_one T: runs target T; its report to WORK_DIR/T/report, its verdict (0 or 1) to .../failed.
+fuzz_one() {
+	local t=$1 exe d nseeds start rc took last execs cov ft corp new found
 	exe=$bin/tests/fuzz/$t
-	if [ ! -x "$exe" ]; then
-		echo "fuzz-run: $exe is missing (make fuzz)" >&2
-		exit 2
-	fi
 	d=$work/$t
 	rm -rf "$d"
 	mkdir -p "$d/new" "$d/seeds"
@@ -58,12 +57,39 @@ for t in "${targets[@]}"; do
 	new=$(find "$d/new" -type f | wc -l)
 	found=$(find "$d" -maxdepth 1 -name 'crash-*' -o -maxdepth 1 -name 'oom-*' \
 		-o -maxdepth 1 -name 'timeout-*' -o -maxdepth 1 -name 'leak-*' | head -5)
-	echo "fuzz-run: $t: ${took}s, ${execs:-?} execs, cov ${cov:-?}, ft ${ft:-?}," \
-		"corpus ${corp:-?} (${nseeds} seeds, ${new} new), exit $rc"
-	if [ $rc -ne 0 ] || [ -n "$found" ]; then
-		echo "fuzz-run: $t FOUND SOMETHING: ${found:-see the log}; log: $d/log" >&2
-		grep -E 'ERROR|SUMMARY|runtime error|abort' "$d/log" | head -10 >&2
-		failed=1
+	{
+		echo "fuzz-run: $t: ${took}s, ${execs:-?} execs, cov ${cov:-?}, ft ${ft:-?}," \
+			"corpus ${corp:-?} (${nseeds} seeds, ${new} new), exit $rc"
+		if [ $rc -ne 0 ] || [ -n "$found" ]; then
+			echo "fuzz-run: $t FOUND SOMETHING: ${found:-see the log}; log: $d/log"
+			grep -E 'ERROR|SUMMARY|runtime error|abort' "$d/log" | head -10
+			echo 1 >"$d/failed"
+		else
+			echo 0 >"$d/failed"
+		fi
+	} >"$d/report"
+}
+
+for t in "${targets[@]}"; do
+	if [ ! -x "$bin/tests/fuzz/$t" ]; then
+		echo "fuzz-run: $bin/tests/fuzz/$t is missing (make fuzz)" >&2
+		exit 2
 	fi
+done
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+running=0
+for t in "${targets[@]}"; do
+	if [ "$running" -ge "$jobs" ]; then
+		wait -n
+		running=$((running - 1))
+	fi
+	fuzz_one "$t" &
+	running=$((running + 1))
+done
+wait
+failed=0
+for t in "${targets[@]}"; do
+	cat "$work/$t/report"
+	[ "$(cat "$work/$t/failed" 2>/dev/null)" = 0 ] || failed=1
 done
 exit $failed
