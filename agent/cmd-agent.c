@@ -238,24 +238,21 @@ static uint64_t agent_mono_ns(void)
 
 static void agent_log_vm(void *opaque, const struct cycle_vm *vm)
 {
-	static const char *const names[METRICS_RESULT_N] = {
-		"ok", "unchanged", "attached", "busy", "refused", "failed",
-	};
-	static const char *const strategies[METRICS_STRATEGY_N] = {"punch", "rewrite"};
+	const char *result = metrics_result_name(vm->result);
 	char z[32], f[32], m[32], rd[32];
 
 	if (vm->result == METRICS_RESULT_UNCHANGED)
 		return; /* the common case on an idle host: counted, not logged */
 	if (!vm->ran) {
-		fprintf(stderr, "cowpunch: agent: vm=%s result=%s%s%s\n", vm->id, names[vm->result],
+		fprintf(stderr, "cowpunch: agent: vm=%s result=%s%s%s\n", vm->id, result,
 			vm->reason[0] ? ": " : "", vm->reason);
 		return;
 	}
 	fprintf(stderr,
 		"cowpunch: agent: vm=%s result=%s%s%s reclaimed zero=%s fs_free=%s mem_zero=%s "
 		"read=%s in %.2fs%s%s%s\n",
-		vm->id, names[vm->result], vm->cow_reclaimed ? " strategy=" : "",
-		vm->cow_reclaimed ? strategies[vm->cow_strategy] : "",
+		vm->id, result, vm->cow_reclaimed ? " strategy=" : "",
+		vm->cow_reclaimed ? metrics_strategy_name(vm->cow_strategy) : "",
 		util_format_bytes(vm->reclaimed[METRICS_KIND_ZERO], z, sizeof(z)),
 		util_format_bytes(vm->reclaimed[METRICS_KIND_FS_FREE], f, sizeof(f)),
 		util_format_bytes(vm->reclaimed[METRICS_KIND_MEM_ZERO], m, sizeof(m)),

@@ -28,6 +28,16 @@ static const char *const result_names[METRICS_RESULT_N] = {
 static const char *const state_names[METRICS_VM_STATE_N] = {"attached", "detached"};
 static const char *const strategy_names[METRICS_STRATEGY_N] = {"punch", "rewrite"};
 
+const char *metrics_result_name(enum metrics_result result)
+{
+	return (unsigned)result < METRICS_RESULT_N ? result_names[result] : "?";
+}
+
+const char *metrics_strategy_name(enum metrics_strategy strategy)
+{
+	return (unsigned)strategy < METRICS_STRATEGY_N ? strategy_names[strategy] : "?";
+}
+
 int metrics_init(struct metrics *m, const char *version, bool per_vm, double cycle_interval)
 {
 	*m = (struct metrics){.per_vm = per_vm, .cycle_interval = cycle_interval};

@@ -115,6 +115,10 @@ void metrics_count_reclaim(struct metrics *m, enum metrics_result result);
 /* Counts a COW reclaim that ran to the end, by the strategy it took. */
 void metrics_count_cow_strategy(struct metrics *m, enum metrics_strategy strategy);
 
+/* The label values of result and strategy ("ok", "punch"); "?" for a value out of range. */
+const char *metrics_result_name(enum metrics_result result);
+const char *metrics_strategy_name(enum metrics_strategy strategy);
+
 /* Records how long one VM's reclaim took, in seconds (negative or NaN counts as 0). */
 void metrics_observe_duration(struct metrics *m, double seconds);
 

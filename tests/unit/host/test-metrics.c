@@ -202,6 +202,27 @@ static void test_initial(void **state)
 	metrics_free(&m);
 }
 
+/* The names the agent's log uses are the label values of the exposition (initial_text). */
+static void test_label_names(void **state)
+{
+	char want[96];
+
+	for (int r = 0; r < METRICS_RESULT_N; r++) {
+		snprintf(want, sizeof(want), "cowpunch_reclaims_total{result=\"%s\"} 0\n",
+			 metrics_result_name(r));
+		assert_non_null(strstr(initial_text, want));
+	}
+	for (int r = 0; r < METRICS_STRATEGY_N; r++) {
+		snprintf(want, sizeof(want), "cowpunch_cow_reclaims_total{strategy=\"%s\"} 0\n",
+			 metrics_strategy_name(r));
+		assert_non_null(strstr(initial_text, want));
+	}
+	assert_string_equal(metrics_result_name(METRICS_RESULT_FAILED), "failed");
+	assert_string_equal(metrics_strategy_name(METRICS_STRATEGY_REWRITE), "rewrite");
+	assert_string_equal(metrics_result_name(METRICS_RESULT_N), "?");
+	assert_string_equal(metrics_strategy_name(METRICS_STRATEGY_N), "?");
+}
+
 static void fill_small(struct metrics *m)
 {
 	struct metrics_host host = {
@@ -387,11 +408,9 @@ static void test_textfile(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_initial),
-		cmocka_unit_test(test_small_state),
-		cmocka_unit_test(test_cycle_drops_gone_vms),
-		cmocka_unit_test(test_no_per_vm),
-		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_initial),	    cmocka_unit_test(test_label_names),
+		cmocka_unit_test(test_small_state), cmocka_unit_test(test_cycle_drops_gone_vms),
+		cmocka_unit_test(test_no_per_vm),   cmocka_unit_test(test_values),
 		cmocka_unit_test(test_textfile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
