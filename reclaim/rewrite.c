@@ -1277,7 +1277,9 @@ int auto_decide_early(struct auto_state *st, const struct rewrite_decide_in *in)
 	r = decide(st, in, true);
 	if (r == 0)
 		probe_signal(st, &st->write_unneeded);
-	probe_signal(st, &st->early_seen);
+	/* Called after every read until the probes are done: the lock only the first time. */
+	if (!__atomic_load_n(&st->early_seen, __ATOMIC_ACQUIRE))
+		probe_signal(st, &st->early_seen);
 	return r;
 }
 
