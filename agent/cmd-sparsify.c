@@ -278,26 +278,6 @@ static int open_exclusive(const char *path, int *ret_fd)
 	return EXIT_OK;
 }
 
-/*
- * For a rewrite: 1 with why filled when /proc shows another process with path
- * (fd) open or mapped (a rewrite would leave it the old file), else 0.  A
- * process this one may not look at (other users' without root, another PID
- * namespace's) is not seen: it would keep reading the old file, whose bytes
- * are the same, and hold its blocks until it lets go.
- */
-static int rewrite_user(int fd, const char *path, char *why, size_t len)
-{
-	struct sparsify_writer w;
-	struct stat st;
-
-	if (fstat(fd, &st) < 0 || sparsify_find_user(st.st_dev, st.st_ino, &w) != 1)
-		return 0;
-	snprintf(why, len,
-		 "%s is open or mapped by process %d (%s): a rewrite would leave it the old file",
-		 path, (int)w.pid, w.comm);
-	return 1;
-}
-
 /* Sparsifies one file; returns its exit code and fills *rep on EXIT_OK. */
 static int sparsify_file(const char *path, const struct args *a, struct sparsify_report *rep)
 {
@@ -317,7 +297,7 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 	if (r != EXIT_OK)
 		return r;
 	if (opts.strategy != RECLAIM_STRATEGY_PUNCH && !opts.dry_run &&
-	    rewrite_user(fd, path, why, sizeof(why))) {
+	    sparsify_rewrite_user(fd, path, why, sizeof(why))) {
 		if (opts.strategy == RECLAIM_STRATEGY_REWRITE) {
 			agent_error("%s: rewrite refused: %s; nothing written (try --strategy "
 				    "punch)",

@@ -256,3 +256,16 @@ int sparsify_find_user(dev_t dev, ino_t ino, struct sparsify_writer *ret)
 {
 	return find_process(dev, ino, true, ret);
 }
+
+int sparsify_rewrite_user(int fd, const char *path, char *why, size_t why_len)
+{
+	struct sparsify_writer w;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || sparsify_find_user(st.st_dev, st.st_ino, &w) != 1)
+		return 0;
+	snprintf(why, why_len,
+		 "%s is open or mapped by process %d (%s): a rewrite would leave it the old file",
+		 path, (int)w.pid, w.comm);
+	return 1;
+}

@@ -92,4 +92,14 @@ int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret);
  */
 int sparsify_find_user(dev_t dev, ino_t ino, struct sparsify_writer *ret);
 
+/*
+ * For a rewrite of path (open as fd): 1 with why filled, naming the process,
+ * when /proc shows another process with it open or mapped (a rewrite would
+ * leave it the old file), else 0.  A process this one may not look at (other
+ * users' without root, another PID namespace's) is not seen: it would keep
+ * reading the old file, whose bytes are the same, and hold its blocks until it
+ * lets go.
+ */
+int sparsify_rewrite_user(int fd, const char *path, char *why, size_t why_len);
+
 #endif
