@@ -73,10 +73,12 @@ void cmd_agent_help(FILE *out)
 	      "      --per-vm-metrics     also export per-VM series (label vm): a dozen series\n"
 	      "                           per VM, so off by default\n"
 	      "  -e, --engine ENGINE      I/O engine: auto (default), uring, aio or sync\n"
-	      "      --strategy STRATEGY  how a COW's chunks are given back: auto (default:\n"
-	      "                           the cheaper, measured on this host), punch (in\n"
-	      "                           place) or rewrite (a new file renamed over it); the\n"
-	      "                           memory file is always punched (see cowpunch-reclaim(8))\n"
+	      "      --strategy STRATEGY  how a COW's chunks and a memory file's zero blocks\n"
+	      "                           are given back: auto (default: the cheaper, measured\n"
+	      "                           on this host), punch (in place) or rewrite (a new\n"
+	      "                           file renamed over it; see cowpunch-reclaim(8)); a\n"
+	      "                           memory file another process has open or mapped is\n"
+	      "                           punched under auto, a forced rewrite of it fails\n"
 	      "      --no-fs-aware        zero-only reclaim, even for VMs with a base image\n"
 	      "      --once               run one cycle and exit (cron, systemd timers)\n"
 	      "  -h, --help               show this help\n"
@@ -249,10 +251,12 @@ static void agent_log_vm(void *opaque, const struct cycle_vm *vm)
 		return;
 	}
 	fprintf(stderr,
-		"cowpunch: agent: vm=%s result=%s%s%s reclaimed zero=%s fs_free=%s mem_zero=%s "
+		"cowpunch: agent: vm=%s result=%s%s%s%s%s reclaimed zero=%s fs_free=%s mem_zero=%s "
 		"read=%s in %.2fs%s%s%s\n",
 		vm->id, result, vm->cow_reclaimed ? " strategy=" : "",
 		vm->cow_reclaimed ? metrics_strategy_name(vm->cow_strategy) : "",
+		vm->mem_reclaimed ? " mem_strategy=" : "",
+		vm->mem_reclaimed ? metrics_strategy_name(vm->mem_strategy) : "",
 		util_format_bytes(vm->reclaimed[METRICS_KIND_ZERO], z, sizeof(z)),
 		util_format_bytes(vm->reclaimed[METRICS_KIND_FS_FREE], f, sizeof(f)),
 		util_format_bytes(vm->reclaimed[METRICS_KIND_MEM_ZERO], m, sizeof(m)),

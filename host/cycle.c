@@ -194,30 +194,68 @@ static void cycle_split(const struct reclaim_report *rep, uint64_t *zero, uint64
 	*fs_free = rep->reclaimed_bytes - *zero;
 }
 
-/* Sparsifies the VM's memory file; fills out's mem figures.  0 or -errno (err says why). */
+/* A forced rewrite of the VM's memory file refused (why): -EPERM, nothing written. */
+static int memfile_refused(const struct vm *v, const char *why, struct host_error *err)
+{
+	host_seterr(err,
+		    "memory file of VM %s: rewrite refused: %s; nothing written (try --strategy "
+		    "punch)",
+		    v->id, why);
+	return -EPERM;
+}
+
+/*
+ * Sparsifies the VM's memory file by o's strategy; fills out's mem figures.
+ * A rewrite renames a new file over it: a process that has it open or mapped,
+ * even read-only (a restored VM maps it privately), would keep the old file
+ * and its blocks.  auto punches such a file; a forced rewrite is refused then,
+ * as where reclaim_rewrite_refusal() refuses one (links, shared extents, free
+ * space).  0 or -errno (err says why).
+ */
 static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct cycle_vm *out,
 			 struct host_error *err)
 {
 	_cleanup_close_ int fd = -1;
 	struct sparsify_report rep;
-	struct reclaim_opts ropts = {.engine = o->engine, .stop = o->stop};
+	struct reclaim_opts ropts = {
+		.engine = o->engine,
+		.strategy = o->strategy,
+		.path = v->rec.mem_path,
+		.stop = o->stop,
+	};
+	const char *path = v->rec.mem_path;
+	char why[200];
 	int r;
 
 	if (o->throttle) {
 		ropts.throttle = cycle_throttle_cb;
 		ropts.throttle_opaque = (void *)o;
 	}
-	r = sparsefile_open_exclusive(v->rec.mem_path, &fd, err);
+	r = sparsefile_open_exclusive(path, &fd, err);
 	if (r < 0)
 		return r;
+	if (ropts.strategy != RECLAIM_STRATEGY_PUNCH &&
+	    sparsify_rewrite_user(fd, path, why, sizeof(why))) {
+		if (ropts.strategy == RECLAIM_STRATEGY_REWRITE)
+			return memfile_refused(v, why, err);
+		ropts.strategy = RECLAIM_STRATEGY_PUNCH;
+	}
 	r = sparsify_run(fd, &ropts, &rep);
+	if (r == -EPERM && ropts.strategy == RECLAIM_STRATEGY_REWRITE) {
+		if (reclaim_rewrite_refusal(fd, path, why, sizeof(why)) != 1)
+			snprintf(why, sizeof(why), "%.150s: not permitted", path);
+		return memfile_refused(v, why, err);
+	}
 	if (r < 0) {
-		host_seterr(err, "%s: memory file of VM %s: sparsify failed: %s", v->rec.mem_path,
-			    v->id, strerror(-r));
+		host_seterr(err, "%s: memory file of VM %s: sparsify failed: %s", path, v->id,
+			    strerror(-r));
 		return r;
 	}
 	out->reclaimed[METRICS_KIND_MEM_ZERO] = rep.scan.reclaimed_bytes;
 	out->scanned_bytes += rep.scan.bytes_read;
+	out->mem_reclaimed = true;
+	out->mem_strategy = rep.scan.strategy == RECLAIM_STRATEGY_REWRITE ? METRICS_STRATEGY_REWRITE
+									  : METRICS_STRATEGY_PUNCH;
 	return 0;
 }
 

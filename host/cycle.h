@@ -52,7 +52,7 @@ struct cycle_opts {
 	const char *state;
 	unsigned parallel; /* children at once, 1 to CYCLE_PARALLEL_MAX */
 	enum reclaim_engine_kind engine;
-	enum reclaim_strategy strategy;	   /* the COW's; the memory file is always punched */
+	enum reclaim_strategy strategy;	   /* the COW's and the memory file's */
 	bool no_fs_aware;		   /* zero-only reclaim even where fs-aware could run */
 	struct cycle_throttle *throttle;   /* may be NULL */
 	const volatile sig_atomic_t *stop; /* set by SIGTERM/SIGINT; may be NULL */
@@ -71,6 +71,8 @@ struct cycle_vm {
 	bool fs_aware_refused; /* fs-aware refused (reason says why), zero-only ran */
 	bool cow_reclaimed;    /* the COW's reclaim ran to the end, with cow_strategy */
 	enum metrics_strategy cow_strategy;
+	bool mem_reclaimed; /* the memory file's sparsify ran to the end, with mem_strategy */
+	enum metrics_strategy mem_strategy;
 	uint64_t reclaimed[METRICS_KIND_N];
 	uint64_t scanned_bytes;
 	double seconds;

@@ -4,7 +4,8 @@
 # owner, mode and xattrs came over, the store is valid (inspect), no temp file is left; the
 # refusals (two links, a file another process holds open) exit 5 with the file untouched,
 # and auto then punches and says why; a stale temp file goes with the next run; the agent's
-# record takes the new inode and its next cycle finds the VM unchanged.
+# record takes the new inode and its next cycle finds the VM unchanged; the agent rewrites a
+# memory file too, and one another process holds it punches (auto) or refuses (rewrite).
 set -u
 : "${BUILD_DIR:?}"
 MKSTORE=$BUILD_DIR/tests/tools/mkstore
@@ -106,12 +107,17 @@ jq_is '.files[0].strategy' punch
 jq_is ".files[0].strategy_reason | contains(\"process $holder\")" true
 kill $holder 2>/dev/null
 
-# --- the agent: a rewrite updates the record's stamp to the new inode; the next cycle skips it
+# --- the agent: a rewrite updates the record's stamp to the new inode; the next cycle skips it.
+# The memory file is rewritten too: the same bytes, a new inode, its zero pages holes.
 S=$dir/state
-"$mkvms" --chunks 256 --zero-pct 50 "$S" 1 || fail "mkvms failed"
+"$mkvms" --chunks 256 --zero-pct 50 --mem-size 4M "$S" 1 || fail "mkvms failed"
 cow=$(echo "$S"/vm-*/cow)
 sha=$(sha256sum <"$cow")
 ino=$(stat -c %i "$cow")
+mem=$(echo "$S"/vm-*/mem)
+msha=$(sha256sum <"$mem")
+mino=$(stat -c %i "$mem")
+mblocks=$(stat -c %b "$mem")
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --strategy rewrite --state-dir "$S" \
 	--textfile "$dir/m.prom"
 [ "$(sha256sum <"$cow")" = "$sha" ] || fail "agent rewrite changed the COW's bytes"
@@ -124,8 +130,15 @@ rec=$(echo "$S"/vm-*/vm.json)
 grep -q '^cowpunch_cow_reclaims_total{strategy="rewrite"} 1$' "$dir/m.prom" &&
 	grep -q '^cowpunch_cow_reclaims_total{strategy="punch"} 0$' "$dir/m.prom" ||
 	fail "the rewrite is not counted as one: $(grep cow_reclaims_total "$dir/m.prom")"
-grep -q "result=ok strategy=rewrite " "$dir/err" ||
-	fail "the agent's log line does not say rewrite: $(cat "$dir/err")"
+grep -q "result=ok strategy=rewrite mem_strategy=rewrite " "$dir/err" ||
+	fail "the agent's log line does not say rewrite for both files: $(cat "$dir/err")"
+[ "$(sha256sum <"$mem")" = "$msha" ] || fail "agent rewrite changed the memory file's bytes"
+[ "$(stat -c %i "$mem")" != "$mino" ] || fail "agent --strategy rewrite kept the memory file's inode"
+[ "$(jq -r .last_reclaim.mem_stamp.ino "$rec")" = "$(stat -c %i "$mem")" ] ||
+	fail "record's mem_stamp.ino is not the memory file's new inode"
+mfreed=$(((mblocks - $(stat -c %b "$mem")) * 512))
+[ "$mfreed" -gt $((1 << 20)) ] && [ "$(jq -r .last_reclaim.mem_reclaimed_bytes "$rec")" -eq "$mfreed" ] ||
+	fail "memory file: st_blocks fell by $mfreed bytes, record says $(jq -r .last_reclaim.mem_reclaimed_bytes "$rec")"
 [ "$(jq -r .last_reclaim.reclaimed_bytes "$rec")" -ge $((128 * 4096)) ] ||
 	fail "record says $(jq -r .last_reclaim.reclaimed_bytes "$rec") given back"
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --strategy rewrite --state-dir "$S" \
@@ -133,5 +146,26 @@ expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --strategy rewrite --state-di
 grep -q 'cowpunch_reclaims_total{result="unchanged"} 1' "$dir/m.prom" ||
 	fail "the cycle after a rewrite did not find the VM unchanged: $(grep reclaims_total "$dir/m.prom")"
 expect_rc 0 "$COWPUNCH" inspect "$cow"
+
+# A memory file another process has open (read-only: a restored VM maps it) would keep the old
+# file: auto punches it in place; a forced rewrite fails the visit and leaves it untouched.
+"$mkvms" --chunks 64 --zero-pct 50 --mem-size 4M "$dir/held-state" 1 || fail "mkvms failed"
+mem=$(echo "$dir"/held-state/vm-*/mem)
+sleep 60 <"$mem" &
+mholder=$!
+cleanup_hooks+=('kill $mholder 2>/dev/null')
+s=$(state "$mem")
+mino=$(stat -c %i "$mem")
+expect_rc 1 "$COWPUNCH" agent --once --no-fs-aware --strategy rewrite --state-dir "$dir/held-state"
+grep -q "rewrite refused: $mem is open or mapped by process $mholder" "$dir/err" ||
+	fail "a forced rewrite of a held memory file: no refusal naming $mholder: $(cat "$dir/err")"
+[ "$(state "$mem")" = "$s" ] || fail "a refused memory-file rewrite changed the file"
+msha=$(sha256sum <"$mem")
+expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --state-dir "$dir/held-state"
+grep -q "mem_strategy=punch " "$dir/err" || fail "auto did not punch the held memory file: $(cat "$dir/err")"
+[ "$(stat -c %i "$mem")" = "$mino" ] || fail "auto rewrote a memory file another process holds"
+[ "$(sha256sum <"$mem")" = "$msha" ] || fail "auto's punch changed the held memory file's bytes"
+[ "$(state "$mem")" != "$s" ] || fail "auto gave nothing back from the held memory file"
+kill $mholder 2>/dev/null
 
 finish rewrite
