@@ -87,6 +87,7 @@ void cmd_agent_help(FILE *out)
 	      "\"mem_zero\"}, cowpunch_scanned_bytes_total, cowpunch_reclaims_total{result=\"ok\"|\n"
 	      "\"unchanged\"|\"attached\"|\"busy\"|\"refused\"|\"failed\"},\n"
 	      "cowpunch_cow_reclaims_total{strategy=\"punch\"|\"rewrite\"},\n"
+	      "cowpunch_mem_reclaims_total{strategy=\"punch\"|\"rewrite\"},\n"
 	      "cowpunch_reclaim_duration_seconds, cowpunch_vms{state}, cowpunch_cow_allocated_bytes,\n"
 	      "cowpunch_cow_virtual_bytes, cowpunch_mem_allocated_bytes,\n"
 	      "cowpunch_last_cycle_timestamp_seconds, cowpunch_last_cycle_duration_seconds,\n"

@@ -383,6 +383,8 @@ static void cycle_count(const struct cycle_opts *o, struct metrics *m, struct cy
 		metrics_count_reclaim(m, vm->result);
 		if (vm->cow_reclaimed)
 			metrics_count_cow_strategy(m, vm->cow_strategy);
+		if (vm->mem_reclaimed)
+			metrics_count_mem_strategy(m, vm->mem_strategy);
 		if (vm->ran)
 			metrics_observe_duration(m, vm->seconds);
 		metrics_set_vm(m, vm->id, vm->cow_allocated, vm->mem_allocated);

@@ -116,6 +116,11 @@ void metrics_count_cow_strategy(struct metrics *m, enum metrics_strategy strateg
 	m->cow_reclaims[strategy]++;
 }
 
+void metrics_count_mem_strategy(struct metrics *m, enum metrics_strategy strategy)
+{
+	m->mem_reclaims[strategy]++;
+}
+
 void metrics_observe_duration(struct metrics *m, double seconds)
 {
 	size_t i = 0;
@@ -324,6 +329,11 @@ int metrics_format(const struct metrics *m, char **ret_text, size_t *ret_len)
 		   "COW reclaims that ran to the end, by strategy: holes punched in place, or a "
 		   "sparse copy renamed over the COW.");
 	put_labelled(f, "cowpunch_cow_reclaims_total", "strategy", strategy_names, m->cow_reclaims,
+		     METRICS_STRATEGY_N);
+	put_family(f, "cowpunch_mem_reclaims_total", "counter",
+		   "Memory-file reclaims that ran to the end, by strategy: zero blocks punched in "
+		   "place, or a sparse copy renamed over the file.");
+	put_labelled(f, "cowpunch_mem_reclaims_total", "strategy", strategy_names, m->mem_reclaims,
 		     METRICS_STRATEGY_N);
 	put_histogram(f, m);
 	put_family(f, "cowpunch_vms", "gauge", "VMs in the state directory, by state.");

@@ -37,7 +37,10 @@ enum metrics_result {
 	METRICS_RESULT_N,
 };
 
-/* How a COW reclaim gave space back: label strategy of cowpunch_cow_reclaims_total. */
+/*
+ * How a COW reclaim or a memory file's sparsify gave space back: label strategy
+ * of cowpunch_cow_reclaims_total and cowpunch_mem_reclaims_total.
+ */
 enum metrics_strategy {
 	METRICS_STRATEGY_PUNCH,	  /* "punch": holes punched in place */
 	METRICS_STRATEGY_REWRITE, /* "rewrite": a sparse copy renamed over the COW */
@@ -77,6 +80,7 @@ struct metrics {
 	uint64_t scanned_bytes;
 	uint64_t reclaims[METRICS_RESULT_N];
 	uint64_t cow_reclaims[METRICS_STRATEGY_N];
+	uint64_t mem_reclaims[METRICS_STRATEGY_N];
 	/* Histogram: per-bucket (not cumulative) counts, the last one for +Inf. */
 	uint64_t duration_counts[METRICS_DURATION_BUCKETS + 1];
 	double duration_sum;
@@ -114,6 +118,9 @@ void metrics_count_reclaim(struct metrics *m, enum metrics_result result);
 
 /* Counts a COW reclaim that ran to the end, by the strategy it took. */
 void metrics_count_cow_strategy(struct metrics *m, enum metrics_strategy strategy);
+
+/* Counts a memory file's sparsify that ran to the end, by the strategy it took. */
+void metrics_count_mem_strategy(struct metrics *m, enum metrics_strategy strategy);
 
 /* The label values of result and strategy ("ok", "punch"); "?" for a value out of range. */
 const char *metrics_result_name(enum metrics_result result);

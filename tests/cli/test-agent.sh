@@ -39,6 +39,7 @@ for s in punch rewrite; do
 		fail "A: cowpunch_cow_reclaims_total{strategy=\"$s\"} is not $want, the records' count"
 done
 [ "$(metric_sum "$dir/m.prom" cowpunch_cow_reclaims_total)" -eq 3 ] || fail "A: 3 COW reclaims expected by strategy"
+[ "$(metric_sum "$dir/m.prom" cowpunch_mem_reclaims_total)" -eq 3 ] || fail "A: 3 memory-file reclaims expected by strategy"
 [ "$(metric "$dir/m.prom" 'cowpunch_cow_allocated_bytes')" -eq "$(blocks "$S"/vm-*/cow)" ] ||
 	fail "A: cowpunch_cow_allocated_bytes is not the COW files' st_blocks"
 [ "$(metric "$dir/m.prom" 'cowpunch_scanned_bytes_total')" -gt 0 ] || fail "A: nothing read?"
@@ -52,6 +53,7 @@ expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --state-dir "$S" --textfile "
 [ "$(metric "$dir/m.prom" cowpunch_scanned_bytes_total)" -eq 0 ] || fail "B: an unchanged cycle read data"
 [ "$(metric "$dir/m.prom" 'cowpunch_reclaims_total{result="unchanged"}')" -eq 3 ] || fail "B: 3 unchanged expected"
 [ "$(metric_sum "$dir/m.prom" cowpunch_cow_reclaims_total)" -eq 0 ] || fail "B: an unchanged cycle counted a COW reclaim"
+[ "$(metric_sum "$dir/m.prom" cowpunch_mem_reclaims_total)" -eq 0 ] || fail "B: an unchanged cycle counted a memory-file reclaim"
 touch "$S"/vm-0001/cow
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --per-vm-metrics --state-dir "$S" --textfile "$dir/m.prom"
 [ "$(metric "$dir/m.prom" 'cowpunch_reclaims_total{result="ok"}')" -eq 1 ] || fail "C: exactly 1 ok expected"

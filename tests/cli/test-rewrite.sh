@@ -130,6 +130,9 @@ rec=$(echo "$S"/vm-*/vm.json)
 grep -q '^cowpunch_cow_reclaims_total{strategy="rewrite"} 1$' "$dir/m.prom" &&
 	grep -q '^cowpunch_cow_reclaims_total{strategy="punch"} 0$' "$dir/m.prom" ||
 	fail "the rewrite is not counted as one: $(grep cow_reclaims_total "$dir/m.prom")"
+grep -q '^cowpunch_mem_reclaims_total{strategy="rewrite"} 1$' "$dir/m.prom" &&
+	grep -q '^cowpunch_mem_reclaims_total{strategy="punch"} 0$' "$dir/m.prom" ||
+	fail "the memory file's rewrite is not counted as one: $(grep mem_reclaims_total "$dir/m.prom")"
 grep -q "result=ok strategy=rewrite mem_strategy=rewrite " "$dir/err" ||
 	fail "the agent's log line does not say rewrite for both files: $(cat "$dir/err")"
 [ "$(sha256sum <"$mem")" = "$msha" ] || fail "agent rewrite changed the memory file's bytes"

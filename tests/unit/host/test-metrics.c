@@ -45,6 +45,11 @@ static const char initial_text[] = HOST_SERIES_HEAD
 	"# TYPE cowpunch_cow_reclaims_total counter\n"
 	"cowpunch_cow_reclaims_total{strategy=\"punch\"} 0\n"
 	"cowpunch_cow_reclaims_total{strategy=\"rewrite\"} 0\n"
+	"# HELP cowpunch_mem_reclaims_total Memory-file reclaims that ran to the end, by strategy: "
+	"zero blocks punched in place, or a sparse copy renamed over the file.\n"
+	"# TYPE cowpunch_mem_reclaims_total counter\n"
+	"cowpunch_mem_reclaims_total{strategy=\"punch\"} 0\n"
+	"cowpunch_mem_reclaims_total{strategy=\"rewrite\"} 0\n"
 	"# HELP cowpunch_reclaim_duration_seconds Time taken by one VM's reclaim.\n"
 	"# TYPE cowpunch_reclaim_duration_seconds histogram\n"
 	"cowpunch_reclaim_duration_seconds_bucket{le=\"0.01\"} 0\n"
@@ -107,6 +112,11 @@ static const char small_text[] = HOST_SERIES_HEAD
 	"# TYPE cowpunch_cow_reclaims_total counter\n"
 	"cowpunch_cow_reclaims_total{strategy=\"punch\"} 1\n"
 	"cowpunch_cow_reclaims_total{strategy=\"rewrite\"} 1\n"
+	"# HELP cowpunch_mem_reclaims_total Memory-file reclaims that ran to the end, by strategy: "
+	"zero blocks punched in place, or a sparse copy renamed over the file.\n"
+	"# TYPE cowpunch_mem_reclaims_total counter\n"
+	"cowpunch_mem_reclaims_total{strategy=\"punch\"} 0\n"
+	"cowpunch_mem_reclaims_total{strategy=\"rewrite\"} 2\n"
 	"# HELP cowpunch_reclaim_duration_seconds Time taken by one VM's reclaim.\n"
 	"# TYPE cowpunch_reclaim_duration_seconds histogram\n"
 	"cowpunch_reclaim_duration_seconds_bucket{le=\"0.01\"} 2\n"
@@ -216,6 +226,9 @@ static void test_label_names(void **state)
 		snprintf(want, sizeof(want), "cowpunch_cow_reclaims_total{strategy=\"%s\"} 0\n",
 			 metrics_strategy_name(r));
 		assert_non_null(strstr(initial_text, want));
+		snprintf(want, sizeof(want), "cowpunch_mem_reclaims_total{strategy=\"%s\"} 0\n",
+			 metrics_strategy_name(r));
+		assert_non_null(strstr(initial_text, want));
 	}
 	assert_string_equal(metrics_result_name(METRICS_RESULT_FAILED), "failed");
 	assert_string_equal(metrics_strategy_name(METRICS_STRATEGY_REWRITE), "rewrite");
@@ -245,6 +258,8 @@ static void fill_small(struct metrics *m)
 	metrics_count_reclaim(m, METRICS_RESULT_FAILED);
 	metrics_count_cow_strategy(m, METRICS_STRATEGY_PUNCH);
 	metrics_count_cow_strategy(m, METRICS_STRATEGY_REWRITE);
+	metrics_count_mem_strategy(m, METRICS_STRATEGY_REWRITE);
+	metrics_count_mem_strategy(m, METRICS_STRATEGY_REWRITE);
 	/* Bucket bounds are inclusive (le); NaN and negative times count as 0. */
 	metrics_observe_duration(m, 0.01);
 	metrics_observe_duration(m, NAN);
