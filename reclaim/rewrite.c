@@ -887,7 +887,7 @@ static bool early_looked(struct auto_state *st)
 }
 
 /*
- * Sets *flag, one of the flags the probe thread may be waiting for (probe_wait()),
+ * Sets *flag, one of the flags the probe thread may be waiting for (probe_sleep()),
  * and wakes it.  Called on the scan's thread, which also joins the probe
  * thread: once joined (thread_running false) there is nobody to wake.
  */
@@ -904,27 +904,39 @@ static void probe_signal(struct auto_state *st, bool *flag)
 }
 
 /*
- * On the probe thread: sleeps until util_now() (CLOCK_MONOTONIC) reaches
- * until, done(st) holds or st stops; until 1e30 waits for those alone.
+ * On the probe thread: sleeps until done(st) holds or st stops, and with a
+ * deadline (has_until) no later than util_now() (CLOCK_MONOTONIC) reaching until.
  */
-static void probe_wait(struct auto_state *st, double until, bool (*done)(struct auto_state *))
+static void probe_sleep(struct auto_state *st, bool has_until, double until,
+			bool (*done)(struct auto_state *))
 {
-	bool forever = until >= 1e30;
 	struct timespec ts = {0};
 
-	if (!forever) {
+	if (has_until) {
 		ts.tv_sec = (time_t)until;
 		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
 	}
 	pthread_mutex_lock(&st->lock);
 	while (!probe_stopped(st) && !done(st)) {
-		if (forever)
+		if (!has_until)
 			pthread_cond_wait(&st->wake, &st->lock);
 		else if (util_now() >= until ||
 			 pthread_cond_timedwait(&st->wake, &st->lock, &ts) == ETIMEDOUT)
 			break;
 	}
 	pthread_mutex_unlock(&st->lock);
+}
+
+/* probe_sleep() until done(st) or a stop, however long that takes. */
+static void probe_wait(struct auto_state *st, bool (*done)(struct auto_state *))
+{
+	probe_sleep(st, false, 0, done);
+}
+
+/* probe_sleep() until done(st), a stop, or util_now() reaching until. */
+static void probe_wait_until(struct auto_state *st, double until, bool (*done)(struct auto_state *))
+{
+	probe_sleep(st, true, until, done);
 }
 
 /* The median of PROBE_PUNCHES timings (reordered). */
@@ -983,11 +995,11 @@ static int probe(struct auto_state *st, const char *path, bool on_thread)
 	st->path = path;
 	st->t_start = util_now();
 	if (from_scan) {
-		probe_wait(st, 1e30, punch_known);
+		probe_wait(st, punch_known);
 		if (!punch_known(st))
 			return 0;
 		if (st->punch_s <= PUNCH_PROVISIONAL_S)
-			probe_wait(st, st->t_start + PROBE_WRITE_DEFER_S, write_settled);
+			probe_wait_until(st, st->t_start + PROBE_WRITE_DEFER_S, write_settled);
 	}
 	if (probe_stopped(st) || write_settled(st))
 		return 0;
@@ -1018,7 +1030,7 @@ static int probe(struct auto_state *st, const char *path, bool on_thread)
 	if (ftruncate(st->tmp_fd, 0) < 0)
 		return -errno;
 	if (on_thread)
-		probe_wait(st, util_now() + PROBE_WRITE_WAIT_MS / 1e3, early_looked);
+		probe_wait_until(st, util_now() + PROBE_WRITE_WAIT_MS / 1e3, early_looked);
 	if (write_settled(st) || probe_stopped(st))
 		return 0;
 	/* Its failure only leaves big_write_s 0: auto then punches (auto_decide()). */
@@ -1042,7 +1054,7 @@ static void *probe_thread(void *opaque)
 	return NULL;
 }
 
-/* The probe thread's lock and wake-up (probe_wait()), timed on CLOCK_MONOTONIC as util_now(). */
+/* The probe thread's lock and wake-up (probe_sleep()), timed on CLOCK_MONOTONIC as util_now(). */
 static int probe_sync_init(struct auto_state *st)
 {
 	pthread_condattr_t ca;
