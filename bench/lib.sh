@@ -10,14 +10,16 @@
 #                                          second time, so drop_caches makes cold runs cold),
 #                                          mounted with default options (no `discard`: Debian's
 #                                          default, where a periodic fstrim does the discards);
-#                                          needs root
+#                                          needs root.  SCRATCH_FS=xfs or btrfs makes that
+#                                          file system instead (mkfs defaults: XFS with
+#                                          reflink), the rest the same
 #                               and sets $cold to 1 when caches can be dropped (root), else 0.
 #                               Everything is removed again on exit ($dir, mount, loop, image).
 #   bench_workdir BINARY...     makes $dir under $base and copies the binaries into $dir/bin (a
 #                               rebuild during a run must not change what is timed); prints the
 #                               machine, the file system (journal, discard), date and load
 #   bench_prepare MODE FILE     warm: reads FILE into the page cache; cold: sync, drop caches;
-#                               on the scratch ext4 either way its journal emptied first
+#                               on the scratch fs either way its journal emptied first
 #                               (fsfreeze: see bench_settle_journal)
 #   bench_read_floor MODE FILE  fio's runtime in seconds for reading FILE sequentially in 1 MiB
 #                               blocks: cold with O_DIRECT at queue depth 16 (io_uring), warm
@@ -70,18 +72,31 @@ bench_fs_setup() {
 	host) base=${BENCH_DIR:-/var/tmp} ;;
 	scratch)
 		[ "$(id -u)" -eq 0 ] || { echo "bench: BENCH_FS=scratch needs root (losetup, mount)" >&2; exit 1; }
-		bench_need mkfs.ext4 losetup mount umount fsfreeze
+		SCRATCH_FS=${SCRATCH_FS:-ext4}
+		case $SCRATCH_FS in
+		ext4 | xfs | btrfs) ;;
+		*) echo "bench: SCRATCH_FS must be ext4, xfs or btrfs, not '$SCRATCH_FS'" >&2; exit 1 ;;
+		esac
+		bench_need "mkfs.$SCRATCH_FS" losetup mount umount fsfreeze
 		scratch_img=$(mktemp "${BENCH_DIR:-/var/tmp}/cowpunch-scratch.XXXXXX.img")
 		truncate -s "$scratch_bytes" "$scratch_img"
-		# Default features (journal) and no `discard` mount option: the Debian default.
-		mkfs.ext4 -q -F -E nodiscard "$scratch_img"
+		# Each mkfs's defaults (ext4: a journal; XFS: reflink on) and no `discard` mount
+		# option: the Debian default.  -K/nodiscard: mkfs does not discard the image.
+		case $SCRATCH_FS in
+		ext4) mkfs.ext4 -q -F -E nodiscard "$scratch_img" ;;
+		xfs) mkfs.xfs -q -f -K "$scratch_img" ;;
+		btrfs) mkfs.btrfs -q -f -K "$scratch_img" >/dev/null ;;
+		esac
 		scratch_loop=$(losetup --find --show --direct-io=on "$scratch_img")
 		scratch_mnt=$(mktemp -d /tmp/cowpunch-scratch-mnt.XXXXXX)
-		mount -t ext4 "$scratch_loop" "$scratch_mnt"
+		mount -t "$SCRATCH_FS" "$scratch_loop" "$scratch_mnt"
 		base=$scratch_mnt
-		echo "bench: scratch ext4 of $scratch_bytes bytes in $scratch_img on $scratch_loop" \
+		local opts=
+		[ "$SCRATCH_FS" != ext4 ] ||
+			opts="; ext4 options: $(tr '\n' ',' <"/proc/fs/ext4/${scratch_loop#/dev/}/options" 2>/dev/null)"
+		echo "bench: scratch $SCRATCH_FS of $scratch_bytes bytes in $scratch_img on $scratch_loop" \
 			"(direct-io $(cat "/sys/block/${scratch_loop#/dev/}/loop/dio" 2>/dev/null || echo ?))," \
-			"mounted on $scratch_mnt; ext4 options: $(cat "/proc/fs/ext4/${scratch_loop#/dev/}/options" 2>/dev/null | tr '\n' ',')"
+			"mounted on $scratch_mnt$opts"
 		;;
 	*) echo "bench: BENCH_FS must be host or scratch, not '$BENCH_FS'" >&2; exit 1 ;;
 	esac
@@ -112,6 +127,7 @@ bench_workdir() {
 # punch runs of the scattered store then took 0.35-0.97 s (sys 0.52-1.34 s, up to 36k
 # voluntary context switches), and 0.39-0.41 s in ten runs after a flush each.  Not on
 # the host file system: it has no journal here, and freezing / would stall the machine.
+# A scratch XFS or btrfs is frozen too: that writes back XFS's log, commits btrfs's transaction.
 bench_settle_journal() {
 	[ -n "$scratch_mnt" ] || return 0
 	fsfreeze -f "$scratch_mnt"

@@ -19,7 +19,10 @@
  *
  * copies SRC to DST block for block: holes stay holes and zero data stays
  * allocated (cp(1) would turn zero blocks into holes), so that every contender
- * of a benchmark starts from an identical file.
+ * of a benchmark starts from an identical file.  The bytes are read and
+ * written, never shared: copy_file_range(2) reflinks on XFS and btrfs, and a
+ * copy whose extents are shared is not what a VM's writes leave (a rewrite
+ * refuses it; every punch and write would unshare first).
  *
  *   benchcow -D BEFORE AFTER
  *
@@ -138,19 +141,13 @@ static int copy_exact(const char *src, const char *dst)
 		if (h < 0)
 			return -errno;
 		while (d < h) {
-			loff_t a = d, b = d;
-			ssize_t n = copy_file_range(in, &a, out, &b, (size_t)(h - d), 0);
+			/* Zeros written as data. */
+			static char buf[1 << 20];
+			size_t len = (size_t)(h - d) < sizeof(buf) ? (size_t)(h - d) : sizeof(buf);
+			ssize_t n = pread(in, buf, len, d);
 
-			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS)) {
-				/* Across file systems: copy by hand, zeros written as data. */
-				static char buf[1 << 20];
-				size_t len = (size_t)(h - d) < sizeof(buf) ? (size_t)(h - d)
-									   : sizeof(buf);
-
-				n = pread(in, buf, len, d);
-				if (n > 0 && pwrite(out, buf, (size_t)n, d) != n)
-					n = -1;
-			}
+			if (n > 0 && pwrite(out, buf, (size_t)n, d) != n)
+				n = -1;
 			if (n <= 0)
 				return n < 0 ? -errno : -EIO;
 			d += n;
