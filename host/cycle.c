@@ -339,6 +339,8 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 			   out->reason + strlen("fs-aware refused: "));
 	}
 	l->mem_reclaimed_bytes = out->reclaimed[METRICS_KIND_MEM_ZERO];
+	snprintf(l->mem_strategy, sizeof(l->mem_strategy), "%s",
+		 out->mem_reclaimed ? metrics_strategy_name(out->mem_strategy) : "");
 	l->bytes_read = out->scanned_bytes;
 	l->interrupted = out->interrupted;
 	l->seconds = out->seconds;

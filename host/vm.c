@@ -732,6 +732,9 @@ json_object *vm_describe(const struct vm *v)
 						       : NULL);
 		json_object_object_add(l, "strategy_reason",
 				       json_object_new_string(rc->strategy_reason));
+		json_object_object_add(
+			l, "mem_strategy",
+			rc->mem_strategy[0] ? json_object_new_string(rc->mem_strategy) : NULL);
 		json_object_object_add(l, "interrupted", json_object_new_boolean(rc->interrupted));
 		json_object_object_add(l, "error", json_object_new_string(rc->error));
 		json_object_object_add(o, "last_reclaim", l);

@@ -426,6 +426,8 @@ static int vmstore_parse_reclaim(struct vmstore_parser *p, json_object *o,
 	    (e = vmstore_opt_string(p, l, "strategy", rc->strategy, sizeof(rc->strategy))) < 0 ||
 	    (e = vmstore_opt_string(p, l, "strategy_reason", rc->strategy_reason,
 				    sizeof(rc->strategy_reason))) < 0 ||
+	    (e = vmstore_opt_string(p, l, "mem_strategy", rc->mem_strategy,
+				    sizeof(rc->mem_strategy))) < 0 ||
 	    (e = vmstore_opt_string(p, l, "error", rc->error, sizeof(rc->error))) < 0 ||
 	    (e = vmstore_parse_stamp(p, l, "cow_stamp", &rc->cow_stamp)) < 0 ||
 	    (e = vmstore_parse_stamp(p, l, "mem_stamp", &rc->mem_stamp)) < 0 ||
@@ -609,6 +611,7 @@ int vmstore_record_format(const struct vmstore_record *r, char **ret)
 		json_object_object_add(l, "strategy", json_object_new_string(rc->strategy));
 		json_object_object_add(l, "strategy_reason",
 				       json_object_new_string(rc->strategy_reason));
+		json_object_object_add(l, "mem_strategy", json_object_new_string(rc->mem_strategy));
 		json_object_object_add(l, "interrupted", json_object_new_boolean(rc->interrupted));
 		json_object_object_add(l, "error", json_object_new_string(rc->error));
 		json_object_object_add(l, "cow_stamp", vmstore_stamp_json(&rc->cow_stamp));

@@ -63,8 +63,10 @@ struct vmstore_reclaim {
 	char fs_aware_reason[256];    /* why refused */
 	char strategy[16];	      /* the COW's: "" (not recorded), "punch", "rewrite" */
 	char strategy_reason[256];    /* why that strategy (auto's figures) */
-	bool interrupted;	      /* stopped by a signal part-way (the store is valid) */
-	char error[256];	      /* what failed, "" when exit_code is 0 */
+	char mem_strategy
+		[16];	  /* the memory file's: "" (none, or not recorded), "punch", "rewrite" */
+	bool interrupted; /* stopped by a signal part-way (the store is valid) */
+	char error[256];  /* what failed, "" when exit_code is 0 */
 	struct vmstore_filestamp cow_stamp, mem_stamp; /* the files right after the reclaim */
 };
 

@@ -137,6 +137,8 @@ grep -q "result=ok strategy=rewrite mem_strategy=rewrite " "$dir/err" ||
 	fail "the agent's log line does not say rewrite for both files: $(cat "$dir/err")"
 [ "$(sha256sum <"$mem")" = "$msha" ] || fail "agent rewrite changed the memory file's bytes"
 [ "$(stat -c %i "$mem")" != "$mino" ] || fail "agent --strategy rewrite kept the memory file's inode"
+[ "$(jq -r .last_reclaim.mem_strategy "$rec")" = rewrite ] ||
+	fail "record's mem_strategy is $(jq -r .last_reclaim.mem_strategy "$rec"), want rewrite"
 [ "$(jq -r .last_reclaim.mem_stamp.ino "$rec")" = "$(stat -c %i "$mem")" ] ||
 	fail "record's mem_stamp.ino is not the memory file's new inode"
 mfreed=$(((mblocks - $(stat -c %b "$mem")) * 512))
@@ -166,6 +168,8 @@ grep -q "rewrite refused: $mem is open or mapped by process $mholder" "$dir/err"
 msha=$(sha256sum <"$mem")
 expect_rc 0 "$COWPUNCH" agent --once --no-fs-aware --state-dir "$dir/held-state"
 grep -q "mem_strategy=punch " "$dir/err" || fail "auto did not punch the held memory file: $(cat "$dir/err")"
+[ "$(jq -r .last_reclaim.mem_strategy "$dir"/held-state/vm-*/vm.json)" = punch ] ||
+	fail "the record does not say the held memory file was punched"
 [ "$(stat -c %i "$mem")" = "$mino" ] || fail "auto rewrote a memory file another process holds"
 [ "$(sha256sum <"$mem")" = "$msha" ] || fail "auto's punch changed the held memory file's bytes"
 [ "$(state "$mem")" != "$s" ] || fail "auto gave nothing back from the held memory file"

@@ -170,7 +170,7 @@ static void test_new_fields(void **state)
 	static const char *const added[] = {
 		"zero_bytes", "fs_free_bytes",	 "mem_reclaimed_bytes", "bytes_read",
 		"fs_aware",   "fs_aware_reason", "interrupted",		"error",
-		"cow_stamp",  "mem_stamp",
+		"cow_stamp",  "mem_stamp",	 "mem_strategy",
 	};
 	struct vmstore_record r = sample(), back;
 	struct vmstore_reclaim *l = &r.last_reclaim, *b = &back.last_reclaim;
@@ -187,6 +187,7 @@ static void test_new_fields(void **state)
 	snprintf(l->fs_aware_reason, sizeof(l->fs_aware_reason), "the journal needs recovery");
 	l->interrupted = true;
 	snprintf(l->error, sizeof(l->error), "/x/mem: sparsify failed: No space left on device");
+	snprintf(l->mem_strategy, sizeof(l->mem_strategy), "rewrite");
 	l->cow_stamp = (struct vmstore_filestamp){true, 2049, 77, 1 << 30, 8192, -5, 1764240201};
 	l->mem_stamp = (struct vmstore_filestamp){
 		true, 2050, 78, 1 << 29, 0, 1764240000000000001LL, 1764240000000000002LL};
@@ -201,6 +202,7 @@ static void test_new_fields(void **state)
 	assert_string_equal(b->fs_aware_reason, l->fs_aware_reason);
 	assert_true(b->interrupted);
 	assert_string_equal(b->error, l->error);
+	assert_string_equal(b->mem_strategy, "rewrite");
 	assert_true(vmstore_filestamp_equal(&b->cow_stamp, &l->cow_stamp));
 	assert_true(vmstore_filestamp_equal(&b->mem_stamp, &l->mem_stamp));
 	assert_int_equal(b->cow_stamp.mtime_ns, -5);
@@ -243,6 +245,7 @@ static void test_new_fields(void **state)
 	assert_string_equal(b->fs_aware_reason, "");
 	assert_false(b->interrupted);
 	assert_string_equal(b->error, "");
+	assert_string_equal(b->mem_strategy, "");
 	assert_false(b->cow_stamp.present);
 	assert_false(b->mem_stamp.present);
 	json_object_put(o);
