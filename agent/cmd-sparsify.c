@@ -289,23 +289,13 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 		.path = path,
 		.stop = &stop_signal,
 	};
-	char why[200] = "", rwhy[200];
+	char why[200];
 	double t0;
 	int r;
 
 	r = open_exclusive(path, &fd);
 	if (r != EXIT_OK)
 		return r;
-	if (opts.strategy != RECLAIM_STRATEGY_PUNCH && !opts.dry_run &&
-	    sparsify_rewrite_user(fd, path, why, sizeof(why))) {
-		if (opts.strategy == RECLAIM_STRATEGY_REWRITE) {
-			agent_error("%s: rewrite refused: %s; nothing written (try --strategy "
-				    "punch)",
-				    path, why);
-			return EXIT_UNSAFE;
-		}
-		opts.strategy = RECLAIM_STRATEGY_PUNCH;
-	}
 	if (agent_want_progress(&a->scan)) {
 		progress_path = path;
 		opts.progress = show_progress;
@@ -315,9 +305,8 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 	if (opts.progress)
 		fputs("\r\033[K", stderr);
 	if (r == -EPERM && opts.strategy == RECLAIM_STRATEGY_REWRITE) {
-		if (reclaim_rewrite_refusal(fd, path, rwhy, sizeof(rwhy)) != 1)
-			snprintf(rwhy, sizeof(rwhy), "%s: not permitted", path);
-		agent_error("rewrite refused: %s; nothing written (try --strategy punch)", rwhy);
+		sparsify_rewrite_why(fd, path, why, sizeof(why));
+		agent_error("rewrite refused: %s; nothing written (try --strategy punch)", why);
 		return EXIT_UNSAFE;
 	}
 	if (r == -ENOTSUP && a->scan.engine != RECLAIM_ENGINE_AUTO) {
@@ -338,9 +327,6 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 			    path, strerror(-r));
 		return EXIT_RUNTIME;
 	}
-	if (why[0])
-		snprintf(rep->scan.strategy_reason, sizeof(rep->scan.strategy_reason),
-			 "auto: punch: %.200s", why);
 	if (rep->scan.strategy == RECLAIM_STRATEGY_REWRITE) {
 		/* The old file's last descriptor: closing it gives its blocks back, here. */
 		t0 = util_now();

@@ -206,10 +206,10 @@ static int memfile_refused(const struct vm *v, const char *why, struct host_erro
 
 /*
  * Sparsifies the VM's memory file by o's strategy; fills out's mem figures.
- * A rewrite renames a new file over it: a process that has it open or mapped,
- * even read-only (a restored VM maps it privately), would keep the old file
- * and its blocks.  auto punches such a file; a forced rewrite is refused then,
- * as where reclaim_rewrite_refusal() refuses one (links, shared extents, free
+ * sparsify_run() never rewrites a file another process has open or mapped
+ * (a restored VM maps it privately, and would keep the old file and its
+ * blocks): auto punches it, a forced rewrite fails the visit with -EPERM, as
+ * for sparsify_rewrite_why()'s other rules (links, shared extents, free
  * space).  0 or -errno (err says why).
  */
 static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct cycle_vm *out,
@@ -234,16 +234,9 @@ static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct 
 	r = sparsefile_open_exclusive(path, &fd, err);
 	if (r < 0)
 		return r;
-	if (ropts.strategy != RECLAIM_STRATEGY_PUNCH &&
-	    sparsify_rewrite_user(fd, path, why, sizeof(why))) {
-		if (ropts.strategy == RECLAIM_STRATEGY_REWRITE)
-			return memfile_refused(v, why, err);
-		ropts.strategy = RECLAIM_STRATEGY_PUNCH;
-	}
 	r = sparsify_run(fd, &ropts, &rep);
 	if (r == -EPERM && ropts.strategy == RECLAIM_STRATEGY_REWRITE) {
-		if (reclaim_rewrite_refusal(fd, path, why, sizeof(why)) != 1)
-			snprintf(why, sizeof(why), "%.150s: not permitted", path);
+		sparsify_rewrite_why(fd, path, why, sizeof(why));
 		return memfile_refused(v, why, err);
 	}
 	if (r < 0) {

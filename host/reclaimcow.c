@@ -183,8 +183,7 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 	if (r == -EPERM && req->strategy == RECLAIM_STRATEGY_REWRITE) {
 		char why[200] = "";
 
-		if (reclaim_rewrite_refusal(fd, req->cow_path, why, sizeof(why)) != 1)
-			snprintf(why, sizeof(why), "%s: not permitted", req->cow_path);
+		reclaim_rewrite_why(fd, req->cow_path, why, sizeof(why));
 		host_seterr(err, "rewrite refused: %s; nothing written (try --strategy punch)",
 			    why);
 		return HOST_REWRITE_REFUSED;

@@ -157,11 +157,12 @@ int rewrite_refusal(int fd, const char *path, char *why, size_t why_len, uint64_
 	return 0;
 }
 
-int reclaim_rewrite_refusal(int fd, const char *path, char *why, size_t why_len)
+void reclaim_rewrite_why(int fd, const char *path, char *why, size_t why_len)
 {
 	uint64_t extents;
 
-	return rewrite_refusal(fd, path, why, why_len, &extents);
+	if (rewrite_refusal(fd, path, why, why_len, &extents) != 1)
+		snprintf(why, why_len, "%.*s: not permitted", (int)(why_len / 2), path);
 }
 
 /*

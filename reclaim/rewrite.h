@@ -28,9 +28,10 @@ int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 		const struct reclaim_opts *opts, struct reclaim_report *rep);
 
 /*
- * reclaim_rewrite_refusal(), also counting fd's extents (FIEMAP) on the walk
- * it takes for shared ones: *ret_extents, 0 when it cannot be told (no FIEMAP)
- * or the walk stopped early (a refusal).
+ * The check behind reclaim_rewrite_why(): 1 with why filled when fd may not
+ * be rewritten, 0 when it may, -errno when that cannot be told.  Also counts
+ * fd's extents (FIEMAP) on the walk it takes for shared ones: *ret_extents, 0
+ * when they cannot be told (no FIEMAP) or the walk stopped early (a refusal).
  */
 int rewrite_refusal(int fd, const char *path, char *why, size_t why_len, uint64_t *ret_extents);
 

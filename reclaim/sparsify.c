@@ -46,10 +46,33 @@ int sparsify_block_size(int fd, uint64_t *ret_bytes)
 	return 0;
 }
 
+/*
+ * For a rewrite of path (open as fd): 1 with why filled, naming the process,
+ * when /proc shows another process with it open or mapped (a rewrite would
+ * leave it the old file), else 0.  A process this one may not look at (other
+ * users' without root, another PID namespace's) is not seen: it would keep
+ * reading the old file, whose bytes are the same, and hold its blocks until it
+ * lets go.
+ */
+static int rewrite_user(int fd, const char *path, char *why, size_t why_len)
+{
+	struct sparsify_writer w;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || sparsify_find_user(st.st_dev, st.st_ino, &w) != 1)
+		return 0;
+	snprintf(why, why_len,
+		 "%s is open or mapped by process %d (%s): a rewrite would leave it the old file",
+		 path, (int)w.pid, w.comm);
+	return 1;
+}
+
 int sparsify_run(int fd, const struct reclaim_opts *opts, struct sparsify_report *ret)
 {
 	struct sparsify_report rep = {0};
 	struct reclaim_layout l = {0};
+	struct reclaim_opts o;
+	char why[200] = "";
 	struct stat st;
 	int r;
 
@@ -70,9 +93,19 @@ int sparsify_run(int fd, const struct reclaim_opts *opts, struct sparsify_report
 	 * the proof on each file system's rounding.
 	 */
 	l.chunks = (uint64_t)st.st_size / l.chunk_bytes;
-	r = reclaim_scan(fd, &l, opts, &rep.scan);
+	o = *opts;
+	if (o.path && !o.dry_run && o.strategy != RECLAIM_STRATEGY_PUNCH &&
+	    rewrite_user(fd, o.path, why, sizeof(why)) == 1) {
+		if (o.strategy == RECLAIM_STRATEGY_REWRITE)
+			return -EPERM;
+		o.strategy = RECLAIM_STRATEGY_PUNCH;
+	}
+	r = reclaim_scan(fd, &l, &o, &rep.scan);
 	if (r < 0)
 		return r;
+	if (why[0])
+		snprintf(rep.scan.strategy_reason, sizeof(rep.scan.strategy_reason),
+			 "auto: punch: %.200s", why);
 	rep.file_size = (uint64_t)st.st_size;
 	rep.blocks = l.chunks;
 	rep.tail_bytes = (uint64_t)st.st_size % l.chunk_bytes;
@@ -257,15 +290,8 @@ int sparsify_find_user(dev_t dev, ino_t ino, struct sparsify_writer *ret)
 	return find_process(dev, ino, true, ret);
 }
 
-int sparsify_rewrite_user(int fd, const char *path, char *why, size_t why_len)
+void sparsify_rewrite_why(int fd, const char *path, char *why, size_t why_len)
 {
-	struct sparsify_writer w;
-	struct stat st;
-
-	if (fstat(fd, &st) < 0 || sparsify_find_user(st.st_dev, st.st_ino, &w) != 1)
-		return 0;
-	snprintf(why, why_len,
-		 "%s is open or mapped by process %d (%s): a rewrite would leave it the old file",
-		 path, (int)w.pid, w.comm);
-	return 1;
+	if (rewrite_user(fd, path, why, why_len) != 1)
+		reclaim_rewrite_why(fd, path, why, why_len);
 }

@@ -39,11 +39,23 @@ int sparsify_block_size(int fd, uint64_t *ret_bytes);
  * (which also span holes between them).  fd is opened O_RDWR, ideally
  * O_DIRECT; the caller makes sure nobody else writes the file meanwhile (see
  * sparsify_probe_writers() and sparsify_find_writer()).  opts->free_bitmap must be NULL.
+ * opts->strategy as for reclaim_scan(), and one more rule: a rewrite renames a
+ * new file over opts->path, so a file another process has open or mapped,
+ * even read-only, is never rewritten (that process would keep the old file and
+ * its blocks): auto punches it (the report's strategy_reason names the
+ * process), a forced rewrite returns -EPERM.
  * Returns 0 and fills *ret, -EINVAL when fd is not a regular file, or
  * reclaim_scan()'s errors (-ECANCELED when stopped, -ENOTSUP for a forced
- * engine that is unavailable).
+ * engine that is unavailable, -EPERM for a forced rewrite refused: see
+ * sparsify_rewrite_why()).
  */
 int sparsify_run(int fd, const struct reclaim_opts *opts, struct sparsify_report *ret);
+
+/*
+ * Why sparsify_run() refused a forced rewrite of fd (open on path): the
+ * process that has it open or mapped, or else reclaim_rewrite_why()'s rule.
+ */
+void sparsify_rewrite_why(int fd, const char *path, char *why, size_t why_len);
 
 /*
  * Asks the kernel whether anybody has the file open for writing, by taking a
@@ -91,15 +103,5 @@ int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret);
  * -errno (-EACCES: some process could not be looked at).
  */
 int sparsify_find_user(dev_t dev, ino_t ino, struct sparsify_writer *ret);
-
-/*
- * For a rewrite of path (open as fd): 1 with why filled, naming the process,
- * when /proc shows another process with it open or mapped (a rewrite would
- * leave it the old file), else 0.  A process this one may not look at (other
- * users' without root, another PID namespace's) is not seen: it would keep
- * reading the old file, whose bytes are the same, and hold its blocks until it
- * lets go.
- */
-int sparsify_rewrite_user(int fd, const char *path, char *why, size_t why_len);
 
 #endif

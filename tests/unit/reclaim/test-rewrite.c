@@ -8,8 +8,9 @@
  * chunks, mode, owner and extended attributes (user.*, trusted.*, security.*,
  * an ACL) came over, the store still loads, and no temp file is left.  Chunks
  * larger than the copy's buffer (8 MiB), one zero only in its first half.
- * Each refusal (two links, too little space, shared extents on XFS) leaves the
- * file untouched, and auto then punches and says why.  auto on a store past
+ * Each refusal (two links, too little space, shared extents on XFS; a plain
+ * file another process holds) leaves the file untouched, and auto then
+ * punches and says why.  auto on a store past
  * its decision point gives the same bytes back whichever it chooses; on one
  * too small to reach it, it punches, and when its scan ends before the
  * probes, it does not wait for them and leaves no temp file.  A temp file a
@@ -484,6 +485,84 @@ static void test_plain(void **state)
 	unlink(path);
 }
 
+/*
+ * A plain file another process has open (read-only, as a restored VM maps its
+ * memory file): sparsify_run() refuses a forced rewrite, the file untouched,
+ * and sparsify_rewrite_why() names the process; auto punches it in place and
+ * says why.
+ */
+static void test_plain_held(void **state)
+{
+	_cleanup_free_ char *blk = malloc(RT_BLOCK);
+	struct sparsify_report rep;
+	struct reclaim_opts o = {.strategy = RECLAIM_STRATEGY_REWRITE};
+	uint8_t sha[32], sha2[32];
+	char path[512], why[256], pid_s[32];
+	int fd, ready[2], go[2];
+	struct stat st0, st;
+	pid_t pid;
+	char c;
+
+	(void)state;
+	fd = rt_create(dir, "rewrite-held", 0600, path, sizeof(path));
+	assert_true(fd >= 0);
+	for (uint64_t i = 0; i < 64; i++) {
+		if (i % 2)
+			memset(blk, 0, RT_BLOCK);
+		else
+			storegen_pattern(blk, RT_BLOCK, i);
+		assert_int_equal(pwrite(fd, blk, RT_BLOCK, (off_t)(i * RT_BLOCK)), RT_BLOCK);
+	}
+	assert_int_equal(fsync(fd), 0);
+	assert_int_equal(rt_file_sha(fd, sha), 0);
+	assert_int_equal(fstat(fd, &st0), 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int hfd = open(path, O_RDONLY | O_CLOEXEC);
+
+		close(ready[0]);
+		close(go[1]);
+		if (hfd < 0 || write(ready[1], "r", 1) != 1)
+			_exit(1);
+		(void)!read(go[0], &c, 1); /* until the parent closes its end */
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	snprintf(pid_s, sizeof(pid_s), "process %d", (int)pid);
+
+	o.path = path;
+	assert_int_equal(sparsify_run(fd, &o, &rep), -EPERM);
+	sparsify_rewrite_why(fd, path, why, sizeof(why));
+	if (!strstr(why, pid_s))
+		fail_msg("the refusal '%s' does not name %s", why, pid_s);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_ino, st0.st_ino);
+	assert_int_equal(st.st_blocks, st0.st_blocks);
+
+	o.strategy = RECLAIM_STRATEGY_AUTO;
+	assert_int_equal(sparsify_run(fd, &o, &rep), 0);
+	assert_int_equal(rep.scan.strategy, RECLAIM_STRATEGY_PUNCH);
+	if (!strstr(rep.scan.strategy_reason, pid_s))
+		fail_msg("auto's reason '%s' does not name %s", rep.scan.strategy_reason, pid_s);
+	assert_int_equal(rep.scan.zero_chunks, 32);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_ino, st0.st_ino);
+	assert_true(st.st_blocks < st0.st_blocks);
+	assert_int_equal(rt_file_sha(fd, sha2), 0);
+	assert_memory_equal(sha, sha2, 32);
+
+	close(go[1]);
+	close(ready[0]);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	close(fd);
+	unlink(path);
+}
+
 /* Refused: the file untouched (same inode, same bytes); auto punches and says why. */
 static void refused(const char *path, const char *why_has)
 {
@@ -750,13 +829,21 @@ static void test_decide_skip_probe(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store),	     cmocka_unit_test(test_auto_large),
-		cmocka_unit_test(test_auto_small),   cmocka_unit_test(test_auto_writes_nothing),
-		cmocka_unit_test(test_punch_timed),  cmocka_unit_test(test_big_chunks),
-		cmocka_unit_test(test_plain),	     cmocka_unit_test(test_refuse_links),
-		cmocka_unit_test(test_refuse_space), cmocka_unit_test(test_refuse_shared),
-		cmocka_unit_test(test_stale_temp),   cmocka_unit_test(test_stop),
-		cmocka_unit_test(test_write_bps),    cmocka_unit_test(test_decide_skip_probe),
+		cmocka_unit_test(test_store),
+		cmocka_unit_test(test_auto_large),
+		cmocka_unit_test(test_auto_small),
+		cmocka_unit_test(test_auto_writes_nothing),
+		cmocka_unit_test(test_punch_timed),
+		cmocka_unit_test(test_big_chunks),
+		cmocka_unit_test(test_plain),
+		cmocka_unit_test(test_plain_held),
+		cmocka_unit_test(test_refuse_links),
+		cmocka_unit_test(test_refuse_space),
+		cmocka_unit_test(test_refuse_shared),
+		cmocka_unit_test(test_stale_temp),
+		cmocka_unit_test(test_stop),
+		cmocka_unit_test(test_write_bps),
+		cmocka_unit_test(test_decide_skip_probe),
 	};
 
 	dir = rt_test_dir("test-rewrite");
