@@ -15,7 +15,8 @@
 #   the kill), and checks that reclaim followed by attach leaves the disk's sha256 unchanged.
 #   --keep keeps the disk images (build/vm/powercut/KERNEL) after a pass; they are always kept
 #   after a failure.  Environment: as tests/vm/run.sh (VMTEST_KERNELS, VMTEST_MEM, BUILD_DIR,
-#   COWPUNCH_CACHE, VMTEST_ACCEL).
+#   COWPUNCH_CACHE, VMTEST_ACCEL); POWERCUT_TEST_FREEZE=S stops (SIGSTOP) the first verifier
+#   VM S seconds after its start, to test that a verifier that stops is booted once more.
 # Exit status: 0 every kill point of every kernel verified, 1 a check failed, 2 the test bed
 # could not run.
 set -euo pipefail
@@ -34,6 +35,12 @@ pcdir=$vmdir/powercut
 points=("none 0 0" "writeback 30 3" "none 250 0" "writeback 262 1" "none 330 7"
 	"writeback 400 0" "none 520 4" "writeback 620 0" "none 800 11" "done 0 0")
 seed=20261201
+# The verifier prints a heartbeat every $heartbeat s (tests/vm/init).  A verifier whose console stays
+# silent for $frozen s has stopped altogether: under TCG a guest has once stopped that way
+# (QEMU idle, no message, not even the guest's own 600 s time limit firing) in the middle of
+# the checks.  Such a verifier is killed and booted once more, on the same disks (the kill is one
+# more power cut for them); a second stop, or any failed check, fails the test.
+heartbeat=15 frozen=120
 
 die() {
 	echo "powercut: $*" >&2
@@ -74,6 +81,7 @@ make_data_disk() {
 	mkdir -p "$stage/in/$2" "$stage/out" "$stage/work"
 	echo "$2" >"$stage/scenarios"
 	echo 600 >"$stage/scenario_timeout"
+	[ "$2" != pc-verify ] || echo "$heartbeat" >"$stage/heartbeat"
 	cp -a "$d/in/." "$stage/in/$2/"
 	truncate -s 64M "$d/data.img"
 	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -d "$stage" "$d/data.img"
@@ -170,7 +178,7 @@ run_point() {
 
 # run_kernel KERNEL: every kill point, then the verifier; writes $pcdir/KERNEL/result.
 run_kernel() {
-	local k=$1 kd=$pcdir/$1 n drives=() serial tag vd=$pcdir/$1/verify rc=0 wd
+	local k=$1 kd=$pcdir/$1 n drives=() serial tag vd=$pcdir/$1/verify try
 	rm -rf "$kd"
 	mkdir -p "$kd/tpl"
 	cat "${modcpio_of[$k]}" "$userland" >"$kd/initrd.cpio"
@@ -191,23 +199,54 @@ run_kernel() {
 		# shellcheck disable=SC2207 # disk_args' words are meant to split
 		drives+=($(disk_args "d$n$tag" "$kd/p$n/$tag.img" unsafe "$serial"))
 	done <"$kd/disks"
-	qemu_start "$vd" "$k" "${drives[@]}"
-	# The verifier's own time limit (it takes about 90 s under TCG), watched from here: a
-	# background sleep would keep the caller's lock file open after the run.
+	for try in 1 2; do
+		verify_once "$vd" "$k" "${drives[@]}" && break
+		if [ $try = 2 ] || [ "$vstate" != frozen ]; then break; fi
+		cp "$vd/console.log" "$vd/console-frozen.log"
+		echo "powercut: $k: the verifier stopped (console silent for $frozen s, last line:" \
+			"$(tr -d '\r' <"$vd/console.log" | grep -av '^VMTEST-HEARTBEAT\|^verifier VM killed' | tail -n1));" \
+			"killed it, booting it once more on the same disks (console kept: $vd/console-frozen.log)"
+		make_data_disk "$vd" pc-verify
+	done
+	if [ "$vstate" = pass ]; then
+		echo "pass$([ $try = 1 ] || echo " (second verifier boot: the first stopped)")" >"$kd/result"
+	else
+		echo "fail (verifier: $vstate, boot $try)" >"$kd/result"
+	fi
+}
+
+# verify_once DIR KERNEL DRIVE_ARGS...: boots the verifier and waits for it; sets vstate to pass,
+# fail (with QEMU's exit status), frozen (console silent for $frozen s) or timeout (900 s).  The
+# time limits are watched from here: a background sleep would keep the caller's lock file open
+# after the run.  It takes about 90 s under TCG.
+verify_once() {
+	local d=$1 wd size last=0 seen=0 rc=0
+	qemu_start "$@"
+	vstate=
 	for ((wd = 0; wd < 900; wd++)); do
 		kill -0 "$qpid" 2>/dev/null || break
+		# The test of this path: POWERCUT_TEST_FREEZE=S stops the first boot's QEMU after S s.
+		[ "$try" != 1 ] || [ "$wd" != "${POWERCUT_TEST_FREEZE:-}" ] || kill -STOP "$qpid"
+		size=$(stat -c %s "$d/console.log")
+		[ "$size" = "$seen" ] || { seen=$size last=$wd; }
+		if [ $((wd - last)) -ge "$frozen" ]; then
+			vstate=frozen
+			break
+		fi
 		sleep 1
 	done
-	if [ "$wd" -ge 900 ]; then
+	[ -n "$vstate" ] || [ "$wd" -lt 900 ] || vstate=timeout
+	if [ -n "$vstate" ]; then
 		kill -9 "$qpid" 2>/dev/null || true
-		echo "verifier VM killed after 900 s" >>"$vd/console.log"
+		echo "verifier VM killed: $vstate after $wd s" >>"$d/console.log"
 	fi
-	wait "$qpid" || rc=$?
-	if grep -aq '^VMTEST-RESULT pc-verify pass' "$vd/console.log"; then
-		echo pass >"$kd/result"
-	else
-		echo "fail (verifier qemu exit $rc)" >"$kd/result"
+	# (Quietly: bash would report the job it killed.)
+	{ wait "$qpid" || rc=$?; } 2>/dev/null
+	if [ -z "$vstate" ]; then
+		vstate="fail (qemu exit $rc)"
+		! grep -aq '^VMTEST-RESULT pc-verify pass' "$d/console.log" || vstate=pass
 	fi
+	[ "$vstate" = pass ]
 }
 
 for k in "${kernels[@]}"; do rm -rf "${pcdir:?}/$k"; done
@@ -228,8 +267,8 @@ for k in "${kernels[@]}"; do
 	sed 's/^/    /' "$kd/points" 2>/dev/null || true
 	tr -d '\r' <"$kd/verify/console.log" 2>/dev/null | grep -a '^\[pc-verify\]' | sed 's/^/    /' || true
 	r=$(cat "$kd/result" 2>/dev/null || echo "fail (no result)")
-	if [ "$r" = pass ]; then
-		echo "PASS  $k  power cut: $(wc -l <"$kd/points") kill points, cache=none and cache=writeback"
+	if [ "${r%% *}" = pass ]; then
+		echo "PASS  $k  power cut: $(wc -l <"$kd/points") kill points, cache=none and cache=writeback${r#pass}"
 		[ $keep = 1 ] || rm -f "$kd"/p*/*.img
 	else
 		echo "FAIL  $k  power cut: $r; logs in $kd"
