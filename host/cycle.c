@@ -182,6 +182,12 @@ static void cycle_reclaim_opts(const struct cycle_opts *o, struct host_reclaim_r
 	}
 }
 
+/* The metrics' label for the strategy a reclaim ran (punch or rewrite, never auto). */
+static enum metrics_strategy cycle_strategy(enum reclaim_strategy s)
+{
+	return s == RECLAIM_STRATEGY_REWRITE ? METRICS_STRATEGY_REWRITE : METRICS_STRATEGY_PUNCH;
+}
+
 /* Splits the st_blocks drop between zero and fs-free chunks by their counts (docs/operations.md). */
 static void cycle_split(const struct reclaim_report *rep, uint64_t *zero, uint64_t *fs_free)
 {
@@ -247,8 +253,7 @@ static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct 
 	out->reclaimed[METRICS_KIND_MEM_ZERO] = rep.scan.reclaimed_bytes;
 	out->scanned_bytes += rep.scan.bytes_read;
 	out->mem_reclaimed = true;
-	out->mem_strategy = rep.scan.strategy == RECLAIM_STRATEGY_REWRITE ? METRICS_STRATEGY_REWRITE
-									  : METRICS_STRATEGY_PUNCH;
+	out->mem_strategy = cycle_strategy(rep.scan.strategy);
 	return 0;
 }
 
@@ -290,9 +295,7 @@ static void cycle_child(const struct cycle_opts *o, struct vm *v, struct cycle_v
 		out->scanned_bytes = rep.bytes_read;
 		out->result = out->fs_aware_refused ? METRICS_RESULT_REFUSED : METRICS_RESULT_OK;
 		out->cow_reclaimed = true;
-		out->cow_strategy = rep.strategy == RECLAIM_STRATEGY_REWRITE
-					    ? METRICS_STRATEGY_REWRITE
-					    : METRICS_STRATEGY_PUNCH;
+		out->cow_strategy = cycle_strategy(rep.strategy);
 	} else if (r == -EBADMSG) {
 		out->result = METRICS_RESULT_REFUSED;
 		cycle_copy(out->reason, sizeof(out->reason), "", err.msg);
