@@ -289,7 +289,6 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 		.path = path,
 		.stop = &stop_signal,
 	};
-	char why[200];
 	double t0;
 	int r;
 
@@ -305,8 +304,8 @@ static int sparsify_file(const char *path, const struct args *a, struct sparsify
 	if (opts.progress)
 		fputs("\r\033[K", stderr);
 	if (r == -EPERM && opts.strategy == RECLAIM_STRATEGY_REWRITE) {
-		sparsify_rewrite_why(fd, path, why, sizeof(why));
-		agent_error("rewrite refused: %s; nothing written (try --strategy punch)", why);
+		agent_error("rewrite refused: %s; nothing written (try --strategy punch)",
+			    rep->scan.strategy_reason);
 		return EXIT_UNSAFE;
 	}
 	if (r == -ENOTSUP && a->scan.engine != RECLAIM_ENGINE_AUTO) {

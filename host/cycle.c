@@ -215,8 +215,8 @@ static int memfile_refused(const struct vm *v, const char *why, struct host_erro
  * sparsify_run() never rewrites a file another process has open or mapped
  * (a restored VM maps it privately, and would keep the old file and its
  * blocks): auto punches it, a forced rewrite fails the visit with -EPERM, as
- * for sparsify_rewrite_why()'s other rules (links, shared extents, free
- * space).  0 or -errno (err says why).
+ * for a rewrite's other rules (links, shared extents, free space).  0 or
+ * -errno (err says why).
  */
 static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct cycle_vm *out,
 			 struct host_error *err)
@@ -230,7 +230,6 @@ static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct 
 		.stop = o->stop,
 	};
 	const char *path = v->rec.mem_path;
-	char why[200];
 	int r;
 
 	if (o->throttle) {
@@ -241,10 +240,8 @@ static int cycle_memfile(const struct cycle_opts *o, const struct vm *v, struct 
 	if (r < 0)
 		return r;
 	r = sparsify_run(fd, &ropts, &rep);
-	if (r == -EPERM && ropts.strategy == RECLAIM_STRATEGY_REWRITE) {
-		sparsify_rewrite_why(fd, path, why, sizeof(why));
-		return memfile_refused(v, why, err);
-	}
+	if (r == -EPERM && ropts.strategy == RECLAIM_STRATEGY_REWRITE)
+		return memfile_refused(v, rep.scan.strategy_reason, err);
 	if (r < 0) {
 		host_seterr(err, "%s: memory file of VM %s: sparsify failed: %s", path, v->id,
 			    strerror(-r));

@@ -123,7 +123,7 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 	struct snapstore_info info = {0};
 	struct snapstore_error serr = {0};
 	struct fsaware_result fs;
-	struct reclaim_report rep;
+	struct reclaim_report rep = {0};
 	struct reclaim_opts opts;
 	_cleanup_close_ int fd = -1, own_base_fd = -1;
 	int base_fd = req->base_fd;
@@ -181,11 +181,12 @@ int host_reclaim_cow(const struct host_reclaim_request *req, struct reclaim_repo
 		return r;
 	}
 	if (r == -EPERM && req->strategy == RECLAIM_STRATEGY_REWRITE) {
-		char why[200] = "";
-
-		reclaim_rewrite_why(fd, req->cow_path, why, sizeof(why));
+		/* reclaim_run() says why; an -EPERM before it (fs-aware reads) does not. */
+		if (!rep.strategy_reason[0])
+			snprintf(rep.strategy_reason, sizeof(rep.strategy_reason),
+				 "%s: not permitted", req->cow_path);
 		host_seterr(err, "rewrite refused: %s; nothing written (try --strategy punch)",
-			    why);
+			    rep.strategy_reason);
 		return HOST_REWRITE_REFUSED;
 	}
 	if (r == -ENOTSUP && req->engine != RECLAIM_ENGINE_AUTO) {

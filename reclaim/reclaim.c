@@ -1126,19 +1126,25 @@ int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct recla
 	}
 	(void)rewrite_remove_stale(opts->path);
 	r = rewrite_refusal(fd, opts->path, why, sizeof(why), &st.extents);
-	if (r < 0)
-		return r;
 	if (opts->strategy == RECLAIM_STRATEGY_REWRITE) {
+		if (r == 0) {
+			snprintf(rep.strategy_reason, sizeof(rep.strategy_reason),
+				 "asked for (--strategy rewrite)");
+			r = scan_rewrite(fd, layout, opts, &rep);
+		}
+		/* Refused or not permitted: why, for the caller's message (*ret otherwise unset). */
 		if (r == 1)
-			return -EPERM;
-		snprintf(rep.strategy_reason, sizeof(rep.strategy_reason),
-			 "asked for (--strategy rewrite)");
-		r = scan_rewrite(fd, layout, opts, &rep);
-		if (r < 0)
-			return r;
+			snprintf(ret->strategy_reason, sizeof(ret->strategy_reason), "%s", why);
+		else if (r == -EPERM)
+			snprintf(ret->strategy_reason, sizeof(ret->strategy_reason),
+				 "%s: not permitted", opts->path);
+		if (r == 1 || r < 0)
+			return r == 1 ? -EPERM : r;
 		*ret = rep;
 		return 0;
 	}
+	if (r < 0)
+		return r;
 
 	/* auto */
 	if (r == 1) {
@@ -1180,13 +1186,15 @@ int reclaim_run(int fd, const struct snapstore_info *info, const struct reclaim_
 		struct reclaim_report *ret)
 {
 	struct reclaim_layout l;
-	struct reclaim_report rep;
+	struct reclaim_report rep = {0};
 	int r;
 
 	if (!info || !info->data_bitmap || !ret)
 		return -EINVAL;
 	reclaim_layout_of_store(info, &l);
 	r = reclaim_scan(fd, &l, opts, &rep);
+	if (r == -EPERM)
+		memcpy(ret->strategy_reason, rep.strategy_reason, sizeof(ret->strategy_reason));
 	if (r < 0)
 		return r;
 	rep.exceptions = info->exceptions;

@@ -165,17 +165,6 @@ struct reclaim_layout {
 	const struct snapstore_geometry *store;
 };
 
-/*
- * Why a forced rewrite of fd (open on path) was refused, for the message after
- * reclaim_run() or sparsify_run() returned -EPERM: fills why with the rule fd
- * breaks (more than one link; path no longer names it; an extent is shared,
- * FIEMAP_EXTENT_SHARED, so a rewrite would unshare it and take more space; less
- * free space on the file system than its allocated bytes plus a margin, 1/16 of
- * them and at least 64 MiB), or with "PATH: not permitted" when that can no
- * longer be told.
- */
-void reclaim_rewrite_why(int fd, const char *path, char *why, size_t why_len);
-
 /* The temp file a rewrite of path writes: .NAME.cowpunch-rewrite in its directory. */
 int reclaim_rewrite_temp_path(const char *path, char *buf, size_t len);
 
@@ -189,8 +178,12 @@ void reclaim_layout_of_store(const struct snapstore_info *info, struct reclaim_l
  * sure nobody else writes the file meanwhile.  report.exceptions is 0.
  * Returns 0 and fills *ret; -EINVAL for a bad layout; -ECANCELED when
  * opts->stop or opts->throttle stopped it; -ENOTSUP when a forced engine is
- * unavailable; -EPERM when a forced rewrite is refused (reclaim_rewrite_why();
- * nothing written); or another -errno.  A rewrite stopped or failed before its
+ * unavailable; -EPERM when a forced rewrite is refused or not permitted (nothing
+ * written; ret->strategy_reason, the only field set, says why: the rule the
+ * file breaks, more than one link, path no longer naming it, a shared extent
+ * (FIEMAP_EXTENT_SHARED: a rewrite would unshare it and take more space), less
+ * free space than its allocated bytes plus a margin of 1/16 and at least 64
+ * MiB; or "PATH: not permitted"); or another -errno.  A rewrite stopped or failed before its
  * rename leaves the file as it was (the temp file removed).
  */
 int reclaim_scan(int fd, const struct reclaim_layout *layout, const struct reclaim_opts *opts,

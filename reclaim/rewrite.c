@@ -157,14 +157,6 @@ int rewrite_refusal(int fd, const char *path, char *why, size_t why_len, uint64_
 	return 0;
 }
 
-void reclaim_rewrite_why(int fd, const char *path, char *why, size_t why_len)
-{
-	uint64_t extents;
-
-	if (rewrite_refusal(fd, path, why, why_len, &extents) != 1)
-		snprintf(why, why_len, "%.*s: not permitted", (int)(why_len / 2), path);
-}
-
 /*
  * Creates the temp file for path (O_DIRECT when direct and taken: *ret_direct), locked (so that once
  * renamed into place nobody else reclaims it before we are done).  A stale one

@@ -28,8 +28,8 @@ int rewrite_run(int fd, const char *path, const struct reclaim_layout *l,
 		const struct reclaim_opts *opts, struct reclaim_report *rep);
 
 /*
- * The check behind reclaim_rewrite_why(): 1 with why filled when fd may not
- * be rewritten, 0 when it may, -errno when that cannot be told.  Also counts
+ * Whether fd may be rewritten (see reclaim_run()'s -EPERM): 1 with why filled
+ * when it may not, 0 when it may, -errno when that cannot be told.  Also counts
  * fd's extents (FIEMAP) on the walk it takes for shared ones: *ret_extents, 0
  * when they cannot be told (no FIEMAP) or the walk stopped early (a refusal).
  */

@@ -96,11 +96,17 @@ int sparsify_run(int fd, const struct reclaim_opts *opts, struct sparsify_report
 	o = *opts;
 	if (o.path && !o.dry_run && o.strategy != RECLAIM_STRATEGY_PUNCH &&
 	    rewrite_user(fd, o.path, why, sizeof(why)) == 1) {
-		if (o.strategy == RECLAIM_STRATEGY_REWRITE)
+		if (o.strategy == RECLAIM_STRATEGY_REWRITE) {
+			snprintf(ret->scan.strategy_reason, sizeof(ret->scan.strategy_reason), "%s",
+				 why);
 			return -EPERM;
+		}
 		o.strategy = RECLAIM_STRATEGY_PUNCH;
 	}
 	r = reclaim_scan(fd, &l, &o, &rep.scan);
+	if (r == -EPERM)
+		memcpy(ret->scan.strategy_reason, rep.scan.strategy_reason,
+		       sizeof(ret->scan.strategy_reason));
 	if (r < 0)
 		return r;
 	if (why[0])
@@ -288,10 +294,4 @@ int sparsify_find_writer(dev_t dev, ino_t ino, struct sparsify_writer *ret)
 int sparsify_find_user(dev_t dev, ino_t ino, struct sparsify_writer *ret)
 {
 	return find_process(dev, ino, true, ret);
-}
-
-void sparsify_rewrite_why(int fd, const char *path, char *why, size_t why_len)
-{
-	if (rewrite_user(fd, path, why, why_len) != 1)
-		reclaim_rewrite_why(fd, path, why, why_len);
 }

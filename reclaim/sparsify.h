@@ -46,16 +46,11 @@ int sparsify_block_size(int fd, uint64_t *ret_bytes);
  * process), a forced rewrite returns -EPERM.
  * Returns 0 and fills *ret, -EINVAL when fd is not a regular file, or
  * reclaim_scan()'s errors (-ECANCELED when stopped, -ENOTSUP for a forced
- * engine that is unavailable, -EPERM for a forced rewrite refused: see
- * sparsify_rewrite_why()).
+ * engine that is unavailable, -EPERM for a forced rewrite refused or not
+ * permitted: ret->scan.strategy_reason, the only field then set, names the
+ * process or, as for reclaim_run(), the rule).
  */
 int sparsify_run(int fd, const struct reclaim_opts *opts, struct sparsify_report *ret);
-
-/*
- * Why sparsify_run() refused a forced rewrite of fd (open on path): the
- * process that has it open or mapped, or else reclaim_rewrite_why()'s rule.
- */
-void sparsify_rewrite_why(int fd, const char *path, char *why, size_t why_len);
 
 /*
  * Asks the kernel whether anybody has the file open for writing, by taking a

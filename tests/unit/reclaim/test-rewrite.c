@@ -488,8 +488,7 @@ static void test_plain(void **state)
 /*
  * A plain file another process has open (read-only, as a restored VM maps its
  * memory file): sparsify_run() refuses a forced rewrite, the file untouched,
- * and sparsify_rewrite_why() names the process; auto punches it in place and
- * says why.
+ * and its report names the process; auto punches it in place and says why.
  */
 static void test_plain_held(void **state)
 {
@@ -497,7 +496,7 @@ static void test_plain_held(void **state)
 	struct sparsify_report rep;
 	struct reclaim_opts o = {.strategy = RECLAIM_STRATEGY_REWRITE};
 	uint8_t sha[32], sha2[32];
-	char path[512], why[256], pid_s[32];
+	char path[512], pid_s[32];
 	int fd, ready[2], go[2];
 	struct stat st0, st;
 	pid_t pid;
@@ -537,9 +536,8 @@ static void test_plain_held(void **state)
 
 	o.path = path;
 	assert_int_equal(sparsify_run(fd, &o, &rep), -EPERM);
-	sparsify_rewrite_why(fd, path, why, sizeof(why));
-	if (!strstr(why, pid_s))
-		fail_msg("the refusal '%s' does not name %s", why, pid_s);
+	if (!strstr(rep.scan.strategy_reason, pid_s))
+		fail_msg("the refusal '%s' does not name %s", rep.scan.strategy_reason, pid_s);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_ino, st0.st_ino);
 	assert_int_equal(st.st_blocks, st0.st_blocks);
@@ -575,7 +573,10 @@ static void refused(const char *path, const char *why_has)
 	assert_int_equal(rt_file_sha(fd, sha), 0);
 	assert_int_equal(fstat(fd, &st0), 0);
 	close(fd);
+	memset(&rep, 0, sizeof(rep));
 	assert_int_equal(run_reclaim(path, RECLAIM_STRATEGY_REWRITE, &rep), -EPERM);
+	if (!strstr(rep.strategy_reason, why_has))
+		fail_msg("the refusal '%s' lacks '%s'", rep.strategy_reason, why_has);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_int_equal(fstat(fd, &st), 0);
 	assert_int_equal(rt_file_sha(fd, sha2), 0);
